@@ -1,0 +1,1 @@
+"""Heron's HTTP edge (FastAPI). No scoring logic lives here."""

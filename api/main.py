@@ -1,0 +1,56 @@
+"""create_app(): the FastAPI application over a Runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.errors import ApiError, api_error_handler, http_error_handler, unhandled_handler, validation_handler
+from api.middleware import BodyGuard
+from api.routes import admin, guilds, hooks, moderation
+from pipeline.runtime import Runtime
+from pipeline.settings import get_settings
+
+log = logging.getLogger("heron.api")
+
+DESCRIPTION = """
+Heron scores chat messages and returns a decision (`allow`, `flag`, `hold_for_review`, `block`,
+`timeout_author`) with per-category scores and reasons a person can read.
+
+Authenticate with `Authorization: Bearer <api key>` (create one with `heron keys create --tenant NAME`).
+Only `/healthz`, `/readyz`, `/metrics` and these docs answer without a key.
+"""
+
+
+def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> FastAPI:
+    settings = runtime.settings if runtime else get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or Runtime.build(role="api", settings=settings)
+        app.state.runtime = rt
+        _ = rt.service  # load models before taking traffic
+        if start_runtime:
+            rt.start()
+        try:
+            yield
+        finally:
+            if start_runtime:
+                rt.stop()
+
+    app = FastAPI(title="Heron moderation API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    if runtime is not None:
+        app.state.runtime = runtime
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(Exception, unhandled_handler)
+    for r in (moderation.router, guilds.router, hooks.router, admin.router):
+        app.include_router(r)
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,72 @@
+"""ASGI guard in front of every route: body size and UTF-8, checked before any parsing.
+
+Doing this at the ASGI layer means an oversized upload is refused while it streams in (not
+after buffering all of it) and invalid UTF-8 gets its own clear code instead of a generic
+JSON error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api.errors import error_body
+
+Scope = dict[str, Any]
+
+
+class BodyGuard:
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app = app
+        self.max = max_body_bytes
+
+    async def _reject(self, send: Any, status: int, code: str, message: str) -> None:
+        body = json.dumps(error_body(code, message), separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max:
+            await self._reject(send, 413, "body_too_large", f"request body exceeds {self.max} bytes")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max:
+                await self._reject(send, 413, "body_too_large", f"request body exceeds {self.max} bytes")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if body and ctype not in (b"application/json", b"", b"application/x-ndjson"):
+            await self._reject(send, 415, "unsupported_media_type", "send the body as application/json")
+            return
+        if body:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                await self._reject(send, 400, "invalid_utf8", f"the body is not valid UTF-8 (byte {exc.start})")
+                return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,83 @@
+"""Guild registration, versioned policies and word lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import RuntimeDep, TenantDep
+from api.errors import ApiError
+from api.schemas import GuildCreate, GuildPublic, ListsBody
+from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
+from pipeline.types import Id
+
+router = APIRouter(prefix="/v1/guilds", tags=["guilds"])
+
+
+def _validate_lists(lists: ListsBody) -> dict[str, Any]:
+    from pipeline.scorers.rules import validate_regex
+
+    for category, patterns in lists.regexes.items():
+        for p in patterns:
+            try:
+                validate_regex(p)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_regex", f"{category}: {exc}", [{"field": f"regexes.{category}", "pattern": p}]) from None
+    return lists.model_dump()
+
+
+def _public(row: dict[str, Any]) -> GuildPublic:
+    return GuildPublic(
+        guild_id=row["guild_id"],
+        policy=row["policy"] or PLATFORM_DEFAULT.model_dump(mode="json"),
+        policy_version=row["policy_version"],
+        uses_platform_default=row["policy"] is None,
+        lists=row["lists"] or {},
+        lists_version=row["lists_version"],
+    )
+
+
+@router.put("/{guild_id}", response_model=GuildPublic, summary="Register a guild (optionally with policy and lists)")
+async def put_guild(guild_id: Id, body: GuildCreate, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
+    lists = _validate_lists(body.lists) if body.lists is not None else None
+    await run_in_threadpool(lambda: rt.store.upsert_guild(tenant, guild_id, policy=body.policy, lists=lists,
+                                                           actor=f"tenant:{tenant}"))
+    row = await run_in_threadpool(rt.store.guild_row, tenant, guild_id)
+    assert row is not None
+    return _public(row)
+
+
+async def _existing(rt: RuntimeDep, tenant: str, guild_id: str) -> dict[str, Any]:
+    row = await run_in_threadpool(rt.store.guild_row, tenant, guild_id)
+    if row is None:
+        raise ApiError(404, "unknown_guild", f"guild {guild_id!r} is not registered")
+    return row
+
+
+@router.get("/{guild_id}", response_model=GuildPublic)
+async def get_guild(guild_id: Id, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
+    return _public(await _existing(rt, tenant, guild_id))
+
+
+@router.put("/{guild_id}/policy", response_model=GuildPublic, summary="Replace the guild's policy (new version)")
+async def put_policy(guild_id: Id, body: GuildPolicy, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
+    await _existing(rt, tenant, guild_id)
+    await run_in_threadpool(lambda: rt.store.upsert_guild(tenant, guild_id, policy=body, actor=f"tenant:{tenant}"))
+    return _public(await _existing(rt, tenant, guild_id))
+
+
+@router.put("/{guild_id}/lists", response_model=GuildPublic, summary="Replace the guild's word and link lists")
+async def put_lists(guild_id: Id, body: ListsBody, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
+    await _existing(rt, tenant, guild_id)
+    lists = _validate_lists(body)
+    await run_in_threadpool(lambda: rt.store.upsert_guild(tenant, guild_id, lists=lists, actor=f"tenant:{tenant}"))
+    return _public(await _existing(rt, tenant, guild_id))
+
+
+@router.get("/{guild_id}/history", summary="Every policy and list version of the guild")
+async def history(guild_id: Id, tenant: TenantDep, rt: RuntimeDep) -> list[dict[str, Any]]:
+    await _existing(rt, tenant, guild_id)
+    rows = await run_in_threadpool(rt.store.policy_history, tenant, guild_id)
+    return [{"kind": r["kind"], "version": r["version"], "body": r["body"], "created_at": str(r["created_at"])} for r in rows]

@@ -1,0 +1,1 @@
+"""Heron pipeline core: types, scorers, ensemble, policy, service, queue. No HTTP here."""

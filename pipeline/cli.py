@@ -1,0 +1,220 @@
+"""The `heron` command line: serve, worker, migrate, keys, moderate, train, eval."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="Heron: self-hosted content moderation for chat platforms.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage tenant API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+try:  # the training CLIs import torch lazily inside their commands
+    from training.cli import eval_app, train_app
+
+    app.add_typer(train_app, name="train", help="Train models from ../shared/data.")
+    app.add_typer(eval_app, name="eval", help="Evaluate models on the official test splits.")
+except ImportError as _exc:  # pragma: no cover - only when training/ is absent from an install
+    _training_error = str(_exc)
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (SQLite or PostgreSQL, per HERON_DATABASE_URL)."""
+    from pipeline.migrate import upgrade
+    from pipeline.settings import get_settings
+
+    url = get_settings().database_url
+    upgrade(url)
+    typer.echo(f"database at {_redact(url)} is at the latest schema")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@keys_app.command("create")
+def keys_create(tenant: Annotated[str, typer.Option("--tenant", help="tenant name (created if new)")]) -> None:
+    """Print a new API key for TENANT. Only its hash is stored: copy it now."""
+    from pipeline.migrate import upgrade
+    from pipeline.settings import get_settings
+    from pipeline.store import Store
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    tenant_id, key = Store.from_url(settings.database_url, settings.api_key_pepper).create_api_key(tenant)
+    typer.echo(key)
+    typer.echo(f"(tenant {tenant!r}, id {tenant_id}; use it as 'Authorization: Bearer <key>')", err=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="skip the schema upgrade at start")] = False,
+    log_level: Annotated[str, typer.Option(help="log level")] = "info",
+) -> None:
+    """Run the HTTP API (and, without HERON_REDIS_URL, the embedded worker) with the bundled models."""
+    import uvicorn
+
+    from pipeline.migrate import upgrade
+    from pipeline.settings import get_settings
+
+    _setup_logging(log_level.upper())
+    settings = get_settings()
+    if not no_migrate:
+        upgrade(settings.database_url)
+    mode = "Celery on " + _redact(settings.redis_url) if settings.redis_url else "embedded worker"
+    typer.echo(f"heron: store {_redact(settings.database_url)}, queue {mode}, scorers {', '.join(settings.scorers)}",
+               err=True)
+    typer.echo(f"heron: serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)", err=True)
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level=log_level,
+                access_log=False, timeout_graceful_shutdown=10)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="tasks run at once in this process")] = 1,
+    pool: Annotated[str, typer.Option(help="Celery pool: solo, threads or prefork")] = "solo",
+    hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
+    loglevel: Annotated[str, typer.Option(help="log level")] = "INFO",
+) -> None:
+    """Run a Celery worker (needs HERON_REDIS_URL). Start as many as you like, on any machine."""
+    from pipeline.settings import get_settings
+
+    settings = get_settings()
+    if not settings.redis_url:
+        typer.echo("heron worker needs HERON_REDIS_URL (e.g. redis://127.0.0.1:6379/0); "
+                   "without it `heron serve` runs an embedded worker itself.", err=True)
+        raise typer.Exit(2)
+    _setup_logging(loglevel)
+    from pipeline.queue.celery_app import celery_app
+
+    argv = ["worker", f"--loglevel={loglevel}", f"--pool={pool}", f"--concurrency={concurrency}", "-Q", "heron",
+            "--without-gossip", "--without-mingle"]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    celery_app.worker_main(argv)
+
+
+def _read_json_file(path: Path | None) -> Any:
+    return json.loads(path.read_text("utf-8")) if path else None
+
+
+@app.command()
+def moderate(
+    text: Annotated[str | None, typer.Argument(help="one message text to moderate")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="JSON lines, one Message per line")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="where to write decisions (JSON lines)")] = None,
+    policy: Annotated[Path | None, typer.Option(help="a guild policy JSON file (default: platform policy)")] = None,
+    lists: Annotated[Path | None, typer.Option(help="a guild lists JSON file (keywords, regexes, allowlist)")] = None,
+    scorers: Annotated[str | None, typer.Option(help="comma-separated scorer names")] = None,
+    batch_size: Annotated[int, typer.Option(help="messages per scoring batch")] = 64,
+) -> None:
+    """Run the pipeline in-process, no server: one TEXT, or --input messages.jsonl --output decisions.jsonl."""
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
+    from pipeline.service import ModerationService
+    from pipeline.settings import get_settings
+    from pipeline.store import GuildConfig, lists_from_json
+    from pipeline.types import Message
+
+    logging.basicConfig(level=logging.WARNING)
+    if (text is None) == (input is None):
+        typer.echo("give either a TEXT argument or --input FILE", err=True)
+        raise typer.Exit(2)
+    names = scorers.split(",") if scorers else get_settings().scorers
+    service = ModerationService.from_names(names)
+    for name, err in service.unavailable.items():
+        typer.echo(f"warning: scorer {name} unavailable: {err}", err=True)
+    guild = GuildConfig(
+        "cli",
+        GuildPolicy.model_validate(_read_json_file(policy)) if policy else PLATFORM_DEFAULT,
+        1 if policy else 0,
+        lists_from_json(_read_json_file(lists) or {}, 1 if lists else 0),
+    )
+
+    def render(message: Message, decision: Any) -> dict[str, Any]:
+        body = decision.model_dump(mode="json")
+        body["decision_id"] = body.pop("id")
+        body.pop("message_id")
+        return {"id": message.id, **body}
+
+    if text is not None:
+        try:
+            message = Message(text=text)
+        except ValidationError as exc:
+            typer.echo(f"invalid message: {exc.errors()[0]['msg']}", err=True)
+            raise typer.Exit(2) from None
+        decision = service.decide_one("cli", message, guild)
+        out = json.dumps(render(message, decision), ensure_ascii=False)
+        if output:
+            output.write_text(out + "\n", "utf-8")
+        else:
+            typer.echo(out)
+        return
+
+    assert input is not None
+    lines = input.read_text("utf-8").splitlines()
+    sink = output.open("w", encoding="utf-8") if output else sys.stdout
+    bad = 0
+    pending: list[tuple[int, Message]] = []
+    results: dict[int, dict[str, Any]] = {}
+
+    def flush() -> None:
+        if not pending:
+            return
+        decisions = service.decide_batch("cli", [(m, guild) for _, m in pending])
+        for (n, m), d in zip(pending, decisions, strict=True):
+            results[n] = render(m, d)
+        pending.clear()
+
+    progress = tqdm(total=len(lines), unit="msg", desc="moderating", file=sys.stderr, disable=None)
+    for n, line in enumerate(lines, start=1):
+        progress.update(1)
+        if not line.strip():
+            continue
+        try:
+            message = Message.model_validate_json(line)
+            pending.append((n, message))
+        except ValidationError as exc:
+            bad += 1
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            results[n] = {"line": n, "error": {"code": "invalid_message", "message": f"{loc}: {err['msg']}".strip(": ")}}
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    progress.close()
+    for n in sorted(results):
+        sink.write(json.dumps(results[n], ensure_ascii=False) + "\n")
+    if output:
+        sink.close()
+        typer.echo(f"wrote {len(results) - bad} decisions to {output}" + (f"; {bad} invalid lines" if bad else ""),
+                   err=True)
+    if bad:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,131 @@
+"""Database schema (SQLAlchemy Core) shared by SQLite (embedded) and PostgreSQL.
+
+The schema is owned by Alembic migrations in pipeline/migrations; this module is the single
+description they are written against. Core, not the ORM: the hot paths are bulk inserts and
+conditional updates, and the row shapes are plain.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TS = sa.DateTime(timezone=True)
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("revoked_at", TS, nullable=True),
+)
+
+guilds = sa.Table(
+    "guilds",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("guild_id", sa.String(128), primary_key=True),
+    sa.Column("policy", sa.JSON, nullable=True),
+    sa.Column("policy_version", sa.Integer, nullable=False, default=0),
+    sa.Column("lists", sa.JSON, nullable=True),
+    sa.Column("lists_version", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("guild_id", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # "policy" | "lists"
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("tenant_id", "guild_id", "kind", "version", name="uq_policy_versions_key"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("guild_id", sa.String(128), nullable=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # pending | decided
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Column("enqueued_at", TS, nullable=True),
+    sa.Column("decided_at", TS, nullable=True),
+    sa.UniqueConstraint("tenant_id", "message_id", name="uq_messages_tenant_message"),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("guild_id", sa.String(128), nullable=True),
+    sa.Column("action", sa.String(32), nullable=False, index=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("tenant_id", "message_id", name="uq_decisions_tenant_message"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=True, index=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(256), nullable=True),
+    sa.Column("details", sa.JSON, nullable=True),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False, index=True),
+    sa.Column("decision_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # pending | delivered | dead
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", TS, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("delivered_at", TS, nullable=True),
+)

@@ -1,0 +1,82 @@
+"""Combine scorer Signals into one score per category.
+
+Rules (pure, no I/O):
+- Model signals are averaged per category with per-(scorer, category) weights, renormalised over
+  the signals that are present: a scorer that failed, or that does not cover a category, takes no
+  part, so a missing signal never counts as zero.
+- Definitive signals (exact list matches) set a floor: a blocked word scores 1.0 in its category
+  whatever the models say, and a list that did not match pulls no model score down.
+- Every category appears in the result; categories no signal covered are listed in `uncovered`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pipeline.taxonomy import CATEGORY_NAMES
+from pipeline.types import Evidence, Signal
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Per-scorer, per-category weights; anything not named weighs `default_weight`."""
+
+    weights: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    default_weight: float = 1.0
+
+    def weight(self, scorer: str, category: str) -> float:
+        per_scorer = self.weights.get(scorer, {})
+        return float(per_scorer.get(category, per_scorer.get("*", self.default_weight)))
+
+
+@dataclass
+class EnsembleResult:
+    scores: dict[str, float]
+    contributors: dict[str, list[str]]
+    evidence: dict[str, list[tuple[str, Evidence]]]
+    missing: list[str]
+    uncovered: list[str]
+
+
+def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> EnsembleResult:
+    """Fold one message's signals into per-category scores."""
+    config = config or EnsembleConfig()
+    sums: dict[str, float] = {}
+    totals: dict[str, float] = {}
+    floors: dict[str, float] = {}
+    contributors: dict[str, list[str]] = {c: [] for c in CATEGORY_NAMES}
+    evidence: dict[str, list[tuple[str, Evidence]]] = {c: [] for c in CATEGORY_NAMES}
+    missing: list[str] = []
+
+    for signal in signals:
+        if not signal.ok:
+            missing.append(signal.scorer)
+            continue
+        for category, score in signal.scores.items():
+            if signal.definitive:
+                if score > 0.0:
+                    floors[category] = max(floors.get(category, 0.0), score)
+                    contributors[category].append(signal.scorer)
+                continue
+            w = config.weight(signal.scorer, category)
+            if w <= 0.0:
+                continue
+            sums[category] = sums.get(category, 0.0) + w * score
+            totals[category] = totals.get(category, 0.0) + w
+            contributors[category].append(signal.scorer)
+        for ev in signal.evidence:
+            if ev.category in evidence:
+                evidence[ev.category].append((signal.scorer, ev))
+
+    scores: dict[str, float] = {}
+    uncovered: list[str] = []
+    for category in CATEGORY_NAMES:
+        model = sums[category] / totals[category] if totals.get(category) else None
+        floor = floors.get(category)
+        if model is None and floor is None:
+            uncovered.append(category)
+            scores[category] = 0.0
+            continue
+        scores[category] = round(min(1.0, max(model or 0.0, floor or 0.0)), 4)
+    return EnsembleResult(scores, contributors, evidence, missing, uncovered)

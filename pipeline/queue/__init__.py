@@ -1,0 +1,1 @@
+"""The asynchronous path: an embedded in-process worker by default, Celery on Redis when configured."""

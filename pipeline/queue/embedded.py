@@ -1,0 +1,64 @@
+"""The embedded queue: worker threads inside the service process. No server needed.
+
+Accepted messages are already in the store, so this queue only carries row ids; if the process
+dies, the sweeper of the next start finds the pending rows and decides them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedDispatcher:
+    def __init__(self, handle: Callable[[list[int]], object], workers: int = 1, max_batch: int = 64) -> None:
+        self._handle = handle
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._workers = workers
+        self._max_batch = max_batch
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self._workers):
+            t = threading.Thread(target=self._loop, name=f"heron-embedded-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def submit(self, row_ids: list[int]) -> bool:
+        for rid in row_ids:
+            self._queue.put(rid)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                self._handle(batch)
+            except Exception:  # noqa: BLE001 - the sweeper retries what failed here
+                log.exception("embedded worker failed on %d messages; the sweeper will retry", len(batch))
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=5)
+        self._threads.clear()
+
+    def qsize(self) -> int:
+        return self._queue.qsize()

@@ -1,0 +1,232 @@
+"""Wires settings into a store, the scoring service, the webhook sink and a dispatcher.
+
+The same Runtime serves `heron serve` (API + embedded worker, or API as a Celery producer),
+`heron worker` (Celery consumer) and `heron moderate` (in-process, no store).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cached_property
+from typing import Any, Protocol
+
+from pipeline.queue.embedded import EmbeddedDispatcher
+from pipeline.queue.processing import decide_stored_messages, sweep
+from pipeline.service import ModerationService
+from pipeline.settings import Settings, get_settings
+from pipeline.sinks import WebhookSink
+from pipeline.store import GuildConfig, Store
+from pipeline.types import Decision, Message
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher(Protocol):
+    def start(self) -> None: ...
+    def submit(self, row_ids: list[int]) -> bool: ...
+    def stop(self) -> None: ...
+
+
+class CeleryDispatcher:
+    """Sends row ids to Celery, gathering ids that arrive within a few ms into one task.
+
+    If Redis is down the ids stay pending in the store and the sweeper re-sends them later: the
+    caller's 202 already means "stored", not "queued".
+    """
+
+    def __init__(self, store: Store, max_batch: int = 64, max_wait_s: float = 0.01) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._buf: list[int] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="heron-celery-producer", daemon=True)
+        self._thread.start()
+
+    def submit(self, row_ids: list[int]) -> bool:
+        with self._cond:
+            self._buf.extend(row_ids)
+            self._cond.notify()
+        return True
+
+    def send_now(self, row_ids: list[int]) -> bool:
+        from pipeline.queue.celery_app import DECIDE_TASK, celery_app
+
+        try:
+            celery_app.send_task(DECIDE_TASK, args=[row_ids], retry=False)
+        except Exception as exc:  # noqa: BLE001 - broker down: the sweeper re-sends later
+            log.warning("could not enqueue %d messages (%s); they stay pending", len(row_ids), exc)
+            return False
+        try:
+            self.store.mark_enqueued(row_ids)
+        except Exception:  # noqa: BLE001
+            log.exception("mark_enqueued failed")
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._buf and not self._stopping:
+                    self._cond.wait()
+                if self._stopping and not self._buf:
+                    return
+                deadline = time.monotonic() + self.max_wait_s
+                while len(self._buf) < self.max_batch and not self._stopping:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch, self._buf = self._buf[: self.max_batch], self._buf[self.max_batch :]
+            self.send_now(batch)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, role: str) -> None:
+        self.settings = settings
+        self.role = role
+        self.store = Store.from_url(settings.database_url, settings.api_key_pepper)
+        self.sink = WebhookSink(self.store, settings)
+        self.dispatcher: Dispatcher
+        if settings.use_celery:
+            self.dispatcher = CeleryDispatcher(self.store)
+        else:
+            self.dispatcher = EmbeddedDispatcher(self.process, workers=settings.embedded_workers)
+        self.maintenance: Maintenance | None = None
+        self._sync_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="heron-sync")
+        self.writer = DecisionWriter(self.store)
+
+    @classmethod
+    def build(cls, role: str = "api", settings: Settings | None = None) -> Runtime:
+        return cls(settings or get_settings(), role)
+
+    @cached_property
+    def service(self) -> ModerationService:
+        return ModerationService.from_names(self.settings.scorers, scorer_kwargs=self.scorer_kwargs())
+
+    def scorer_kwargs(self) -> dict[str, dict[str, Any]]:
+        if self.settings.text_quantize != "auto":
+            return {"text": {"quantize": self.settings.text_quantize}}
+        return {}
+
+    def process(self, row_ids: list[int]) -> int:
+        return len(decide_stored_messages(self.store, self.service, self.sink, row_ids))
+
+    def decide_sync(self, tenant_id: str, message: Message, guild: GuildConfig | None) -> Future[Decision]:
+        """Score on the sync pool; concurrent calls meet in the scorers' micro-batchers."""
+        return self._sync_pool.submit(self.service.decide_one, tenant_id, message, guild)
+
+    def finish_late(self, tenant_id: str, message: Message, future: Future[Decision]) -> tuple[int, bool]:
+        """The sync budget ran out: store the message as pending and deliver the outcome by webhook.
+
+        If the late computation fails, the message stays pending and the sweeper decides it.
+        """
+        row_id, created = self.store.insert_message(tenant_id, message)
+        self.store.mark_enqueued([row_id])
+
+        def _done(f: Future[Decision]) -> None:
+            if f.exception() is not None:
+                log.error("late decision for %s failed: %s", message.id, f.exception())
+                return
+            try:
+                self.store.save_decision(tenant_id, f.result())
+                self.sink.deliver_due()
+            except Exception:  # noqa: BLE001 - the sweeper retries a message left pending
+                log.exception("storing late decision for %s failed", message.id)
+
+        future.add_done_callback(_done)
+        return row_id, created
+
+    def start(self) -> None:
+        """Start the dispatcher and, where this process owns the queue, the maintenance loop."""
+        self.dispatcher.start()
+        if not self.settings.use_celery:
+            self.maintenance = Maintenance(self)
+            self.maintenance.start()
+
+    def stop(self) -> None:
+        if self.maintenance:
+            self.maintenance.stop()
+        self.dispatcher.stop()
+        self.writer.stop()
+        self._sync_pool.shutdown(wait=False, cancel_futures=True)
+        self.sink.close()
+
+
+class DecisionWriter:
+    """Write-behind for sync decisions: the caller already holds its answer, so the audit copy is
+    stored off the request path, batched by a background thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._queue: queue.Queue[tuple[str, Decision] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="heron-decision-writer", daemon=True)
+        self._thread.start()
+
+    def record(self, tenant_id: str, decision: Decision) -> None:
+        self._queue.put((tenant_id, decision))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self.store.save_decision(item[0], item[1], deliver=False)
+            except Exception:  # noqa: BLE001
+                log.exception("could not store sync decision %s", item[1].id)
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+
+class Maintenance:
+    """Periodic: re-enqueue messages left pending, send webhook deliveries that are due."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heron-maintenance", daemon=True)
+        self._dispatcher: Dispatcher = runtime.dispatcher
+        if runtime.role == "worker" and runtime.settings.use_celery:
+            self._dispatcher = CeleryDispatcher(runtime.store)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def run_once(self) -> None:
+        submit = getattr(self._dispatcher, "send_now", self._dispatcher.submit)
+        sweep(self.rt.store, self.rt.settings.requeue_after_s, submit)
+        self.rt.sink.deliver_due()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.rt.settings.sweep_interval_s):
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("maintenance round failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

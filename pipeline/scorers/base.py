@@ -1,0 +1,87 @@
+"""The Scorer contract: one abstract base, every scorer a subclass plus a registry entry.
+
+Modelled on python-threatexchange's signal types: a new scorer is a subclass, named uniquely,
+and it inherits the contract tests in tests/contract/ by being in the registry.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import ClassVar, Self
+
+from pipeline.types import Message, Signal
+
+
+class Modality(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    BEHAVIOR = "behavior"
+    LINK = "link"
+
+
+@dataclass(frozen=True)
+class GuildLists:
+    """Per-guild word lists, in the spirit of Discord AutoMod.
+
+    `keywords` map a category to blocked terms (matched after evasion-aware normalisation,
+    `*` as a wildcard at either end); `regexes` map a category to patterns; `allowlist` terms
+    are never matched; `blocked_links` are extra bad domains on top of the platform list.
+    """
+
+    keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    regexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    allowlist: tuple[str, ...] = ()
+    blocked_links: tuple[str, ...] = ()
+    version: int = 0
+
+
+EMPTY_LISTS = GuildLists()
+
+
+@dataclass(frozen=True)
+class ScoringItem:
+    """What a scorer sees: the message, its normalised text (computed once) and guild lists."""
+
+    message: Message
+    normalized_text: str
+    lists: GuildLists = EMPTY_LISTS
+
+
+class Scorer(ABC):
+    """Turns messages into Signals, in batches.
+
+    Contract (checked by tests/contract for every registered scorer):
+    - `score` returns exactly one Signal per item, in order, with `scorer == name`;
+    - scores only use `labels`, each in [0, 1];
+    - a scorer that cannot score an item returns a Signal with `error` set, never a fake 0.0;
+    - `load` returns self so `Scorer().load(path)` reads naturally; scorers without artifacts
+      accept None.
+    """
+
+    name: ClassVar[str]
+    modality: ClassVar[Modality]
+    labels: ClassVar[tuple[str, ...]]
+    version: str = "0"
+
+    def load(self, artifact_dir: Path | None = None) -> Self:
+        return self
+
+    @abstractmethod
+    def score(self, items: Sequence[ScoringItem]) -> list[Signal]:
+        """Score a batch; one Signal per item, in order."""
+
+    def applies_to(self, item: ScoringItem) -> bool:
+        """Whether this scorer has anything to say (a text scorer skips image-only messages)."""
+        return True
+
+    def error_signal(self, error: str, started: float | None = None) -> Signal:
+        latency = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+        return Signal(scorer=self.name, version=self.version, error=error, latency_ms=latency)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release threads or sessions; most scorers hold none."""

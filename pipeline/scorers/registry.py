@@ -1,0 +1,49 @@
+"""The plain scorer registry: a tuple of entries, names checked unique at import.
+
+Entries name their class by import path so that importing the registry stays cheap (no torch)
+until a scorer is actually built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from pipeline.scorers.base import Scorer
+
+
+@dataclass(frozen=True)
+class ScorerEntry:
+    name: str
+    target: str  # "module:Class"
+    default_enabled: bool = True
+    needs_artifact: bool = False
+
+    def load_class(self) -> type[Scorer]:
+        module, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+REGISTRY: tuple[ScorerEntry, ...] = (
+    ScorerEntry("rules", "pipeline.scorers.rules:RulesScorer"),
+    ScorerEntry("links", "pipeline.scorers.links:LinkScorer"),
+    ScorerEntry("text", "pipeline.scorers.text:TextScorer", needs_artifact=True),
+)
+
+_names = [e.name for e in REGISTRY]
+if len(_names) != len(set(_names)):
+    raise RuntimeError(f"duplicate scorer names in registry: {_names}")
+
+BY_NAME: dict[str, ScorerEntry] = {e.name: e for e in REGISTRY}
+
+
+def get_entry(name: str) -> ScorerEntry:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown scorer {name!r}; registered: {', '.join(BY_NAME)}") from None
+
+
+def build(name: str, **kwargs: object) -> Scorer:
+    """Instantiate and load a registered scorer with its default artifact."""
+    return get_entry(name).load_class()(**kwargs).load()

@@ -1,0 +1,189 @@
+"""Domain types shared by scorers, ensemble, policy, queue and API.
+
+They are pydantic models because the same shapes cross process boundaries (Celery, webhooks,
+JSON lines) and the API edge; `extra="forbid"` makes an unknown field a clear error instead of
+a silently dropped one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.taxonomy import CATEGORY_NAMES
+
+MAX_TEXT_CHARS = 4000
+MAX_ATTACHMENTS = 10
+
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+def new_id() -> str:
+    """A fresh message/decision id for callers that did not send one."""
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Author(_Strict):
+    """Who wrote the message; account age and guild tenure feed the spam-behaviour signals."""
+
+    id: Id = "unknown"
+    created_at: datetime | None = Field(default=None, description="account creation time")
+    joined_at: datetime | None = Field(default=None, description="when the author joined the guild")
+    roles: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=250)
+    bot: bool = False
+
+
+class Attachment(_Strict):
+    """A file sent with the message: either a URL the chat service hosts, or inline base64 bytes."""
+
+    url: Annotated[str, Field(max_length=2048)] | None = None
+    content_base64: Annotated[str, Field(max_length=14_000_000)] | None = None
+    content_type: Annotated[str, Field(max_length=100)] | None = None
+    filename: Annotated[str, Field(max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Attachment:
+        if (self.url is None) == (self.content_base64 is None):
+            raise ValueError("an attachment needs exactly one of 'url' or 'content_base64'")
+        return self
+
+
+class Context(_Strict):
+    """Conversation context: what this message replies to and the recent thread, oldest first."""
+
+    reply_to_id: Id | None = None
+    reply_to_text: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = None
+    thread_id: Id | None = None
+    previous_texts: list[Annotated[str, Field(max_length=MAX_TEXT_CHARS)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+
+class Message(_Strict):
+    """One chat message as the chat service sends it.
+
+    Only `text` is needed; everything else has defaults so `{"text": "..."}` is a valid message.
+    """
+
+    id: Id = Field(default_factory=new_id)
+    guild_id: Id | None = Field(default=None, description="None means no guild: the platform default policy")
+    channel_id: Id | None = None
+    author: Author = Field(default_factory=Author)
+    text: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] = ""
+    attachments: list[Attachment] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+    context: Context = Field(default_factory=Context)
+    timestamp: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Message:
+        if not self.text.strip() and not self.attachments:
+            raise ValueError("a message needs non-empty 'text' or at least one attachment")
+        return self
+
+
+class Action(StrEnum):
+    """What the chat service should do, ordered from least to most severe."""
+
+    ALLOW = "allow"
+    FLAG = "flag"
+    HOLD_FOR_REVIEW = "hold_for_review"
+    BLOCK = "block"
+    TIMEOUT_AUTHOR = "timeout_author"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {a: i for i, a in enumerate(Action)}
+
+
+class Evidence(_Strict):
+    """Why a scorer gave a category its score: a matched rule, a link, a model head."""
+
+    category: str
+    detail: str
+    span: tuple[int, int] | None = None
+
+
+class Signal(_Strict):
+    """What one scorer says about one message.
+
+    A failed scorer returns `error` and no scores: a missing signal is never a zero.
+    `definitive` marks exact list matches (keyword lists, known-bad links) that the ensemble
+    takes as a floor instead of averaging away.
+    """
+
+    scorer: str
+    version: str
+    scores: dict[str, float] = Field(default_factory=dict)
+    evidence: list[Evidence] = Field(default_factory=list)
+    definitive: bool = False
+    error: str | None = None
+    latency_ms: float = 0.0
+
+    @field_validator("scores")
+    @classmethod
+    def _valid_scores(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, s in v.items():
+            if k not in CATEGORY_NAMES:
+                raise ValueError(f"unknown category {k!r}")
+            if not 0.0 <= s <= 1.0:
+                raise ValueError(f"score for {k} out of [0, 1]: {s}")
+        return v
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Reason(_Strict):
+    """A reason a person can read, plus the machine fields behind it.
+
+    `category` is None for reasons that are not about one category (an exempt role, a scorer
+    that was unavailable).
+    """
+
+    category: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    action: Action
+    source: str
+    text: str
+
+
+class DecisionStatus(StrEnum):
+    COMPLETE = "complete"
+    PENDING = "pending"  # the sync budget ran out; the final decision arrives by webhook
+
+
+class Decision(_Strict):
+    """The outcome for one message, as stored, returned and delivered by webhook."""
+
+    id: str
+    message_id: str
+    guild_id: str | None = None
+    status: DecisionStatus = DecisionStatus.COMPLETE
+    action: Action
+    scores: dict[str, float]
+    reasons: list[Reason] = Field(default_factory=list)
+    missing_signals: list[str] = Field(default_factory=list)
+    model_versions: dict[str, str] = Field(default_factory=dict)
+    policy_version: int = 0
+    latency_ms: float = 0.0
+    decided_at: datetime = Field(default_factory=utcnow)
+
+    def to_public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
