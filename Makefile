@@ -1,0 +1,42 @@
+# Heron: `make run` serves the API with its bundled models; `make test` runs every test.
+# Both create the virtualenv and install everything on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[dev,onnx]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@$(BIN)/heron migrate
+	@echo "----------------------------------------------------------------------------------"
+	@echo " Heron on http://$(HOST):$(PORT)   docs: http://$(HOST):$(PORT)/docs"
+	@echo " First time? Create an API key in another terminal:"
+	@echo "     $(BIN)/heron keys create --tenant my-chat"
+	@echo " then:  curl -s -H \"Authorization: Bearer <key>\" -H 'Content-Type: application/json' \\"
+	@echo "          -d '{\"text\": \"you are an idiot\"}' http://$(HOST):$(PORT)/v1/moderate"
+	@echo "----------------------------------------------------------------------------------"
+	$(BIN)/heron serve --host $(HOST) --port $(PORT) --no-migrate
+
+test: install
+	$(BIN)/python -m pytest -ra -q
+
+lint: install
+	$(BIN)/ruff check pipeline api models training tests bench
+
+bench: install
+	$(BIN)/python bench/bench_text.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

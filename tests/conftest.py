@@ -1,0 +1,112 @@
+"""Shared fixtures: golden files, a temporary store, and an API client over the embedded runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+class Golden:
+    """Compare a JSON-able value with tests/golden/<name>.json; HERON_UPDATE_GOLDEN=1 rewrites it."""
+
+    def __call__(self, name: str, value: Any) -> None:
+        path = GOLDEN_DIR / f"{name}.json"
+        text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        if os.environ.get("HERON_UPDATE_GOLDEN") == "1" or not path.exists():
+            if os.environ.get("CI") and not path.exists():
+                pytest.fail(f"golden file {path} is missing; run the tests with HERON_UPDATE_GOLDEN=1 and commit it")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, "utf-8")
+            return
+        expected = json.loads(path.read_text("utf-8"))
+        assert json.loads(text) == expected, f"{name} differs from {path}; rerun with HERON_UPDATE_GOLDEN=1 if intended"
+
+
+@pytest.fixture
+def golden() -> Golden:
+    return Golden()
+
+
+class Receiver:
+    """A real HTTP server standing in for the chat service's webhook endpoint.
+
+    It verifies every signature with the secret it is given and records what arrived; `fail_next`
+    makes it answer 500 to simulate an outage.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.secret: str | None = None
+        self.received: list[dict[str, Any]] = []
+        self.bad_signatures = 0
+        self.fail_next = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                from pipeline.signing import SignatureError, verify
+
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    if receiver.fail_next > 0:
+                        receiver.fail_next -= 1
+                        self.send_response(500)
+                        self.end_headers()
+                        self.wfile.write(b"receiver down")
+                        return
+                    try:
+                        verify(receiver.secret or "", dict(self.headers.items()), body)
+                    except SignatureError:
+                        receiver.bad_signatures += 1
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                    receiver.received.append({"headers": dict(self.headers.items()), "body": json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def decisions(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return {r["body"]["decision"]["message_id"]: r["body"]["decision"] for r in self.received}
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.decisions()
+            if len(got) >= n:
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"webhook receiver got {len(self.decisions())} of {n} decisions in {timeout}s")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Any:
+    r = Receiver()
+    yield r
+    r.close()
