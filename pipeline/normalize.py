@@ -18,7 +18,7 @@ import unicodedata
 from functools import lru_cache
 from importlib.resources import files
 
-NORMALIZER_VERSION = "2"  # 2: numbers, mentions, trailing "!", capital-I look-alikes, NUL
+NORMALIZER_VERSION = "2"  # 2: numbers, mentions, trailing "!", capital-I look-alikes, NUL, "1d10t"
 
 # Characters that render as nothing: zero-width spaces/joiners, BOM, soft hyphen, word joiner,
 # bidi controls, Mongolian vowel separator, and the variation selectors.
@@ -96,8 +96,12 @@ def _deleet(match: re.Match[str]) -> str:
     others = len(word) - letters
     if letters < 1 or others == 0:
         return prefix + word + suffix
-    if word[0].isdigit() and (letters <= others or _NUMBER_WITH_UNIT.fullmatch(word)):
-        return prefix + word + suffix  # "10am", "4u", "1st", "5pm": numbers, not disguise
+    if word[0].isdigit():
+        # "10am", "4u", "1st", "5pm", "1v1": numbers, not disguise; but digits between letters
+        # after the number ("1d10t") are leetspeak.
+        interleaved = letters >= 2 and any(ch in _LEET_CHARS for ch in word.lstrip("0123456789"))
+        if not interleaved and (letters <= others or _NUMBER_WITH_UNIT.fullmatch(word)):
+            return prefix + word + suffix
     return prefix + word.translate(_LEET) + suffix
 
 

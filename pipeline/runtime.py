@@ -174,25 +174,43 @@ class DecisionWriter:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._queue: queue.Queue[tuple[str, Decision] | None] = queue.Queue()
+        self._pending = 0  # recorded but not yet committed (approximate across threads; for flush)
         self._thread = threading.Thread(target=self._loop, name="heron-decision-writer", daemon=True)
         self._thread.start()
 
     def record(self, tenant_id: str, decision: Decision) -> None:
+        self._pending += 1
         self._queue.put((tenant_id, decision))
 
     def _loop(self) -> None:
         while True:
             item = self._queue.get()
-            if item is None:
+            batch: list[tuple[str, Decision]] = []
+            stop = item is None
+            if item is not None:
+                batch.append(item)
+            while len(batch) < 500 and not stop:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                else:
+                    batch.append(nxt)
+            if batch:
+                try:
+                    self.store.save_sync_decisions(batch)
+                except Exception:  # noqa: BLE001
+                    log.exception("could not store %d sync decisions", len(batch))
+                finally:
+                    self._pending -= len(batch)
+            if stop:
                 return
-            try:
-                self.store.save_decision(item[0], item[1], deliver=False)
-            except Exception:  # noqa: BLE001
-                log.exception("could not store sync decision %s", item[1].id)
 
     def flush(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while self._pending > 0 and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def stop(self) -> None:

@@ -396,6 +396,40 @@ class Store:
                 )
         return decision, True
 
+    def save_sync_decisions(self, items: list[tuple[str, Decision]]) -> int:
+        """Bulk-store decisions already returned to their callers (the sync path), with audit rows.
+
+        One transaction for the whole batch: at hundreds of requests per second, a transaction per
+        decision would cost more CPU than scoring. A decision that already exists is left as it is.
+        """
+        if not items:
+            return 0
+        ts = now()
+        rows = [
+            {"id": d.id, "tenant_id": t, "message_id": d.message_id, "guild_id": d.guild_id,
+             "action": d.action.value, "payload": d.model_dump(mode="json"), "created_at": ts}
+            for t, d in items
+        ]
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+        with self.engine.begin() as conn:
+            stmt = dialect_insert(db.decisions).on_conflict_do_nothing()
+            result = conn.execute(stmt.returning(db.decisions.c.id), rows)
+            created = {r.id for r in result}
+            audits = [
+                {"tenant_id": t, "at": ts, "actor": "system:pipeline", "event": "decision", "subject": d.message_id,
+                 "details": {"decision_id": d.id, "action": d.action.value, "path": "sync",
+                             "model_versions": d.model_versions, "policy_version": d.policy_version,
+                             "missing_signals": d.missing_signals}}
+                for t, d in items if d.id in created
+            ]
+            if audits:
+                conn.execute(db.audit_log.insert(), audits)
+        return len(created)
+
     def get_decision(self, tenant_id: str, decision_or_message_id: str) -> Decision | None:
         with self.engine.connect() as conn:
             row = conn.execute(

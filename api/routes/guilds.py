@@ -17,15 +17,17 @@ router = APIRouter(prefix="/v1/guilds", tags=["guilds"])
 
 
 def _validate_lists(lists: ListsBody) -> dict[str, Any]:
-    from pipeline.scorers.rules import validate_regex
+    """Refuse lists the rules scorer could not run safely (bad regexes, empty or oversized terms)."""
+    from pipeline.scorers.rules import validate_lists
+    from pipeline.store import lists_from_json
 
-    for category, patterns in lists.regexes.items():
-        for p in patterns:
-            try:
-                validate_regex(p)
-            except ValueError as exc:
-                raise ApiError(422, "invalid_regex", f"{category}: {exc}", [{"field": f"regexes.{category}", "pattern": p}]) from None
-    return lists.model_dump()
+    body = lists.model_dump()
+    try:
+        validate_lists(lists_from_json(body))
+    except ValueError as exc:
+        code = "invalid_regex" if "regex" in str(exc) else "invalid_list"
+        raise ApiError(422, code, str(exc)) from None
+    return body
 
 
 def _public(row: dict[str, Any]) -> GuildPublic:

@@ -29,6 +29,7 @@ def make_api(tmp_path: Path) -> Iterator[Any]:
             "webhook_backoff_base_s": 0.05,
             "webhook_backoff_max_s": 0.2,
             "max_body_bytes": 20_000,
+            "sync_budget_ms": 10_000,  # a loaded CI machine must not turn 200s into 202s
         }
         values.update(overrides)
         settings = override_settings(**values)
