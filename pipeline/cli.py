@@ -122,6 +122,7 @@ def moderate(
     lists: Annotated[Path | None, typer.Option(help="a guild lists JSON file (keywords, regexes, allowlist)")] = None,
     scorers: Annotated[str | None, typer.Option(help="comma-separated scorer names")] = None,
     batch_size: Annotated[int, typer.Option(help="messages per scoring batch")] = 64,
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on stderr")] = True,
 ) -> None:
     """Run the pipeline in-process, no server: one TEXT, or --input messages.jsonl --output decisions.jsonl."""
     from pydantic import ValidationError
@@ -183,7 +184,7 @@ def moderate(
             results[n] = render(m, d)
         pending.clear()
 
-    progress = tqdm(total=len(lines), unit="msg", desc="moderating", file=sys.stderr, disable=None)
+    progress = tqdm(total=len(lines), unit="msg", desc="moderating", file=sys.stderr, disable=not progress_bar)
     for n, line in enumerate(lines, start=1):
         progress.update(1)
         if not line.strip():
