@@ -149,3 +149,13 @@ def test_a_scorer_that_fails_to_load_makes_readiness_fail_and_decisions_fail_clo
     assert ready.status_code == 503 and ready.json()["checks"]["scorers"]["no_such_scorer"]["ok"] is False
     d = client.post("/v1/moderate", json={"text": "hello"}).json()
     assert d["action"] == "hold_for_review" and d["missing_signals"] == ["no_such_scorer"]
+
+
+def test_a_message_stored_but_never_dispatched_is_still_decided(api) -> None:  # type: ignore[no-untyped-def]
+    """As after a crash between storing a message and queueing it: the sweeper finds it."""
+    from pipeline.types import Message
+
+    client, rt = api
+    tenant = rt.store.tenant_for_key(client.headers["Authorization"].split()[1])
+    rt.store.insert_message(tenant, Message(id="orphan", text="hello"))
+    assert wait_decision(client, "orphan", timeout=20)["action"] == "allow"
