@@ -26,11 +26,17 @@ def get_tenant(request: Request, runtime: RuntimeDep) -> str:
         if scheme.lower() == "bearer" and value:
             raw = value.strip()
     if not raw:
-        raise ApiError(401, "missing_api_key", "send an API key as 'Authorization: Bearer <key>'",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "missing_api_key",
+            "send an API key as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     tenant = runtime.store.tenant_for_key(raw)
     if tenant is None:
-        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "invalid_api_key", "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}
+        )
     return tenant
 
 

@@ -15,8 +15,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -32,8 +38,13 @@ def error_body(code: str, message: str, details: list[dict[str, Any]] | None = N
     return {"error": body}
 
 
-def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
@@ -44,9 +55,11 @@ def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dic
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         kind = err.get("type", "")
         if kind == "json_invalid":
-            return "malformed_json", "the request body is not valid JSON", [
-                {"message": str(err.get("ctx", {}).get("error", err.get("msg")))}
-            ]
+            return (
+                "malformed_json",
+                "the request body is not valid JSON",
+                [{"message": str(err.get("ctx", {}).get("error", err.get("msg")))}],
+            )
         if kind == "extra_forbidden":
             code = "unknown_field" if code == "validation_error" else code
         elif kind == "missing" and code == "validation_error":
@@ -73,8 +86,14 @@ async def validation_handler(_: Request, exc: Exception) -> JSONResponse:
     return error_response(status, code, message, details)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden",
-               413: "body_too_large", 415: "unsupported_media_type"}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    401: "unauthorized",
+    403: "forbidden",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 async def http_error_handler(_: Request, exc: Exception) -> JSONResponse:

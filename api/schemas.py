@@ -13,8 +13,12 @@ EXAMPLE_MESSAGE: dict[str, Any] = {
     "id": "1183847102938475",
     "guild_id": "guild-1",
     "channel_id": "general",
-    "author": {"id": "user-42", "created_at": "2026-11-01T10:00:00Z", "joined_at": "2026-11-20T09:00:00Z",
-               "roles": ["member"]},
+    "author": {
+        "id": "user-42",
+        "created_at": "2026-11-01T10:00:00Z",
+        "joined_at": "2026-11-20T09:00:00Z",
+        "roles": ["member"],
+    },
     "text": "you are a complete idiot",
 }
 
@@ -38,9 +42,19 @@ class PendingPublic(BaseModel):
 class ListsBody(BaseModel):
     """Per-guild lists (AutoMod style). Keys of keywords/regexes are taxonomy categories."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"keywords": {"toxicity": ["idiot", "stupid*"]}, "regexes": {"spam": [r"free\s+nitro"]},
-         "allowlist": ["scunthorpe"], "blocked_links": ["evil.example"]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "keywords": {"toxicity": ["idiot", "stupid*"]},
+                    "regexes": {"spam": [r"free\s+nitro"]},
+                    "allowlist": ["scunthorpe"],
+                    "blocked_links": ["evil.example"],
+                }
+            ]
+        },
+    )
 
     keywords: dict[str, list[str]] = Field(default_factory=dict)
     regexes: dict[str, list[str]] = Field(default_factory=dict)
@@ -80,7 +94,9 @@ class GuildPublic(BaseModel):
 
 
 class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"url": "https://chat.example/heron-hook"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"url": "https://chat.example/heron-hook"}]}
+    )
 
     url: HttpUrl
 

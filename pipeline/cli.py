@@ -77,11 +77,19 @@ def serve(
     if not no_migrate:
         upgrade(settings.database_url)
     mode = "Celery on " + _redact(settings.redis_url) if settings.redis_url else "embedded worker"
-    typer.echo(f"heron: store {_redact(settings.database_url)}, queue {mode}, scorers {', '.join(settings.scorers)}",
-               err=True)
+    typer.echo(
+        f"heron: store {_redact(settings.database_url)}, queue {mode}, scorers {', '.join(settings.scorers)}", err=True
+    )
     typer.echo(f"heron: serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)", err=True)
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level=log_level,
-                access_log=False, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @app.command()
@@ -96,14 +104,25 @@ def worker(
 
     settings = get_settings()
     if not settings.redis_url:
-        typer.echo("heron worker needs HERON_REDIS_URL (e.g. redis://127.0.0.1:6379/0); "
-                   "without it `heron serve` runs an embedded worker itself.", err=True)
+        typer.echo(
+            "heron worker needs HERON_REDIS_URL (e.g. redis://127.0.0.1:6379/0); "
+            "without it `heron serve` runs an embedded worker itself.",
+            err=True,
+        )
         raise typer.Exit(2)
     _setup_logging(loglevel)
     from pipeline.queue.celery_app import celery_app
 
-    argv = ["worker", f"--loglevel={loglevel}", f"--pool={pool}", f"--concurrency={concurrency}", "-Q", "heron",
-            "--without-gossip", "--without-mingle"]
+    argv = [
+        "worker",
+        f"--loglevel={loglevel}",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        "-Q",
+        "heron",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if hostname:
         argv.append(f"--hostname={hostname}")
     celery_app.worker_main(argv)
@@ -196,7 +215,10 @@ def moderate(
             bad += 1
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err.get("loc", ()))
-            results[n] = {"line": n, "error": {"code": "invalid_message", "message": f"{loc}: {err['msg']}".strip(": ")}}
+            results[n] = {
+                "line": n,
+                "error": {"code": "invalid_message", "message": f"{loc}: {err['msg']}".strip(": ")},
+            }
         if len(pending) >= batch_size:
             flush()
     flush()
@@ -205,8 +227,9 @@ def moderate(
         sink.write(json.dumps(results[n], ensure_ascii=False) + "\n")
     if output:
         sink.close()
-        typer.echo(f"wrote {len(results) - bad} decisions to {output}" + (f"; {bad} invalid lines" if bad else ""),
-                   err=True)
+        typer.echo(
+            f"wrote {len(results) - bad} decisions to {output}" + (f"; {bad} invalid lines" if bad else ""), err=True
+        )
     if bad:
         raise typer.Exit(1)
 

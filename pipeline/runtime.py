@@ -6,6 +6,7 @@ The same Runtime serves `heron serve` (API + embedded worker, or API as a Celery
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -19,7 +20,7 @@ from pipeline.queue.processing import decide_stored_messages, sweep
 from pipeline.service import ModerationService
 from pipeline.settings import Settings, get_settings
 from pipeline.sinks import WebhookSink
-from pipeline.store import GuildConfig, Store
+from pipeline.store import Store
 from pipeline.types import Decision, Message
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Runtime:
         else:
             self.dispatcher = EmbeddedDispatcher(self.process, workers=settings.embedded_workers)
         self.maintenance: Maintenance | None = None
-        self._sync_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="heron-sync")
+        self._late_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="heron-late")
         self.writer = DecisionWriter(self.store)
 
     @classmethod
@@ -126,30 +127,28 @@ class Runtime:
     def process(self, row_ids: list[int]) -> int:
         return len(decide_stored_messages(self.store, self.service, self.sink, row_ids))
 
-    def decide_sync(self, tenant_id: str, message: Message, guild: GuildConfig | None) -> Future[Decision]:
-        """Score on the sync pool; concurrent calls meet in the scorers' micro-batchers."""
-        return self._sync_pool.submit(self.service.decide_one, tenant_id, message, guild)
-
-    def finish_late(self, tenant_id: str, message: Message, future: Future[Decision]) -> tuple[int, bool]:
-        """The sync budget ran out: store the message as pending and deliver the outcome by webhook.
-
-        If the late computation fails, the message stays pending and the sweeper decides it.
-        """
-        row_id, created = self.store.insert_message(tenant_id, message)
+    def store_pending(self, tenant_id: str, message: Message) -> None:
+        """The sync budget ran out: keep the message durably as pending (claimed as enqueued now),
+        so that if the late computation is lost with this process, the sweeper decides it."""
+        row_id, _ = self.store.insert_message(tenant_id, message)
         self.store.mark_enqueued([row_id])
 
-        def _done(f: Future[Decision]) -> None:
-            if f.exception() is not None:
-                log.error("late decision for %s failed: %s", message.id, f.exception())
+    def finish_late(
+        self, tenant_id: str, message: Message, outcome: Future[Decision] | asyncio.Future[Decision]
+    ) -> None:
+        """Store a late sync decision and deliver it by webhook (off the event loop)."""
+
+        def _save() -> None:
+            if outcome.cancelled() or outcome.exception() is not None:
+                log.error("late decision for %s failed; the sweeper will retry", message.id)
                 return
             try:
-                self.store.save_decision(tenant_id, f.result())
+                self.store.save_decision(tenant_id, outcome.result())
                 self.sink.deliver_due()
             except Exception:  # noqa: BLE001 - the sweeper retries a message left pending
                 log.exception("storing late decision for %s failed", message.id)
 
-        future.add_done_callback(_done)
-        return row_id, created
+        self._late_pool.submit(_save)
 
     def start(self) -> None:
         """Start the dispatcher and, where this process owns the queue, the maintenance loop."""
@@ -163,7 +162,7 @@ class Runtime:
             self.maintenance.stop()
         self.dispatcher.stop()
         self.writer.stop()
-        self._sync_pool.shutdown(wait=False, cancel_futures=True)
+        self._late_pool.shutdown(wait=True)
         self.sink.close()
 
 

@@ -7,6 +7,7 @@ at start-up becomes an error signal for the affected messages: the decision list
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -44,8 +45,12 @@ class ModerationService:
         self.unavailable = dict(unavailable or {})
 
     @classmethod
-    def from_names(cls, names: Sequence[str], ensemble: EnsembleConfig | None = None,
-                   scorer_kwargs: dict[str, dict[str, object]] | None = None) -> ModerationService:
+    def from_names(
+        cls,
+        names: Sequence[str],
+        ensemble: EnsembleConfig | None = None,
+        scorer_kwargs: dict[str, dict[str, object]] | None = None,
+    ) -> ModerationService:
         """Build the registered scorers by name; one that fails to load is reported, not fatal."""
         scorers: list[Scorer] = []
         unavailable: dict[str, str] = {}
@@ -92,40 +97,65 @@ class ModerationService:
             out[i] = sig
         return out
 
-    def decide_batch(
-        self, tenant_id: str, batch: Sequence[tuple[Message, GuildConfig | None]]
-    ) -> list[Decision]:
+    def decide_batch(self, tenant_id: str, batch: Sequence[tuple[Message, GuildConfig | None]]) -> list[Decision]:
         """Decide a batch of messages (each with its guild's config) in one pass per scorer."""
         started = time.perf_counter()
-        items = [
-            ScoringItem(m, normalize(m.text), (g or PLATFORM_GUILD).lists) for m, g in batch
-        ]
+        items = [ScoringItem(m, normalize(m.text), (g or PLATFORM_GUILD).lists) for m, g in batch]
         per_scorer = [self._run_scorer(s, items) for s in self.scorers]
         elapsed_ms = (time.perf_counter() - started) * 1000
-        decisions = []
-        for i, (message, guild) in enumerate(batch):
-            guild = guild or PLATFORM_GUILD
-            signals = [col[i] for col in per_scorer if col[i] is not None]
-            signals += [
-                Signal(scorer=name, version="unavailable", error=err) for name, err in self.unavailable.items()
-            ]
-            result = combine(signals, self.ensemble)  # type: ignore[arg-type]
-            action, reasons = decide(result, message, guild.policy)
-            decisions.append(
-                Decision(
-                    id=decision_id_for(tenant_id, message.id),
-                    message_id=message.id,
-                    guild_id=message.guild_id,
-                    action=action,
-                    scores=result.scores,
-                    reasons=reasons,
-                    missing_signals=result.missing,
-                    model_versions={s.scorer: s.version for s in signals if s is not None and s.ok},
-                    policy_version=guild.policy_version,
-                    latency_ms=round(elapsed_ms, 3),
-                )
-            )
-        return decisions
+        return [
+            self._assemble(tenant_id, message, guild, [col[i] for col in per_scorer if col[i] is not None], elapsed_ms)
+            for i, (message, guild) in enumerate(batch)
+        ]
+
+    def _assemble(
+        self, tenant_id: str, message: Message, guild: GuildConfig | None, signals: list[Signal], elapsed_ms: float
+    ) -> Decision:
+        guild = guild or PLATFORM_GUILD
+        signals = signals + [
+            Signal(scorer=name, version="unavailable", error=err) for name, err in self.unavailable.items()
+        ]
+        result = combine(signals, self.ensemble)
+        action, reasons = decide(result, message, guild.policy)
+        return Decision(
+            id=decision_id_for(tenant_id, message.id),
+            message_id=message.id,
+            guild_id=message.guild_id,
+            action=action,
+            scores=result.scores,
+            reasons=reasons,
+            missing_signals=result.missing,
+            model_versions={s.scorer: s.version for s in signals if s.ok},
+            policy_version=guild.policy_version,
+            latency_ms=round(elapsed_ms, 3),
+        )
+
+    async def decide_one_async(self, tenant_id: str, message: Message, guild: GuildConfig | None = None) -> Decision:
+        """One message on the event loop: micro-batching scorers (`submit`) are awaited, so
+        concurrent requests share a forward pass; cheap list scorers run inline."""
+        started = time.perf_counter()
+        item = ScoringItem(message, normalize(message.text), (guild or PLATFORM_GUILD).lists)
+        signals: list[Signal] = []
+        waits = []
+        for scorer in self.scorers:
+            submit = getattr(scorer, "submit", None)
+            if submit is not None and scorer.applies_to(item):
+                try:
+                    waits.append(asyncio.wrap_future(submit(item)))
+                except Exception as exc:  # noqa: BLE001 - a scorer failure is a missing signal
+                    log.exception("scorer %s failed", scorer.name)
+                    signals.append(scorer.error_signal(f"{type(exc).__name__}: {exc}", started))
+                continue
+            if scorer.inline:
+                sig = self._run_scorer(scorer, [item])[0]
+                if sig is not None:
+                    signals.append(sig)
+            elif scorer.applies_to(item):
+                loop = asyncio.get_running_loop()
+                waits.append(loop.run_in_executor(None, lambda s=scorer: self._run_scorer(s, [item])[0]))
+        if waits:
+            signals.extend(s for s in await asyncio.gather(*waits) if s is not None)
+        return self._assemble(tenant_id, message, guild, signals, (time.perf_counter() - started) * 1000)
 
     def decide_one(self, tenant_id: str, message: Message, guild: GuildConfig | None = None) -> Decision:
         return self.decide_batch(tenant_id, [(message, guild)])[0]

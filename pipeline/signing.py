@@ -27,7 +27,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"{SCHEME}={mac}"
 
 
-def signed_headers(secret: str, body: bytes, decision_id: str, attempt: int, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str, body: bytes, decision_id: str, attempt: int, timestamp: int | None = None
+) -> dict[str, str]:
     ts = int(time.time()) if timestamp is None else timestamp
     return {
         "Content-Type": "application/json",

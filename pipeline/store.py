@@ -218,8 +218,14 @@ class Store:
             if row is None:
                 conn.execute(
                     db.guilds.insert().values(
-                        tenant_id=tenant_id, guild_id=guild_id, policy=None, policy_version=0,
-                        lists=None, lists_version=0, created_at=ts, updated_at=ts,
+                        tenant_id=tenant_id,
+                        guild_id=guild_id,
+                        policy=None,
+                        policy_version=0,
+                        lists=None,
+                        lists_version=0,
+                        created_at=ts,
+                        updated_at=ts,
                     )
                 )
                 self._audit(conn, tenant_id, actor, "guild_created", guild_id, {})
@@ -231,16 +237,30 @@ class Store:
                 policy_version += 1
                 body = policy.model_dump(mode="json")
                 values.update(policy=body, policy_version=policy_version)
-                conn.execute(db.policy_versions.insert().values(
-                    tenant_id=tenant_id, guild_id=guild_id, kind="policy", version=policy_version,
-                    body=body, created_at=ts))
+                conn.execute(
+                    db.policy_versions.insert().values(
+                        tenant_id=tenant_id,
+                        guild_id=guild_id,
+                        kind="policy",
+                        version=policy_version,
+                        body=body,
+                        created_at=ts,
+                    )
+                )
                 self._audit(conn, tenant_id, actor, "policy_updated", guild_id, {"version": policy_version})
             if lists is not None:
                 lists_version += 1
                 values.update(lists=lists, lists_version=lists_version)
-                conn.execute(db.policy_versions.insert().values(
-                    tenant_id=tenant_id, guild_id=guild_id, kind="lists", version=lists_version,
-                    body=lists, created_at=ts))
+                conn.execute(
+                    db.policy_versions.insert().values(
+                        tenant_id=tenant_id,
+                        guild_id=guild_id,
+                        kind="lists",
+                        version=lists_version,
+                        body=lists,
+                        created_at=ts,
+                    )
+                )
                 self._audit(conn, tenant_id, actor, "lists_updated", guild_id, {"version": lists_version})
             conn.execute(
                 db.guilds.update()
@@ -279,8 +299,12 @@ class Store:
                 with conn.begin_nested():
                     result = conn.execute(
                         db.messages.insert().values(
-                            tenant_id=tenant_id, message_id=message.id, guild_id=message.guild_id,
-                            payload=message.model_dump(mode="json"), status="pending", attempts=0,
+                            tenant_id=tenant_id,
+                            message_id=message.id,
+                            guild_id=message.guild_id,
+                            payload=message.model_dump(mode="json"),
+                            status="pending",
+                            attempts=0,
                             received_at=now(),
                         )
                     )
@@ -302,14 +326,10 @@ class Store:
     def load_messages(self, row_ids: list[int]) -> list[StoredMessage]:
         with self.engine.begin() as conn:
             conn.execute(
-                db.messages.update()
-                .where(db.messages.c.id.in_(row_ids))
-                .values(attempts=db.messages.c.attempts + 1)
+                db.messages.update().where(db.messages.c.id.in_(row_ids)).values(attempts=db.messages.c.attempts + 1)
             )
             rows = conn.execute(sa.select(db.messages).where(db.messages.c.id.in_(row_ids))).all()
-        return [
-            StoredMessage(r.id, r.tenant_id, Message.model_validate(r.payload), r.status, r.attempts) for r in rows
-        ]
+        return [StoredMessage(r.id, r.tenant_id, Message.model_validate(r.payload), r.status, r.attempts) for r in rows]
 
     def claim_stale_pending(self, older_than_s: float, limit: int = 500) -> list[int]:
         """Pending messages whose task may have been lost; claimed by bumping enqueued_at."""
@@ -328,12 +348,11 @@ class Store:
             ).all()
             for r in rows:
                 cond = (
-                    db.messages.c.enqueued_at.is_(None) if r.enqueued_at is None
+                    db.messages.c.enqueued_at.is_(None)
+                    if r.enqueued_at is None
                     else db.messages.c.enqueued_at == r.enqueued_at
                 )
-                res = conn.execute(
-                    db.messages.update().where(db.messages.c.id == r.id, cond).values(enqueued_at=now())
-                )
+                res = conn.execute(db.messages.update().where(db.messages.c.id == r.id, cond).values(enqueued_at=now()))
                 if res.rowcount == 1:
                     claimed.append(int(r.id))
         return claimed
@@ -361,8 +380,12 @@ class Store:
                 with conn.begin_nested():
                     conn.execute(
                         db.decisions.insert().values(
-                            id=decision.id, tenant_id=tenant_id, message_id=decision.message_id,
-                            guild_id=decision.guild_id, action=decision.action.value, payload=payload,
+                            id=decision.id,
+                            tenant_id=tenant_id,
+                            message_id=decision.message_id,
+                            guild_id=decision.guild_id,
+                            action=decision.action.value,
+                            payload=payload,
                             created_at=now(),
                         )
                     )
@@ -379,19 +402,32 @@ class Store:
                 .values(status="decided", decided_at=now())
             )
             self._audit(
-                conn, tenant_id, actor, "decision", decision.message_id,
-                {"decision_id": decision.id, "action": decision.action.value,
-                 "model_versions": decision.model_versions, "policy_version": decision.policy_version,
-                 "missing_signals": decision.missing_signals},
+                conn,
+                tenant_id,
+                actor,
+                "decision",
+                decision.message_id,
+                {
+                    "decision_id": decision.id,
+                    "action": decision.action.value,
+                    "model_versions": decision.model_versions,
+                    "policy_version": decision.policy_version,
+                    "missing_signals": decision.missing_signals,
+                },
             )
-            has_hook = deliver and conn.execute(
-                sa.select(db.webhooks.c.tenant_id).where(db.webhooks.c.tenant_id == tenant_id)
-            ).first()
+            has_hook = (
+                deliver
+                and conn.execute(sa.select(db.webhooks.c.tenant_id).where(db.webhooks.c.tenant_id == tenant_id)).first()
+            )
             if has_hook:
                 conn.execute(
                     db.deliveries.insert().values(
-                        tenant_id=tenant_id, decision_id=decision.id, status="pending", attempts=0,
-                        next_attempt_at=now(), created_at=now(),
+                        tenant_id=tenant_id,
+                        decision_id=decision.id,
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now(),
+                        created_at=now(),
                     )
                 )
         return decision, True
@@ -406,8 +442,15 @@ class Store:
             return 0
         ts = now()
         rows = [
-            {"id": d.id, "tenant_id": t, "message_id": d.message_id, "guild_id": d.guild_id,
-             "action": d.action.value, "payload": d.model_dump(mode="json"), "created_at": ts}
+            {
+                "id": d.id,
+                "tenant_id": t,
+                "message_id": d.message_id,
+                "guild_id": d.guild_id,
+                "action": d.action.value,
+                "payload": d.model_dump(mode="json"),
+                "created_at": ts,
+            }
             for t, d in items
         ]
         dialect = self.engine.dialect.name
@@ -420,11 +463,23 @@ class Store:
             result = conn.execute(stmt.returning(db.decisions.c.id), rows)
             created = {r.id for r in result}
             audits = [
-                {"tenant_id": t, "at": ts, "actor": "system:pipeline", "event": "decision", "subject": d.message_id,
-                 "details": {"decision_id": d.id, "action": d.action.value, "path": "sync",
-                             "model_versions": d.model_versions, "policy_version": d.policy_version,
-                             "missing_signals": d.missing_signals}}
-                for t, d in items if d.id in created
+                {
+                    "tenant_id": t,
+                    "at": ts,
+                    "actor": "system:pipeline",
+                    "event": "decision",
+                    "subject": d.message_id,
+                    "details": {
+                        "decision_id": d.id,
+                        "action": d.action.value,
+                        "path": "sync",
+                        "model_versions": d.model_versions,
+                        "policy_version": d.policy_version,
+                        "missing_signals": d.missing_signals,
+                    },
+                }
+                for t, d in items
+                if d.id in created
             ]
             if audits:
                 conn.execute(db.audit_log.insert(), audits)
@@ -435,8 +490,9 @@ class Store:
             row = conn.execute(
                 sa.select(db.decisions.c.payload).where(
                     db.decisions.c.tenant_id == tenant_id,
-                    sa.or_(db.decisions.c.id == decision_or_message_id,
-                           db.decisions.c.message_id == decision_or_message_id),
+                    sa.or_(
+                        db.decisions.c.id == decision_or_message_id, db.decisions.c.message_id == decision_or_message_id
+                    ),
                 )
             ).first()
         return Decision.model_validate(row.payload) if row else None
@@ -450,7 +506,12 @@ class Store:
 
     # ---- audit ----------------------------------------------------------------------------------------
     def _audit(
-        self, conn: Connection, tenant_id: str | None, actor: str, event: str, subject: str | None,
+        self,
+        conn: Connection,
+        tenant_id: str | None,
+        actor: str,
+        event: str,
+        subject: str | None,
         details: dict[str, Any],
     ) -> None:
         conn.execute(
@@ -459,7 +520,9 @@ class Store:
             )
         )
 
-    def audit(self, tenant_id: str | None, actor: str, event: str, subject: str | None, details: dict[str, Any]) -> None:
+    def audit(
+        self, tenant_id: str | None, actor: str, event: str, subject: str | None, details: dict[str, Any]
+    ) -> None:
         with self.engine.begin() as conn:
             self._audit(conn, tenant_id, actor, event, subject, details)
 
@@ -496,8 +559,14 @@ class Store:
     @staticmethod
     def _delivery(row: Any) -> Delivery:
         return Delivery(
-            row.id, row.tenant_id, row.decision_id, row.status, row.attempts,
-            _aware(row.next_attempt_at) or now(), row.last_error, row.last_status_code,
+            row.id,
+            row.tenant_id,
+            row.decision_id,
+            row.status,
+            row.attempts,
+            _aware(row.next_attempt_at) or now(),
+            row.last_error,
+            row.last_status_code,
         )
 
     def claim_due_deliveries(self, limit: int = 50, lease_s: float = 60.0) -> list[Delivery]:
@@ -514,8 +583,11 @@ class Store:
             for r in rows:
                 res = conn.execute(
                     db.deliveries.update()
-                    .where(db.deliveries.c.id == r.id, db.deliveries.c.next_attempt_at == r.next_attempt_at,
-                           db.deliveries.c.status == "pending")
+                    .where(
+                        db.deliveries.c.id == r.id,
+                        db.deliveries.c.next_attempt_at == r.next_attempt_at,
+                        db.deliveries.c.status == "pending",
+                    )
                     .values(next_attempt_at=ts + timedelta(seconds=lease_s))
                 )
                 if res.rowcount == 1:
@@ -523,12 +595,19 @@ class Store:
         return claimed
 
     def record_attempt(
-        self, delivery_id: int, *, ok: bool, status_code: int | None, error: str | None,
+        self,
+        delivery_id: int,
+        *,
+        ok: bool,
+        status_code: int | None,
+        error: str | None,
         next_attempt_at: datetime | None,
     ) -> None:
         """Record one attempt: delivered, retry at `next_attempt_at`, or dead when that is None."""
         values: dict[str, Any] = {
-            "attempts": db.deliveries.c.attempts + 1, "last_status_code": status_code, "last_error": error,
+            "attempts": db.deliveries.c.attempts + 1,
+            "last_status_code": status_code,
+            "last_error": error,
         }
         if ok:
             values.update(status="delivered", delivered_at=now())
@@ -559,12 +638,20 @@ class Store:
                 return None
             row = conn.execute(sa.select(db.deliveries).where(db.deliveries.c.decision_id == decision_id)).first()
             if row is None:
-                conn.execute(db.deliveries.insert().values(
-                    tenant_id=tenant_id, decision_id=decision_id, status="pending", attempts=0,
-                    next_attempt_at=now(), created_at=now()))
+                conn.execute(
+                    db.deliveries.insert().values(
+                        tenant_id=tenant_id,
+                        decision_id=decision_id,
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now(),
+                        created_at=now(),
+                    )
+                )
             else:
                 conn.execute(
-                    db.deliveries.update().where(db.deliveries.c.id == row.id)
+                    db.deliveries.update()
+                    .where(db.deliveries.c.id == row.id)
                     .values(status="pending", attempts=0, next_attempt_at=now(), last_error=None)
                 )
             self._audit(conn, tenant_id, actor, "redeliver", decision_id, {})

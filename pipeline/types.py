@@ -66,9 +66,7 @@ class Context(_Strict):
     reply_to_id: Id | None = None
     reply_to_text: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = None
     thread_id: Id | None = None
-    previous_texts: list[Annotated[str, Field(max_length=MAX_TEXT_CHARS)]] = Field(
-        default_factory=list, max_length=20
-    )
+    previous_texts: list[Annotated[str, Field(max_length=MAX_TEXT_CHARS)]] = Field(default_factory=list, max_length=20)
 
 
 class Message(_Strict):

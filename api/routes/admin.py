@@ -63,6 +63,8 @@ async def metrics() -> Response:
 
 
 @router.get("/v1/audit", summary="The tenant's audit log, newest first")
-async def audit(tenant: TenantDep, rt: RuntimeDep, limit: int = Query(default=100, ge=1, le=1000)) -> list[dict[str, Any]]:
+async def audit(
+    tenant: TenantDep, rt: RuntimeDep, limit: int = Query(default=100, ge=1, le=1000)
+) -> list[dict[str, Any]]:
     rows = await run_in_threadpool(rt.store.audit_entries, tenant, limit)
     return [{**r, "at": r["at"].isoformat() if r["at"] else None} for r in rows]

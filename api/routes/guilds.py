@@ -44,8 +44,9 @@ def _public(row: dict[str, Any]) -> GuildPublic:
 @router.put("/{guild_id}", response_model=GuildPublic, summary="Register a guild (optionally with policy and lists)")
 async def put_guild(guild_id: Id, body: GuildCreate, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     lists = _validate_lists(body.lists) if body.lists is not None else None
-    await run_in_threadpool(lambda: rt.store.upsert_guild(tenant, guild_id, policy=body.policy, lists=lists,
-                                                           actor=f"tenant:{tenant}"))
+    await run_in_threadpool(
+        lambda: rt.store.upsert_guild(tenant, guild_id, policy=body.policy, lists=lists, actor=f"tenant:{tenant}")
+    )
     row = await run_in_threadpool(rt.store.guild_row, tenant, guild_id)
     assert row is not None
     return _public(row)
@@ -82,4 +83,7 @@ async def put_lists(guild_id: Id, body: ListsBody, tenant: TenantDep, rt: Runtim
 async def history(guild_id: Id, tenant: TenantDep, rt: RuntimeDep) -> list[dict[str, Any]]:
     await _existing(rt, tenant, guild_id)
     rows = await run_in_threadpool(rt.store.policy_history, tenant, guild_id)
-    return [{"kind": r["kind"], "version": r["version"], "body": r["body"], "created_at": str(r["created_at"])} for r in rows]
+    return [
+        {"kind": r["kind"], "version": r["version"], "body": r["body"], "created_at": str(r["created_at"])}
+        for r in rows
+    ]

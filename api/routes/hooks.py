@@ -16,9 +16,14 @@ router = APIRouter(prefix="/v1/webhook", tags=["webhooks"])
 
 
 def _delivery(d: Delivery) -> DeliveryPublic:
-    return DeliveryPublic(decision_id=d.decision_id, status=d.status, attempts=d.attempts,
-                          next_attempt_at=d.next_attempt_at.isoformat(), last_error=d.last_error,
-                          last_status_code=d.last_status_code)
+    return DeliveryPublic(
+        decision_id=d.decision_id,
+        status=d.status,
+        attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at.isoformat(),
+        last_error=d.last_error,
+        last_status_code=d.last_status_code,
+    )
 
 
 @router.put("", response_model=WebhookPublic, summary="Register the webhook (returns the signing secret once)")
@@ -43,16 +48,25 @@ async def delete_webhook(tenant: TenantDep, rt: RuntimeDep) -> None:
         raise ApiError(404, "webhook_not_found", "no webhook registered")
 
 
-@router.get("/deliveries", response_model=list[DeliveryPublic], summary="Deliveries; status=dead is the dead-letter list")
-async def deliveries(tenant: TenantDep, rt: RuntimeDep,
-                     status: Literal["pending", "delivered", "dead"] | None = Query(default=None),
-                     limit: int = Query(default=100, ge=1, le=1000)) -> list[DeliveryPublic]:
+@router.get(
+    "/deliveries", response_model=list[DeliveryPublic], summary="Deliveries; status=dead is the dead-letter list"
+)
+async def deliveries(
+    tenant: TenantDep,
+    rt: RuntimeDep,
+    status: Literal["pending", "delivered", "dead"] | None = Query(default=None),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> list[DeliveryPublic]:
     rows = await run_in_threadpool(rt.store.deliveries, tenant, status, limit)
     return [_delivery(d) for d in rows]
 
 
-@router.post("/deliveries/{decision_id}/redeliver", response_model=DeliveryPublic, status_code=202,
-             summary="Send a decision again (dead-lettered or not)")
+@router.post(
+    "/deliveries/{decision_id}/redeliver",
+    response_model=DeliveryPublic,
+    status_code=202,
+    summary="Send a decision again (dead-lettered or not)",
+)
 async def redeliver(decision_id: str, tenant: TenantDep, rt: RuntimeDep) -> DeliveryPublic:
     if await run_in_threadpool(rt.store.get_webhook, tenant) is None:
         raise ApiError(409, "webhook_not_found", "register a webhook before redelivering")
@@ -60,5 +74,7 @@ async def redeliver(decision_id: str, tenant: TenantDep, rt: RuntimeDep) -> Deli
     if d is None:
         raise ApiError(404, "decision_not_found", f"no decision {decision_id!r} for this tenant")
     await run_in_threadpool(rt.sink.deliver_due)
-    refreshed = [x for x in await run_in_threadpool(rt.store.deliveries, tenant, None, 1000) if x.decision_id == decision_id]
+    refreshed = [
+        x for x in await run_in_threadpool(rt.store.deliveries, tenant, None, 1000) if x.decision_id == decision_id
+    ]
     return _delivery(refreshed[0] if refreshed else d)

@@ -32,7 +32,9 @@ def resolve_guild(rt: Runtime, tenant: str, guild_id: str | None) -> GuildConfig
 @router.post(
     "/moderate",
     response_model=DecisionPublic,
-    responses={202: {"model": PendingPublic, "description": "the latency budget ran out; the decision follows by webhook"}},
+    responses={
+        202: {"model": PendingPublic, "description": "the latency budget ran out; the decision follows by webhook"}
+    },
     summary="Decide one message now (pre-send check)",
 )
 async def moderate(body: MessageCreate, tenant: TenantDep, rt: RuntimeDep) -> Decision | JSONResponse:
@@ -44,14 +46,18 @@ async def moderate(body: MessageCreate, tenant: TenantDep, rt: RuntimeDep) -> De
     started = time.perf_counter()
     message = Message.model_validate(body.model_dump())
     guild = resolve_guild(rt, tenant, message.guild_id)
-    future = rt.decide_sync(tenant, message, guild)
+    task = asyncio.ensure_future(rt.service.decide_one_async(tenant, message, guild))
     try:
-        decision = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), rt.settings.sync_budget_ms / 1000)
+        decision = await asyncio.wait_for(asyncio.shield(task), rt.settings.sync_budget_ms / 1000)
     except TimeoutError:
-        await run_in_threadpool(rt.finish_late, tenant, message, future)
-        decision_id = decision_id_for(tenant, message.id)
-        pending = PendingPublic(status="pending", message_id=message.id, decision_id=decision_id,
-                                detail="latency budget exceeded; the decision will be delivered by webhook")
+        await run_in_threadpool(rt.store_pending, tenant, message)
+        task.add_done_callback(lambda t: rt.finish_late(tenant, message, t))
+        pending = PendingPublic(
+            status="pending",
+            message_id=message.id,
+            decision_id=decision_id_for(tenant, message.id),
+            detail="latency budget exceeded; the decision will be delivered by webhook",
+        )
         return JSONResponse(pending.model_dump(), status_code=202)
     rt.writer.record(tenant, decision)
     DECISIONS.labels(path="sync", action=decision.action.value).inc()
@@ -70,11 +76,18 @@ async def submit_message(body: MessageCreate, tenant: TenantDep, rt: RuntimeDep)
     if created:
         rt.dispatcher.submit([row_id])
 
-    return PendingPublic(status="accepted", message_id=message.id, decision_id=decision_id_for(tenant, message.id),
-                         duplicate=not created, detail="queued; the decision will be delivered by webhook")
+    return PendingPublic(
+        status="accepted",
+        message_id=message.id,
+        decision_id=decision_id_for(tenant, message.id),
+        duplicate=not created,
+        detail="queued; the decision will be delivered by webhook",
+    )
 
 
-@router.get("/decisions/{decision_id}", response_model=DecisionPublic, summary="Read a decision by decision or message id")
+@router.get(
+    "/decisions/{decision_id}", response_model=DecisionPublic, summary="Read a decision by decision or message id"
+)
 async def get_decision(decision_id: str, tenant: TenantDep, rt: RuntimeDep) -> Decision:
     decision = await run_in_threadpool(rt.store.get_decision, tenant, decision_id)
     if decision is None:

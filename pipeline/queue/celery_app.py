@@ -57,9 +57,17 @@ def worker_runtime() -> Any:
         return _runtime
 
 
-@celery_app.task(name=DECIDE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
-                 autoretry_for=(OSError, ConnectionError), retry_backoff=True, retry_backoff_max=60,
-                 retry_jitter=True, max_retries=10)
+@celery_app.task(
+    name=DECIDE_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OSError, ConnectionError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=10,
+)
 def decide_messages(self: Any, row_ids: list[int]) -> int:
     from sqlalchemy.exc import OperationalError
 

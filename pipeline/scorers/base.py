@@ -67,6 +67,9 @@ class Scorer(ABC):
     modality: ClassVar[Modality]
     labels: ClassVar[tuple[str, ...]]
     version: str = "0"
+    # Cheap enough (well under a millisecond, no I/O) to run on the API's event loop; anything
+    # else runs on a thread so that a slow scorer cannot stall other requests or the budget.
+    inline: ClassVar[bool] = False
 
     def load(self, artifact_dir: Path | None = None) -> Self:
         return self

@@ -262,6 +262,8 @@ def load_blocklist(path: Path) -> list[str]:
 class LinkScorer(Scorer):
     """Flags links to known phishing/scam domains (platform list and per-guild `blocked_links`)."""
 
+    inline: ClassVar[bool] = True  # compiled matchers, sub-millisecond: safe on the event loop
+
     name: ClassVar[str] = "links"
     modality: ClassVar[Modality] = Modality.LINK
     labels: ClassVar[tuple[str, ...]] = ("scam",)

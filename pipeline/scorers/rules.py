@@ -500,6 +500,8 @@ class RulesScorer(Scorer):
     path only pays for matching.
     """
 
+    inline: ClassVar[bool] = True  # compiled matchers, sub-millisecond: safe on the event loop
+
     name: ClassVar[str] = "rules"
     modality: ClassVar[Modality] = Modality.TEXT
     labels: ClassVar[tuple[str, ...]] = CATEGORY_NAMES

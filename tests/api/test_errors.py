@@ -59,7 +59,9 @@ def test_invalid_policy_and_regex_are_refused_with_reasons(api) -> None:  # type
     assert r.status_code == 422 and "unknown category" in r.json()["error"]["message"]
     r = client.put("/v1/guilds/g1", json={"lists": {"regexes": {"spam": ["(a+)+$"]}}})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_regex"
-    r = client.put("/v1/guilds/g1", json={"policy": {"thresholds": {"toxicity": [{"threshold": 1.5, "action": "flag"}]}}})
+    r = client.put(
+        "/v1/guilds/g1", json={"policy": {"thresholds": {"toxicity": [{"threshold": 1.5, "action": "flag"}]}}}
+    )
     assert r.status_code == 422
     assert client.get("/v1/guilds/g1").status_code == 404  # nothing half-created
 

@@ -54,9 +54,21 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_port(self.port)
 
@@ -112,8 +124,9 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         self.handle = log.open("ab")
-        self.proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=self.handle, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=REPO, stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:
@@ -157,15 +170,25 @@ class Stack:
         self.workers: list[Proc] = []
         self.engine = sa.create_engine(pg_url)
         subprocess.run([str(BIN / "heron"), "migrate"], env=self.env, cwd=REPO, check=True, capture_output=True)
-        out = subprocess.run([str(BIN / "heron"), "keys", "create", "--tenant", "chat"], env=self.env, cwd=REPO,
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [str(BIN / "heron"), "keys", "create", "--tenant", "chat"],
+            env=self.env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         self.key = out.stdout.strip()
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}",
-                                   headers={"Authorization": f"Bearer {self.key}"}, timeout=30)
+        self.client = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}", headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+        )
 
     def start_api(self) -> None:
-        self.api = Proc([str(BIN / "heron"), "serve", "--port", str(self.port), "--no-migrate", "--log-level", "warning"],
-                        self.env, self.tmp / "api.log")
+        self.api = Proc(
+            [str(BIN / "heron"), "serve", "--port", str(self.port), "--no-migrate", "--log-level", "warning"],
+            self.env,
+            self.tmp / "api.log",
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -178,8 +201,11 @@ class Stack:
         raise AssertionError("API did not start:\n" + self.api.output())
 
     def start_worker(self, name: str) -> Proc:
-        w = Proc([str(BIN / "heron"), "worker", "--hostname", f"{name}@%h", "--loglevel", "INFO"], self.env,
-                 self.tmp / f"{name}.log")
+        w = Proc(
+            [str(BIN / "heron"), "worker", "--hostname", f"{name}@%h", "--loglevel", "INFO"],
+            self.env,
+            self.tmp / f"{name}.log",
+        )
         self.workers.append(w)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -12,8 +12,9 @@ CATEGORIES = {"toxicity", "harassment", "hate", "sexual", "violence", "self_harm
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([HERON, "moderate", "--scorers", "rules,links", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [HERON, "moderate", "--scorers", "rules,links", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def test_one_text_prints_a_decision_with_every_category() -> None:
@@ -29,12 +30,15 @@ def test_jsonl_in_jsonl_out_with_lists_and_a_bad_line(tmp_path: Path) -> None:
     lists.write_text(json.dumps({"keywords": {"toxicity": ["idiot"]}}))
     src = tmp_path / "messages.jsonl"
     src.write_text(
-        "\n".join([
-            json.dumps({"text": "you 1d10t"}),
-            json.dumps({"id": "m2", "guild_id": "g", "text": "lovely weather", "author": {"roles": ["member"]}}),
-            '{"text": 42}',
-            json.dumps({"text": "grab free nitro at https://discord-nitro.gift/abc"}),
-        ]) + "\n"
+        "\n".join(
+            [
+                json.dumps({"text": "you 1d10t"}),
+                json.dumps({"id": "m2", "guild_id": "g", "text": "lovely weather", "author": {"roles": ["member"]}}),
+                '{"text": 42}',
+                json.dumps({"text": "grab free nitro at https://discord-nitro.gift/abc"}),
+            ]
+        )
+        + "\n"
     )
     dst = tmp_path / "decisions.jsonl"
     out = run("--input", str(src), "--output", str(dst), "--lists", str(lists))

@@ -32,8 +32,12 @@ def test_every_category_is_reported_and_uncovered_ones_are_named() -> None:
 
 
 def test_definitive_list_hit_is_a_floor_and_a_miss_pulls_nothing_down() -> None:
-    hit = sig("rules", {"toxicity": 1.0}, definitive=True,
-              evidence=[Evidence(category="toxicity", detail='matched blocked term "idiot"')])
+    hit = sig(
+        "rules",
+        {"toxicity": 1.0},
+        definitive=True,
+        evidence=[Evidence(category="toxicity", detail='matched blocked term "idiot"')],
+    )
     r = combine([sig("text", {"toxicity": 0.2}), hit])
     assert r.scores["toxicity"] == 1.0
     miss = sig("rules", {"toxicity": 0.0}, definitive=True)
@@ -48,11 +52,24 @@ def test_zero_weight_excludes_a_scorer_from_a_category() -> None:
 
 
 def test_most_severe_action_wins_with_readable_reasons(golden) -> None:  # type: ignore[no-untyped-def]
-    hit = sig("rules", {"toxicity": 1.0}, definitive=True,
-              evidence=[Evidence(category="toxicity", detail='matched blocked term "idiot" (as "1d10t")')])
-    r = combine([sig("text", {"toxicity": 0.85, "hate": 0.75, "spam": 0.1}), hit,
-                 sig("links", {"scam": 1.0}, definitive=True,
-                     evidence=[Evidence(category="scam", detail='known phishing domain "free-nitro.example"')])])
+    hit = sig(
+        "rules",
+        {"toxicity": 1.0},
+        definitive=True,
+        evidence=[Evidence(category="toxicity", detail='matched blocked term "idiot" (as "1d10t")')],
+    )
+    r = combine(
+        [
+            sig("text", {"toxicity": 0.85, "hate": 0.75, "spam": 0.1}),
+            hit,
+            sig(
+                "links",
+                {"scam": 1.0},
+                definitive=True,
+                evidence=[Evidence(category="scam", detail='known phishing domain "free-nitro.example"')],
+            ),
+        ]
+    )
     action, reasons = decide(r, Message(text="x"), PLATFORM_DEFAULT)
     assert action is Action.TIMEOUT_AUTHOR
     golden("reasons_platform_default", [x.model_dump(mode="json") for x in reasons])
@@ -66,13 +83,18 @@ def test_fail_closed_holds_for_review_and_fail_open_says_what_was_missing(golden
     action2, reasons2 = decide(r, Message(text="x"), open_policy)
     assert action2 is Action.ALLOW
     assert "text" in reasons2[0].text
-    golden("reasons_scorer_missing", {"fail_closed": [x.text for x in reasons], "fail_open": [x.text for x in reasons2]})
+    golden(
+        "reasons_scorer_missing", {"fail_closed": [x.text for x in reasons], "fail_open": [x.text for x in reasons2]}
+    )
 
 
 def test_exempt_roles_and_channels_allow_but_keep_the_reason() -> None:
     r = combine([sig("text", {"toxicity": 0.99})])
-    policy = GuildPolicy(thresholds={"toxicity": [ThresholdRule(threshold=0.5, action=Action.BLOCK)]},
-                         exempt_roles=["mod"], exempt_channels=["staff"])
+    policy = GuildPolicy(
+        thresholds={"toxicity": [ThresholdRule(threshold=0.5, action=Action.BLOCK)]},
+        exempt_roles=["mod"],
+        exempt_channels=["staff"],
+    )
     mod = Message(text="x", author=Author(id="u", roles=["mod"]))
     action, reasons = decide(r, mod, policy)
     assert action is Action.ALLOW and "exempt role 'mod'" in reasons[-1].text and "block" in reasons[-1].text
@@ -86,5 +108,11 @@ def test_policy_rejects_unknown_categories_and_inverted_thresholds() -> None:
     with pytest.raises(ValidationError, match="unknown category"):
         GuildPolicy(thresholds={"nsfw": [ThresholdRule(threshold=0.5, action=Action.FLAG)]})
     with pytest.raises(ValidationError, match="milder action"):
-        GuildPolicy(thresholds={"toxicity": [ThresholdRule(threshold=0.5, action=Action.BLOCK),
-                                             ThresholdRule(threshold=0.9, action=Action.FLAG)]})
+        GuildPolicy(
+            thresholds={
+                "toxicity": [
+                    ThresholdRule(threshold=0.5, action=Action.BLOCK),
+                    ThresholdRule(threshold=0.9, action=Action.FLAG),
+                ]
+            }
+        )
