@@ -1,0 +1,286 @@
+"""Service-level benchmark: the text model through Heron's HTTP API and through Celery on Redis,
+beside the bare model and a naive per-request baseline measured in the same run.
+
+Measured, one after another on this machine:
+1. bare model (ONNX int8, length-sorted batches of 32, two one-thread processes and one
+   two-thread process; the best is the denominator) and batch-1 latency;
+2. the naive baseline: per-request fp32 transformers forward, no batching;
+3. `POST /v1/moderate`, one message per HTTP request, every message distinct (the repeat cache
+   never helps): saturation throughput with `wrk`, then latency at half of saturation (wrk with
+   a per-connection delay, so the offered rate is fixed);
+4. `POST /v1/messages` through Redis and `heron worker` processes into PostgreSQL: messages decided
+   per second end to end.
+
+Needs `wrk` (Debian package; `make bench` installs it) plus the machine's Redis and PostgreSQL for
+part 4. Writes bench/results/service.json and prints a table with the ratios the issue targets.
+
+    python bench/bench_service.py [--seconds 10] [--workers 2] [--api-procs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "results" / "service.json"
+PG_ADMIN = os.environ.get("HERON_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("HERON_BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def lua_script(path: Path, texts: list[str], route: str, delay_ms: float | None) -> None:
+    """A wrk script that sends every request a distinct message (text + counter)."""
+    lines = ["local texts = {"]
+    lines += ["  " + json.dumps(json.dumps(t)[1:-1]) + "," for t in texts]
+    lines.append("}")
+    lines.append("local n = 0")
+    lines.append('wrk.method = "POST"')
+    lines.append(f'wrk.path = "{route}"')
+    lines.append('wrk.headers["Content-Type"] = "application/json"')
+    lines.append('wrk.headers["Authorization"] = "Bearer " .. os.getenv("HERON_KEY")')
+    lines.append("request = function()")
+    lines.append("  n = n + 1")
+    lines.append("  local t = texts[(n % #texts) + 1]")
+    lines.append(
+        '  return wrk.format(nil, nil, nil, \'{"text":"\' .. t .. \' #\' .. n .. \'-\' .. math.random(1e9) .. \'"}\')'
+    )
+    lines.append("end")
+    if delay_ms is not None:
+        lines.append(f"delay = function() return {delay_ms:.3f} end")
+    lines.append("done = function(summary, latency, requests)")
+    lines.append('  io.write(string.format("P50_US %d\\nP99_US %d\\n", latency:percentile(50), latency:percentile(99)))')
+    lines.append('  io.write(string.format("ERRORS %d\\n", summary.errors.status + summary.errors.timeout'
+                 ' + summary.errors.connect + summary.errors.read + summary.errors.write))')
+    lines.append("end")
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+
+
+def run_wrk(url: str, script: Path, seconds: float, connections: int, key: str) -> dict[str, float]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (or run `make bench`)")
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--timeout", "10s", "-s", str(script), url],
+        capture_output=True, text=True, env={**os.environ, "HERON_KEY": key}, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests_per_s": rps,
+        "requests": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "p50_ms": int(re.search(r"P50_US (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
+        "p99_ms": int(re.search(r"P99_US (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
+        "errors": int(re.search(r"ERRORS (\d+)", out).group(1)),  # type: ignore[union-attr]
+    }
+
+
+class Server:
+    def __init__(self, env: dict[str, str], port: int, procs: int, log: Path) -> None:
+        self.log = log.open("w")
+        self.port = port
+        self.proc = subprocess.Popen(
+            [str(BIN / "heron"), "serve", "--port", str(port), "--no-migrate", "--log-level", "warning",
+             "--workers", str(procs)],
+            env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        import httpx
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise SystemExit(f"heron serve exited; see {log}")
+            time.sleep(0.5)
+        raise SystemExit(f"heron serve not ready; see {log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def base_env(db_url: str, redis_url: str | None) -> dict[str, str]:
+    env = {**os.environ, "HERON_DATABASE_URL": db_url, "HERON_SCORERS": '["rules","links","text"]',
+           "HERON_SYNC_BUDGET_MS": "5000", "HERON_TEXT_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("HERON_REDIS_URL", None)
+    if redis_url:
+        env["HERON_REDIS_URL"] = redis_url
+    return env
+
+
+def make_key(env: dict[str, str]) -> str:
+    subprocess.run([str(BIN / "heron"), "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    out = subprocess.run([str(BIN / "heron"), "keys", "create", "--tenant", "bench"], env=env, cwd=ROOT,
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def bare_figures(messages: list[str], seconds: float) -> dict[str, Any]:
+    """The denominators, measured now: best bare throughput, batch-1 latency, naive baseline."""
+    from bench_text import bare_rows, naive_rows, two_process_onnx
+
+    from models.text.engine import TextEngine
+    from models.text.model import DEFAULT_ARTIFACT_DIR
+    from pipeline.scorers.base import ScoringItem
+    from pipeline.scorers.text import TextScorer
+    from pipeline.types import Message
+
+    model_texts = [TextScorer.model_text(ScoringItem(Message(text=t), "")) for t in messages]
+    rows: list[dict[str, Any]] = []
+    engine = TextEngine(DEFAULT_ARTIFACT_DIR, quantize="onnx-int8", num_threads=2, max_batch=32)
+    seqs = engine.encode_batch(model_texts)
+    rows += bare_rows(engine, "onnx-int8 (2 threads)", seqs, seconds)
+    rows.append(two_process_onnx(DEFAULT_ARTIFACT_DIR, seqs, seconds))
+    naive = naive_rows(DEFAULT_ARTIFACT_DIR, messages, seconds, callers=1)
+    best = max(rows, key=lambda r: r["msg_per_s"])
+    batch1 = next((r for r in rows if r["name"].endswith("batch 1")), None)
+    return {"rows": rows, "naive": naive, "best": best, "batch1": batch1}
+
+
+def service_figures(messages: list[str], seconds: float, procs: int, tmp: Path) -> dict[str, Any]:
+    env = base_env(f"sqlite:///{tmp}/bench.db", None)
+    key = make_key(env)
+    port = free_port()
+    server = Server(env, port, procs, tmp / "serve.log")
+    try:
+        script = tmp / "sync.lua"
+        lua_script(script, messages, "/v1/moderate", None)
+        url = f"http://127.0.0.1:{port}"
+        run_wrk(url, script, 3, 16, key)  # warm-up
+        saturation = run_wrk(url, script, seconds, 64, key)
+        half_rate = saturation["requests_per_s"] / 2
+        connections = 8
+        lua_script(script, messages, "/v1/moderate", delay_ms=1000 * connections / half_rate)
+        half = run_wrk(url, script, seconds, connections, key)
+    finally:
+        server.stop()
+    return {"saturation": saturation, "half_saturation": half, "api_processes": procs}
+
+
+def async_figures(messages: list[str], seconds: float, workers: int, procs: int, tmp: Path) -> dict[str, Any]:
+    import redis
+    import sqlalchemy as sa
+
+    redis.Redis.from_url(REDIS).flushdb()
+    name = f"heron_bench_{os.getpid()}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    db_url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    env = base_env(db_url, REDIS)
+    key = make_key(env)
+    port = free_port()
+    server = Server(env, port, procs, tmp / "serve-async.log")
+    worker_procs = []
+    engine = sa.create_engine(db_url)
+    try:
+        for i in range(workers):
+            log = (tmp / f"worker{i}.log").open("w")
+            worker_procs.append(subprocess.Popen(
+                [str(BIN / "heron"), "worker", "--hostname", f"bench{i}@%h", "--loglevel", "WARNING"],
+                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        time.sleep(8)  # workers load the model
+        script = tmp / "async.lua"
+        lua_script(script, messages, "/v1/messages", None)
+        start = time.monotonic()
+        submitted = run_wrk(f"http://127.0.0.1:{port}", script, seconds, 32, key)
+        accepted = submitted["requests"] - submitted["non_2xx"]
+        decided = 0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            with engine.connect() as c:
+                decided = int(c.execute(sa.text("SELECT count(*) FROM decisions")).scalar() or 0)
+            if decided >= accepted:
+                break
+            time.sleep(0.2)
+        elapsed = time.monotonic() - start
+    finally:
+        for p in worker_procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(30)
+        server.stop()
+        engine.dispose()
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return {"accepted": accepted, "decided": decided, "seconds": round(elapsed, 2),
+            "decided_per_s": decided / elapsed, "accept_rate_per_s": submitted["requests_per_s"], "workers": workers}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--api-procs", type=int, default=2)
+    parser.add_argument("--skip-async", action="store_true")
+    args = parser.parse_args()
+
+    from bench_text import load_messages
+
+    messages = load_messages(2000)
+    with tempfile.TemporaryDirectory(prefix="heron-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        bare = bare_figures(messages, min(args.seconds, 5))
+        service = service_figures(messages, args.seconds, args.api_procs, tmp)
+        asynchronous = None if args.skip_async else async_figures(messages, args.seconds, args.workers,
+                                                                   args.api_procs, tmp)
+    best = bare["best"]["msg_per_s"]
+    naive = bare["naive"][0]["msg_per_s"]
+    batch1 = bare["batch1"]["p50_ms"] if bare["batch1"] else float("nan")
+    sat = service["saturation"]["requests_per_s"]
+    table = [
+        ("bare best: " + bare["best"]["name"], f"{best:,.0f} msg/s", "1.00"),
+        ("naive per-request fp32", f"{naive:,.0f} msg/s", f"{naive / best:.2f}"),
+        ("POST /v1/moderate saturation", f"{sat:,.0f} req/s", f"{sat / best:.2f} (target ≥ 0.60); "
+                                                              f"{sat / naive:.1f}× naive (target ≥ 5)"),
+        ("POST /v1/moderate at half saturation",
+         f"p50 {service['half_saturation']['p50_ms']:.1f} ms, p99 {service['half_saturation']['p99_ms']:.1f} ms",
+         f"p99 / bare batch-1 {service['half_saturation']['p99_ms'] / batch1:.1f}× (target ≤ 3; bare batch-1 "
+         f"{batch1:.2f} ms)"),
+    ]
+    if asynchronous:
+        table.append(("async via Redis + Celery", f"{asynchronous['decided_per_s']:,.0f} msg/s decided",
+                      f"{asynchronous['decided_per_s'] / best:.2f} (target ≥ 0.50)"))
+    width = max(len(r[0]) for r in table)
+    for name, value, ratio in table:
+        print(f"{name:<{width}}  {value:>24}  {ratio}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"bare": bare, "service": service, "async": asynchronous, "table": table},
+                                  indent=2, default=str) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
