@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 class Dispatcher(Protocol):
     def start(self) -> None: ...
     def submit(self, row_ids: list[int]) -> bool: ...
+    def backlog(self) -> int | None: ...
     def stop(self) -> None: ...
 
 
@@ -47,6 +48,7 @@ class CeleryDispatcher:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._redis: Any = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="heron-celery-producer", daemon=True)
@@ -87,6 +89,20 @@ class CeleryDispatcher:
                     self._cond.wait(left)
                 batch, self._buf = self._buf[: self.max_batch], self._buf[self.max_batch :]
             self.send_now(batch)
+
+    def backlog(self) -> int | None:
+        """Tasks waiting in the broker queue, or None when Redis cannot be asked."""
+        import redis
+
+        from pipeline.queue.celery_app import celery_app
+
+        if self._redis is None:
+            url = str(celery_app.conf.broker_url)
+            self._redis = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return int(self._redis.llen(celery_app.conf.task_default_queue))
+        except redis.RedisError:  # broker down: nothing can be sent anyway
+            return None
 
     def stop(self) -> None:
         with self._cond:
@@ -232,9 +248,15 @@ class Maintenance:
     def start(self) -> None:
         self._thread.start()
 
+    # Only re-send stale messages when the queue is (nearly) drained: with a long backlog, old
+    # pending messages are merely waiting their turn, and re-sending them would multiply work.
+    MAX_BACKLOG_FOR_SWEEP = 4
+
     def run_once(self) -> None:
-        submit = getattr(self._dispatcher, "send_now", self._dispatcher.submit)
-        sweep(self.rt.store, self.rt.settings.requeue_after_s, submit)
+        backlog = self._dispatcher.backlog()
+        if backlog is not None and backlog <= self.MAX_BACKLOG_FOR_SWEEP:
+            submit = getattr(self._dispatcher, "send_now", self._dispatcher.submit)
+            sweep(self.rt.store, self.rt.settings.requeue_after_s, submit)
         self.rt.sink.deliver_due()
 
     def _loop(self) -> None:

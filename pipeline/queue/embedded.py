@@ -60,5 +60,5 @@ class EmbeddedDispatcher:
             t.join(timeout=5)
         self._threads.clear()
 
-    def qsize(self) -> int:
+    def backlog(self) -> int:
         return self._queue.qsize()
