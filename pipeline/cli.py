@@ -65,7 +65,7 @@ def serve(
     port: Annotated[int, typer.Option(help="port")] = 8000,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="skip the schema upgrade at start")] = False,
     log_level: Annotated[str, typer.Option(help="log level")] = "info",
-    workers: Annotated[int, typer.Option(help="API processes (each loads the models; 1 model thread each is best)")] = 1,
+    workers: Annotated[int, typer.Option(help="API processes, each with its own models")] = 1,
 ) -> None:
     """Run the HTTP API (and, without HERON_REDIS_URL, the embedded worker) with the bundled models."""
     import uvicorn

@@ -23,7 +23,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from pipeline import db
 from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
@@ -294,28 +293,47 @@ class Store:
     # ---- messages -----------------------------------------------------------------------------------
     def insert_message(self, tenant_id: str, message: Message) -> tuple[int, bool]:
         """Store an incoming message; returns (row id, created). A repeat id is not stored twice."""
+        return self.insert_messages([(tenant_id, message)])[0]
+
+    def insert_messages(self, items: list[tuple[str, Message]]) -> list[tuple[int, bool]]:
+        """Store many incoming messages in one transaction (group commit); (row id, created) each."""
+        if not items:
+            return []
+        ts = now()
+        rows = [
+            {
+                "tenant_id": t,
+                "message_id": m.id,
+                "guild_id": m.guild_id,
+                "payload": m.model_dump(mode="json"),
+                "status": "pending",
+                "attempts": 0,
+                "received_at": ts,
+            }
+            for t, m in items
+        ]
+        c = db.messages.c
         with self.engine.begin() as conn:
-            try:
-                with conn.begin_nested():
-                    result = conn.execute(
-                        db.messages.insert().values(
-                            tenant_id=tenant_id,
-                            message_id=message.id,
-                            guild_id=message.guild_id,
-                            payload=message.model_dump(mode="json"),
-                            status="pending",
-                            attempts=0,
-                            received_at=now(),
-                        )
-                    )
-                return int(result.inserted_primary_key[0]), True
-            except IntegrityError:
-                row = conn.execute(
-                    sa.select(db.messages.c.id).where(
-                        db.messages.c.tenant_id == tenant_id, db.messages.c.message_id == message.id
-                    )
-                ).one()
-                return int(row.id), False
+            result = conn.execute(
+                self._insert(db.messages).on_conflict_do_nothing().returning(c.id, c.tenant_id, c.message_id), rows
+            )
+            created = {(r.tenant_id, r.message_id): int(r.id) for r in result}
+            missing = [(t, m.id) for t, m in items if (t, m.id) not in created]
+            existing: dict[tuple[str, str], int] = {}
+            for t in {t for t, _ in missing}:
+                mids = [mid for tt, mid in missing if tt == t]
+                for r in conn.execute(sa.select(c.id, c.message_id).where(c.tenant_id == t, c.message_id.in_(mids))):
+                    existing[(t, r.message_id)] = int(r.id)
+        out: list[tuple[int, bool]] = []
+        seen: set[tuple[str, str]] = set()
+        for t, m in items:
+            key = (t, m.id)
+            if key in created and key not in seen:
+                out.append((created[key], True))
+                seen.add(key)
+            else:
+                out.append((created.get(key) or existing[key], False))
+        return out
 
     def mark_enqueued(self, row_ids: list[int]) -> None:
         if not row_ids:
@@ -366,80 +384,43 @@ class Store:
             ).scalar()
 
     # ---- decisions ------------------------------------------------------------------------------------
+    def _insert(self, table: sa.Table) -> Any:
+        """An INSERT that can say ON CONFLICT DO NOTHING on this backend."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+        return dialect_insert(table)
+
     def save_decision(
         self, tenant_id: str, decision: Decision, actor: str = "system:pipeline", deliver: bool = True
     ) -> tuple[Decision, bool]:
-        """Store a decision once; if one exists for this message, return it unchanged (created=False).
+        """Store one decision once; if one exists for this message, return it unchanged (created=False)."""
+        created = self.save_decisions([(tenant_id, decision)], deliver=deliver, actor=actor)
+        if created:
+            return decision, True
+        existing = self.get_decision(tenant_id, decision.message_id)
+        return (existing or decision), False
 
-        In the same transaction: the message is marked decided, the audit log gets a row naming
-        the model and policy versions, and a webhook delivery is queued if the tenant has a webhook.
-        """
-        payload = decision.model_dump(mode="json")
-        with self.engine.begin() as conn:
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        db.decisions.insert().values(
-                            id=decision.id,
-                            tenant_id=tenant_id,
-                            message_id=decision.message_id,
-                            guild_id=decision.guild_id,
-                            action=decision.action.value,
-                            payload=payload,
-                            created_at=now(),
-                        )
-                    )
-            except IntegrityError:
-                row = conn.execute(
-                    sa.select(db.decisions.c.payload).where(
-                        db.decisions.c.tenant_id == tenant_id, db.decisions.c.message_id == decision.message_id
-                    )
-                ).one()
-                return Decision.model_validate(row.payload), False
-            conn.execute(
-                db.messages.update()
-                .where(db.messages.c.tenant_id == tenant_id, db.messages.c.message_id == decision.message_id)
-                .values(status="decided", decided_at=now())
-            )
-            self._audit(
-                conn,
-                tenant_id,
-                actor,
-                "decision",
-                decision.message_id,
-                {
-                    "decision_id": decision.id,
-                    "action": decision.action.value,
-                    "model_versions": decision.model_versions,
-                    "policy_version": decision.policy_version,
-                    "missing_signals": decision.missing_signals,
-                },
-            )
-            has_hook = (
-                deliver
-                and conn.execute(sa.select(db.webhooks.c.tenant_id).where(db.webhooks.c.tenant_id == tenant_id)).first()
-            )
-            if has_hook:
-                conn.execute(
-                    db.deliveries.insert().values(
-                        tenant_id=tenant_id,
-                        decision_id=decision.id,
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=now(),
-                        created_at=now(),
-                    )
-                )
-        return decision, True
+    def save_decisions(
+        self,
+        items: list[tuple[str, Decision]],
+        *,
+        deliver: bool = True,
+        actor: str = "system:pipeline",
+        path: str = "async",
+    ) -> list[tuple[str, Decision]]:
+        """Store decisions in one transaction; returns those that were new.
 
-    def save_sync_decisions(self, items: list[tuple[str, Decision]]) -> int:
-        """Bulk-store decisions already returned to their callers (the sync path), with audit rows.
-
-        One transaction for the whole batch: at hundreds of requests per second, a transaction per
-        decision would cost more CPU than scoring. A decision that already exists is left as it is.
+        A decision that already exists for its (tenant, message) is left as it is: a message
+        processed twice is decided once. For the new ones, in the same transaction, the message
+        is marked decided, the audit log gets a row naming the scorer and policy versions, and,
+        with `deliver`, a webhook delivery is queued for tenants that have a webhook. One
+        transaction per batch: at hundreds of messages per second a transaction per decision
+        costs more CPU than scoring.
         """
         if not items:
-            return 0
+            return []
         ts = now()
         rows = [
             {
@@ -453,37 +434,69 @@ class Store:
             }
             for t, d in items
         ]
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
         with self.engine.begin() as conn:
-            stmt = dialect_insert(db.decisions).on_conflict_do_nothing()
-            result = conn.execute(stmt.returning(db.decisions.c.id), rows)
-            created = {r.id for r in result}
-            audits = [
-                {
-                    "tenant_id": t,
-                    "at": ts,
-                    "actor": "system:pipeline",
-                    "event": "decision",
-                    "subject": d.message_id,
-                    "details": {
+            result = conn.execute(
+                self._insert(db.decisions).on_conflict_do_nothing().returning(db.decisions.c.id), rows
+            )
+            created_ids = {r.id for r in result}
+            new = [(t, d) for t, d in items if d.id in created_ids]
+            if not new:
+                return []
+            by_tenant: dict[str, list[str]] = {}
+            for t, d in new:
+                by_tenant.setdefault(t, []).append(d.message_id)
+            for t, mids in by_tenant.items():
+                conn.execute(
+                    db.messages.update()
+                    .where(db.messages.c.tenant_id == t, db.messages.c.message_id.in_(mids))
+                    .values(status="decided", decided_at=ts)
+                )
+            conn.execute(
+                db.audit_log.insert(),
+                [
+                    {
+                        "tenant_id": t,
+                        "at": ts,
+                        "actor": actor,
+                        "event": "decision",
+                        "subject": d.message_id,
+                        "details": {
+                            "decision_id": d.id,
+                            "action": d.action.value,
+                            "path": path,
+                            "model_versions": d.model_versions,
+                            "policy_version": d.policy_version,
+                            "missing_signals": d.missing_signals,
+                        },
+                    }
+                    for t, d in new
+                ],
+            )
+            if deliver:
+                hooked = set(
+                    conn.execute(
+                        sa.select(db.webhooks.c.tenant_id).where(db.webhooks.c.tenant_id.in_(list(by_tenant)))
+                    ).scalars()
+                )
+                deliveries = [
+                    {
+                        "tenant_id": t,
                         "decision_id": d.id,
-                        "action": d.action.value,
-                        "path": "sync",
-                        "model_versions": d.model_versions,
-                        "policy_version": d.policy_version,
-                        "missing_signals": d.missing_signals,
-                    },
-                }
-                for t, d in items
-                if d.id in created
-            ]
-            if audits:
-                conn.execute(db.audit_log.insert(), audits)
-        return len(created)
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": ts,
+                        "created_at": ts,
+                    }
+                    for t, d in new
+                    if t in hooked
+                ]
+                if deliveries:
+                    conn.execute(db.deliveries.insert(), deliveries)
+        return new
+
+    def save_sync_decisions(self, items: list[tuple[str, Decision]]) -> int:
+        """Bulk-store decisions already returned to their callers (no webhook: they have the answer)."""
+        return len(self.save_decisions(items, deliver=False, path="sync"))
 
     def get_decision(self, tenant_id: str, decision_or_message_id: str) -> Decision | None:
         with self.engine.connect() as conn:

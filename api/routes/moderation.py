@@ -74,9 +74,7 @@ async def submit_message(body: MessageCreate, tenant: TenantDep, rt: RuntimeDep)
     message id again is safe: it is stored and decided once."""
     message: Message = body
     resolve_guild(rt, tenant, message.guild_id)
-    row_id, created = await run_in_threadpool(rt.store.insert_message, tenant, message)
-    if created:
-        rt.dispatcher.submit([row_id])
+    _, created = await asyncio.wrap_future(rt.inbox.put(tenant, message))
 
     return PendingPublic(
         status="accepted",

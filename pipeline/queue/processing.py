@@ -40,10 +40,8 @@ def decide_stored_messages(
             if m.message.guild_id:
                 guild = store.guild(tenant_id, m.message.guild_id) or PLATFORM_GUILD
             batch.append((m.message, guild))
-        for decision in service.decide_batch(tenant_id, batch):
-            saved, is_new = store.save_decision(tenant_id, decision)
-            if is_new:
-                created.append(saved)
+        decisions = service.decide_batch(tenant_id, batch)
+        created.extend(d for _, d in store.save_decisions([(tenant_id, d) for d in decisions]))
     if sink is not None and created:
         sink.deliver_due(limit=max(50, len(created)))
     return created
