@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from typing import Any, Protocol
 
+from pipeline.queue.batching import take_batch
 from pipeline.queue.embedded import EmbeddedDispatcher
 from pipeline.queue.processing import decide_stored_messages, sweep
 from pipeline.service import ModerationService
@@ -207,30 +208,24 @@ class MessageInbox:
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            batch, stop = take_batch(self._queue, self.max_batch)
+            if batch:
+                self._store(batch)
+            if stop:
                 return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            try:
-                results = self.store.insert_messages([(t, m) for t, m, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every caller gets the error; nothing is half-stored
-                for _, _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            new_ids = [rid for rid, created in results if created]
-            for (_, _, fut), res in zip(batch, results, strict=True):
-                fut.set_result(res)
-            if new_ids:
-                self.on_stored(new_ids)
+
+    def _store(self, batch: list[tuple[str, Message, Future[tuple[int, bool]]]]) -> None:
+        try:
+            results = self.store.insert_messages([(t, m) for t, m, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every caller gets the error; nothing is half-stored
+            for _, _, fut in batch:
+                fut.set_exception(exc)
+            return
+        for (_, _, fut), res in zip(batch, results, strict=True):
+            fut.set_result(res)
+        new_ids = [rid for rid, created in results if created]
+        if new_ids:
+            self.on_stored(new_ids)
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -254,20 +249,7 @@ class DecisionWriter:
 
     def _loop(self) -> None:
         while True:
-            item = self._queue.get()
-            batch: list[tuple[str, Decision]] = []
-            stop = item is None
-            if item is not None:
-                batch.append(item)
-            while len(batch) < 500 and not stop:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                else:
-                    batch.append(nxt)
+            batch, stop = take_batch(self._queue, 500)
             if batch:
                 try:
                     self.store.save_sync_decisions(batch)

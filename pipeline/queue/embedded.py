@@ -11,6 +11,8 @@ import queue
 import threading
 from collections.abc import Callable
 
+from pipeline.queue.batching import take_batch
+
 log = logging.getLogger(__name__)
 
 
@@ -35,23 +37,15 @@ class EmbeddedDispatcher:
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
+            batch, stop = take_batch(self._queue, self._max_batch)
+            if batch:
                 try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            try:
-                self._handle(batch)
-            except Exception:  # noqa: BLE001 - the sweeper retries what failed here
-                log.exception("embedded worker failed on %d messages; the sweeper will retry", len(batch))
+                    self._handle(batch)
+                except Exception:  # noqa: BLE001 - the sweeper retries what failed here
+                    log.exception("embedded worker failed on %d messages; the sweeper will retry", len(batch))
+            if stop:
+                self._queue.put(None)  # let the other worker threads see it too
+                return
 
     def stop(self) -> None:
         for _ in self._threads:
