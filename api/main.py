@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import ApiError, api_error_handler, http_error_handler, unhandled_handler, validation_handler
@@ -27,6 +28,23 @@ Only `/healthz`, `/readyz`, `/metrics` and these docs answer without a key.
 """
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """Serve Swagger UI from the swagger-ui-bundle package, not a CDN: a self-hosted moderation
+    service often runs where the browser cannot reach the internet."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Heron API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
+
+
 def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> FastAPI:
     settings = runtime.settings if runtime else get_settings()
 
@@ -43,7 +61,9 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
             if start_runtime:
                 rt.stop()
 
-    app = FastAPI(title="Heron moderation API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Heron moderation API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    _offline_docs(app)
     if runtime is not None:
         app.state.runtime = runtime
     app.add_exception_handler(ApiError, api_error_handler)

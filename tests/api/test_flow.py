@@ -159,3 +159,14 @@ def test_a_message_stored_but_never_dispatched_is_still_decided(api) -> None:  #
     tenant = rt.store.tenant_for_key(client.headers["Authorization"].split()[1])
     rt.store.insert_message(tenant, Message(id="orphan", text="hello"))
     assert wait_decision(client, "orphan", timeout=20)["action"] == "allow"
+
+
+def test_docs_work_offline_with_examples(api) -> None:  # type: ignore[no-untyped-def]
+    client, _ = api
+    html = client.get("/docs", headers={"Authorization": ""}).text
+    assert "/docs-static/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
+    assert client.get("/docs-static/swagger-ui-bundle.js", headers={"Authorization": ""}).status_code == 200
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/moderate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("MessageCreate")
+    assert spec["components"]["schemas"]["MessageCreate"]["examples"][0]["text"]
