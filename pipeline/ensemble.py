@@ -34,6 +34,8 @@ class EnsembleConfig:
 class EnsembleResult:
     scores: dict[str, float]
     contributors: dict[str, list[str]]
+    # Evidence of list matches (definitive signals), by category: the "why" a person reads. A
+    # model's own evidence only restates its score, which the reason already shows.
     evidence: dict[str, list[tuple[str, Evidence]]]
     missing: list[str]
     uncovered: list[str]
@@ -65,7 +67,7 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
             sums[category] = sums.get(category, 0.0) + w * score
             totals[category] = totals.get(category, 0.0) + w
             contributors[category].append(signal.scorer)
-        for ev in signal.evidence:
+        for ev in signal.evidence if signal.definitive else ():
             if ev.category in evidence:
                 evidence[ev.category].append((signal.scorer, ev))
 
