@@ -113,7 +113,7 @@ class _Exploding:
 
 
 def test_failing_item_yields_an_error_not_a_fake_zero(scorer: Scorer) -> None:
-    bad = ScoringItem(_Exploding(), "x", _Exploding())  # type: ignore[arg-type]
+    bad = ScoringItem(_Exploding(), _Exploding(), _Exploding())  # type: ignore[arg-type]
     good = item(TEXTS[0])
     try:
         signals = scorer.score([good, bad, good])

@@ -1,0 +1,312 @@
+"""Benchmark the text model and TextScorer on this machine, all paths side by side in one run.
+
+Measured (same messages, same process, one after another):
+- bare model, no scorer: torch fp32 / torch int8 / ONNX Runtime int8, at batch 1 and at
+  length-sorted batch 32 (plus fp32 in arrival order, to show the padding waste), and ONNX int8
+  in two one-thread processes;
+- the naive baseline: a plain per-request fp32 transformers forward (tokenise + forward per
+  message, no batching, no cache), sequential and with concurrent callers;
+- TextScorer.score() on batches, and TextScorer's micro-batcher under concurrent callers
+  (closed loop: saturation throughput; open loop at half saturation: latency), cache off so
+  every message costs a forward pass; plus a spam wave with the cache on.
+
+Targets (issue): scorer alone ≥ 80% of the best bare figure; these figures also give the
+service-level bench its denominators. Writes bench/results/text_scorer.json.
+
+    python bench/bench_text.py [--seconds 4] [--callers 64] [--artifact models/text/artifact]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from models.text.engine import TextEngine  # noqa: E402
+from models.text.model import DEFAULT_ARTIFACT_DIR, load_artifact  # noqa: E402
+from pipeline.normalize import normalize  # noqa: E402
+from pipeline.scorers.base import ScoringItem  # noqa: E402
+from pipeline.scorers.text import TextScorer  # noqa: E402
+from pipeline.types import Message  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "text_scorer.json"
+
+
+def load_messages(n: int) -> list[str]:
+    """Real short messages (OLID validation tweets) when the shared data is present, else synthetic."""
+    try:
+        from training.text.data import olid, resolve_data_dir
+
+        texts = olid(resolve_data_dir(), "val").raw
+    except FileNotFoundError:
+        rng = random.Random(0)
+        words = "you are such a great friend idiot lol check my channel free nitro today game win".split()
+        texts = [" ".join(rng.choices(words, k=rng.randint(4, 30))) for _ in range(2000)]
+    rng = random.Random(13)
+    return [rng.choice(texts) + f" #{i}" for i in range(n)]  # suffix: every message unique
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q)) if values else float("nan")
+
+
+def timed_loop(fn: Callable[[int], int], seconds: float) -> tuple[float, list[float]]:
+    """Call fn(i) until `seconds` pass; fn returns messages handled. Returns (msg/s, per-call latencies)."""
+    lat: list[float] = []
+    done = 0
+    i = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        done += fn(i)
+        lat.append(time.perf_counter() - t)
+        i += 1
+    return done / (time.perf_counter() - start), lat
+
+
+def row(name: str, msgs_per_s: float, lat: Sequence[float], per: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "msg_per_s": msgs_per_s, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+            "latency_of": per, **extra}
+
+
+def bare_rows(engine: TextEngine, label: str, seqs: list[list[int]], seconds: float) -> list[dict[str, Any]]:
+    out = []
+    # warm-up
+    engine.logits_from_ids(seqs[:64])
+    rate, lat = timed_loop(lambda i: (engine.forward_padded(*engine.pad([seqs[i % len(seqs)]])), 1)[1], seconds)
+    out.append(row(f"bare {label} batch 1", rate, lat, "message"))
+    sorted_seqs = sorted(seqs, key=len)
+    nb = len(sorted_seqs) // 32
+
+    def arrival_batch(i: int) -> int:
+        k = i % nb
+        window = seqs[k * 32:(k + 1) * 32]
+        engine.forward_padded(*engine.pad(window))
+        return len(window)
+
+    rate, lat = timed_loop(arrival_batch, seconds)
+    out.append(row(f"bare {label} batch 32 arrival order (padded to its longest)", rate, lat, "batch"))
+
+    def global_sorted(i: int) -> int:
+        k = i % nb
+        batch = sorted_seqs[k * 32:(k + 1) * 32]
+        engine.forward_padded(*engine.pad(batch))
+        return len(batch)
+
+    rate, lat = timed_loop(global_sorted, seconds)
+    out.append(row(f"bare {label} batch 32 length-sorted", rate, lat, "batch"))
+    return out
+
+
+def _proc_worker(artifact: str, seqs: list[list[int]], seconds: float, q: Any) -> None:
+    engine = TextEngine(artifact, quantize="onnx-int8", num_threads=1)
+    sorted_seqs = sorted(seqs, key=len)
+    nb = len(sorted_seqs) // 32
+    engine.logits_from_ids(sorted_seqs[:64])
+    rate, _ = timed_loop(lambda i: (engine.forward_padded(*engine.pad(sorted_seqs[(i % nb) * 32:(i % nb + 1) * 32])),
+                                    32)[1], seconds)
+    q.put(rate)
+
+
+def two_process_onnx(artifact: Path, seqs: list[list[int]], seconds: float) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_proc_worker, args=(str(artifact), seqs[i::2], seconds, q)) for i in range(2)]
+    for p in procs:
+        p.start()
+    rates = [q.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    return row("bare onnx-int8 batch 32 length-sorted, 2 one-thread processes", sum(rates), [], "batch")
+
+
+def naive_rows(artifact: Path, messages: list[str], seconds: float, callers: int) -> list[dict[str, Any]]:
+    """The naive service: per request, HF tokenizer + fp32 transformers forward, batch 1, no cache."""
+    from training.text.data import canonicalize
+
+    model, config, tokenizer = load_artifact(artifact)
+    lock = threading.Lock()  # the transformers tokenizer wrapper is not safe to call concurrently
+
+    def one(text: str) -> None:
+        with lock:
+            enc = tokenizer([canonicalize(normalize(text))], truncation=True, max_length=config.max_length,
+                            return_tensors="pt")
+        with torch.no_grad():
+            model(enc["input_ids"], enc["attention_mask"])
+
+    one(messages[0])
+    rate, lat = timed_loop(lambda i: (one(messages[i % len(messages)]), 1)[1], seconds)
+    out = [row("naive fp32 per-request, sequential", rate, lat, "message")]
+    rate, lat = closed_loop(lambda t: one(t), messages, seconds, callers)
+    out.append(row(f"naive fp32 per-request, {callers} concurrent callers", rate, lat, "message"))
+    return out
+
+
+def closed_loop(call: Callable[[str], Any], messages: list[str], seconds: float,
+                callers: int) -> tuple[float, list[float]]:
+    """`callers` threads each send one message, wait for its answer, send the next."""
+    stop = time.perf_counter() + seconds
+    lats: list[list[float]] = [[] for _ in range(callers)]
+    counter = iter(range(10**9))
+
+    def caller(k: int) -> None:
+        while time.perf_counter() < stop:
+            i = next(counter)
+            t = time.perf_counter()
+            call(messages[i % len(messages)])
+            lats[k].append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(callers) as ex:
+        list(ex.map(caller, range(callers)))
+    elapsed = time.perf_counter() - start
+    flat = [x for lst in lats for x in lst]
+    return len(flat) / elapsed, flat
+
+
+def open_loop(submit: Callable[[str], Any], messages: list[str], rate: float, seconds: float) -> list[float]:
+    """Poisson arrivals at `rate` msg/s; returns per-message latency (queueing included)."""
+    rng = np.random.default_rng(0)
+    lats: list[float] = []
+    lock = threading.Lock()
+    n = int(rate * seconds)
+    t0 = time.perf_counter()
+    arrivals = t0 + np.cumsum(rng.exponential(1 / rate, size=n))
+    futures = []
+    for i, at in enumerate(arrivals):
+        delay = at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.perf_counter()
+        fut = submit(messages[i % len(messages)])
+
+        def record(_f: Any, sent: float = sent) -> None:
+            with lock:
+                lats.append(time.perf_counter() - sent)
+
+        fut.add_done_callback(record)
+        futures.append(fut)
+    for f in futures:
+        f.result()
+    return lats
+
+
+def item(text: str) -> ScoringItem:
+    return ScoringItem(Message(text=text), normalize(text))
+
+
+def scorer_rows(artifact: Path, messages: list[str], seconds: float, callers: int, quantize: str,
+                workers: int, threads: int, bare_b1_ms: float) -> list[dict[str, Any]]:
+    out = []
+    s = TextScorer(quantize=quantize, workers=workers, num_threads=threads, cache_size=0, max_batch=32,
+                   max_wait_ms=2.0, artifact_dir=artifact).load()
+    tag = f"{quantize}, {workers} worker(s) x {threads} thread(s)"
+    items = [item(t) for t in messages]
+    s.score(items[:64])
+    rate, lat = timed_loop(lambda i: len(s.score(items[(i * 32) % 1024:(i * 32) % 1024 + 32])), seconds)
+    out.append(row(f"TextScorer.score() batches of 32 [{tag}]", rate, lat, "batch"))
+    rate, lat = closed_loop(lambda t: s.submit(item(t)).result(), messages, seconds, callers)
+    out.append(row(f"TextScorer micro-batcher, {callers} concurrent callers [{tag}]", rate, lat, "message",
+                   stats=s.stats()))
+    half = rate / 2
+    lat = open_loop(lambda t: s.submit(item(t)), messages, half, seconds)
+    out.append(row(f"TextScorer micro-batcher, open loop at half saturation ({half:.0f} msg/s) [{tag}]",
+                   len(lat) / seconds, lat, "message", p99_over_bare_b1=pct(lat, 99) / bare_b1_ms))
+    s.close()
+    return out
+
+
+def spam_wave_rows(artifact: Path, messages: list[str], seconds: float, callers: int, quantize: str) -> list[dict]:
+    """90% of traffic is 20 repeated spam texts: repeats must cost a lookup, not a forward pass."""
+    s = TextScorer(quantize=quantize, cache_size=50_000, artifact_dir=artifact).load()
+    rng = random.Random(1)
+    wave = [f"FREE NITRO giveaway claim now at discord-gift.example/{k}" for k in range(20)]
+    mix = [rng.choice(wave) if rng.random() < 0.9 else m for m in messages]
+    rate, lat = closed_loop(lambda t: s.submit(item(t)).result(), mix, seconds, callers)
+    r = row(f"TextScorer spam wave (90% repeats, cache on) [{quantize}]", rate, lat, "message", stats=s.stats())
+    s.close()
+    return [r]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--artifact", type=Path, default=DEFAULT_ARTIFACT_DIR)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--callers", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    messages = load_messages(4096)
+    rows: list[dict[str, Any]] = []
+    engines = {m: TextEngine(args.artifact, quantize=m, num_threads=os.cpu_count()) for m in
+               ("fp32", "torch-int8", "onnx-int8")}
+    from training.text.data import canonicalize
+
+    seqs = engines["fp32"].encode_batch([canonicalize(normalize(t)) for t in messages])
+    for mode, eng in engines.items():
+        rows.extend(bare_rows(eng, mode, seqs, args.seconds))
+        print(f"  done bare {mode}", flush=True)
+    del engines
+    rows.append(two_process_onnx(args.artifact, seqs, args.seconds))
+    bare_b1 = {r["name"]: r for r in rows}
+    best_bare = max(rows, key=lambda r: r["msg_per_s"])
+    rows.extend(naive_rows(args.artifact, messages, args.seconds, args.callers))
+    naive_best = max(r["msg_per_s"] for r in rows if r["name"].startswith("naive"))
+    print("  done naive", flush=True)
+    cores = os.cpu_count() or 1
+    for quantize, workers, threads in (("onnx-int8", 1, cores), ("onnx-int8", cores, 1),
+                                       ("fp32", 1, cores)):
+        b1 = bare_b1[f"bare {quantize} batch 1"]["p50_ms"]
+        rows.extend(scorer_rows(args.artifact, messages, args.seconds, args.callers, quantize, workers, threads, b1))
+        print(f"  done scorer {quantize} {workers}x{threads}", flush=True)
+    rows.extend(spam_wave_rows(args.artifact, messages, args.seconds, args.callers, "onnx-int8"))
+    scorer_best = max((r for r in rows if "micro-batcher" in r["name"] and "concurrent" in r["name"]),
+                      key=lambda r: r["msg_per_s"])
+    summary = {
+        "best_bare": {"name": best_bare["name"], "msg_per_s": best_bare["msg_per_s"]},
+        "best_scorer_microbatched": {"name": scorer_best["name"], "msg_per_s": scorer_best["msg_per_s"]},
+        "scorer_over_best_bare": scorer_best["msg_per_s"] / best_bare["msg_per_s"],
+        "scorer_over_naive": scorer_best["msg_per_s"] / naive_best,
+        "targets": {"scorer_over_best_bare": 0.8, "service_over_best_bare": 0.6, "service_over_naive": 5.0,
+                    "celery_over_best_bare": 0.5, "sync_p99_over_bare_b1": 3.0},
+    }
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": cores, "platform": platform.platform(), "torch": torch.__version__},
+        "messages": "OLID validation tweets (unique suffix per message)",
+        "median_tokens": float(np.median([len(s) for s in seqs])),
+        "seconds_per_measurement": args.seconds,
+        "rows": rows,
+        "summary": summary,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+    print(f"\n{'measurement':<100} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8}  per")
+    for r in rows:
+        print(f"{r['name']:<100} {r['msg_per_s']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}  {r['latency_of']}")
+    print(f"\nmedian tokens/message: {result['median_tokens']:.0f}")
+    print(f"best bare: {best_bare['name']} = {best_bare['msg_per_s']:.0f} msg/s")
+    print(f"best scorer (micro-batched, concurrent callers): {scorer_best['msg_per_s']:.0f} msg/s = "
+          f"{summary['scorer_over_best_bare']:.0%} of best bare (target ≥ 80%), "
+          f"{summary['scorer_over_naive']:.1f}x the naive baseline")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Heron's text model: backbone + head definition and the artifact format."""

@@ -1,0 +1,245 @@
+"""TextScorer: the fine-tuned MiniLM text model behind the Scorer contract.
+
+Two ways in, sharing one engine and one repeat cache:
+- `score(items)`: the batched contract call (thread-safe), for the sync path and Celery workers;
+- `submit(item)` / `await score_one_async(item)`: one message at a time, gathered by a
+  `MicroBatcher` with concurrent callers into length-sorted batches on background threads;
+  this is what a FastAPI handler serving one message per request should call.
+
+The model is trained only for toxicity, hate and spam (see the artifact's MODEL_CARD.md): `labels`
+lists just those, so a missing category is visibly missing rather than a fake 0.0.
+
+Knobs (constructor kwargs, defaulting to environment variables):
+HERON_TEXT_QUANTIZE (auto | onnx-int8 | torch-int8 | fp32; auto = the path `heron eval text`
+chose by measurement), HERON_TEXT_MAX_BATCH, HERON_TEXT_MAX_WAIT_MS, HERON_TEXT_THREADS,
+HERON_TEXT_WORKERS, HERON_TEXT_CACHE_SIZE.
+
+Scores are rounded to 4 decimals; note that the int8 paths quantise activations per batch, so a
+text's last decimals can depend on its batch-mates. The cache pins the first answer for a text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from pipeline.normalize import normalize
+from pipeline.scorers.base import Modality, Scorer, ScoringItem
+from pipeline.types import Evidence, Signal
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from models.text.batcher import LRUCache, MicroBatcher
+    from models.text.engine import TextEngine
+
+TRAINED_LABELS: tuple[str, ...] = ("toxicity", "hate", "spam")
+SCORE_DECIMALS = 4
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+class TextScorer(Scorer):
+    """Multi-label text model scores (calibrated probabilities) for toxicity, hate and spam."""
+
+    name: ClassVar[str] = "text"
+    modality: ClassVar[Modality] = Modality.TEXT
+    labels: ClassVar[tuple[str, ...]] = TRAINED_LABELS
+
+    def __init__(self, quantize: str | None = None, max_batch: int | None = None, max_wait_ms: float | None = None,
+                 num_threads: int | None = None, workers: int | None = None, cache_size: int | None = None,
+                 artifact_dir: Path | str | None = None) -> None:
+        self.quantize = quantize or _env("HERON_TEXT_QUANTIZE", "auto")
+        self.max_batch = max_batch or int(_env("HERON_TEXT_MAX_BATCH", "32"))
+        self.max_wait_ms = max_wait_ms if max_wait_ms is not None else float(_env("HERON_TEXT_MAX_WAIT_MS", "2"))
+        self.workers = workers or int(_env("HERON_TEXT_WORKERS", "1"))
+        threads_env = os.environ.get("HERON_TEXT_THREADS")
+        self.num_threads = num_threads or (int(threads_env) if threads_env else None)
+        self.cache_size = cache_size if cache_size is not None else int(_env("HERON_TEXT_CACHE_SIZE", "50000"))
+        self.artifact_dir = Path(artifact_dir) if artifact_dir else None
+        self.version = "unloaded"
+        self.engine: TextEngine | None = None
+        self.cache: LRUCache | None = None
+        self._batcher: MicroBatcher | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def load(self, artifact_dir: Path | None = None) -> Self:
+        """Load the artifact (default: the committed one) and start the micro-batcher threads."""
+        if self.engine is not None and artifact_dir is None:
+            return self
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from models.text.batcher import LRUCache, MicroBatcher
+        from models.text.engine import TextEngine
+        from models.text.model import DEFAULT_ARTIFACT_DIR
+
+        directory = Path(artifact_dir or self.artifact_dir or DEFAULT_ARTIFACT_DIR)
+        mode = self._resolve_quantize(directory)
+        cores = os.cpu_count() or 1
+        threads = self.num_threads or max(1, cores // self.workers)
+        engine = TextEngine(directory, quantize=mode, num_threads=threads, max_batch=self.max_batch,
+                            sessions=self.workers)
+        if tuple(engine.labels) != TRAINED_LABELS:
+            raise ValueError(f"artifact at {directory} scores {engine.labels}, this scorer expects {TRAINED_LABELS}")
+        self.close()
+        self.engine = engine
+        self.artifact_dir = directory
+        self.quantize = mode
+        self.version = f"{engine.version}+{mode}"
+        self.cache = LRUCache(self.cache_size)
+        self._batcher = MicroBatcher(engine.encode, self._forward_ids, max_batch=self.max_batch,
+                                     max_wait_ms=self.max_wait_ms, workers=self.workers, cache=self.cache)
+        return self
+
+    def _resolve_quantize(self, directory: Path) -> str:
+        if self.quantize != "auto":
+            return self.quantize
+        metrics = directory / "metrics.json"
+        if metrics.is_file():
+            chosen = json.loads(metrics.read_text("utf-8")).get("quantization", {}).get("chosen")
+            if chosen:
+                if chosen == "onnx-int8":
+                    try:
+                        import onnxruntime  # noqa: F401
+                    except ImportError:
+                        return "torch-int8"
+                return str(chosen)
+        return "fp32"
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _require(self) -> TextEngine:
+        if self.engine is None:
+            raise RuntimeError("TextScorer.load() has not been called")
+        return self.engine
+
+    def _forward_ids(self, seqs: Sequence[Sequence[int]], worker: int = 0) -> np.ndarray:
+        return self._require().served_from_ids(seqs, worker)
+
+    @staticmethod
+    def model_text(item: ScoringItem) -> str:
+        """What the model reads: the item's normalised text with mentions and links canonicalised."""
+        from training.text.data import canonicalize
+
+        normalized = item.normalized_text
+        if not normalized.strip():
+            normalized = normalize(item.message.text)
+        return canonicalize(normalized)
+
+    def applies_to(self, item: ScoringItem) -> bool:
+        return bool(item.normalized_text.strip() or item.message.text.strip())
+
+    def _signal(self, probs: Any, started: float) -> Signal:
+        engine = self._require()
+        scores = {lbl: round(float(p), SCORE_DECIMALS) for lbl, p in zip(engine.labels, probs, strict=True)}
+        evidence = []
+        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+        thresholds = dict(zip(engine.labels, engine.thresholds.tolist(), strict=True))
+        for cat, s in ranked:
+            if s >= thresholds[cat]:
+                evidence.append(Evidence(category=cat, detail=f"text model: {cat} {s:.2f} ≥ threshold "
+                                                                f"{thresholds[cat]:.2f}"))
+        if not evidence:
+            cat, s = ranked[0]
+            evidence.append(Evidence(category=cat, detail=f"text model: top category {cat} {s:.2f} below "
+                                                            f"threshold {thresholds[cat]:.2f}"))
+        return Signal(scorer=self.name, version=self.version, scores=scores, evidence=evidence,
+                      latency_ms=(time.perf_counter() - started) * 1000)
+
+    # -- the contract: batched ----------------------------------------------------------------
+    def score(self, items: Sequence[ScoringItem]) -> list[Signal]:
+        """One Signal per item, in order; repeats hit the cache, the rest run as one sorted batch."""
+        started = time.perf_counter()
+        if not items:
+            return []
+        engine = self._require()
+        assert self.cache is not None
+        out: list[Signal | None] = [None] * len(items)
+        keys: list[str | None] = [None] * len(items)
+        pending: dict[str, list[int]] = {}
+        for i, it in enumerate(items):
+            try:
+                if not self.applies_to(it):
+                    out[i] = self.error_signal("no text to score", started)
+                    continue
+                key = self.model_text(it)
+            except Exception as exc:  # one unreadable item must not sink the batch
+                out[i] = self.error_signal(f"text scorer could not read the item: {type(exc).__name__}: {exc}",
+                                           started)
+                continue
+            keys[i] = key
+            cached = self.cache.get(key)
+            if cached is not None:
+                out[i] = self._signal(cached, started)
+            else:
+                pending.setdefault(key, []).append(i)
+        if pending:
+            texts = list(pending)
+            try:
+                probs = engine.served_from_ids(engine.encode_batch(texts))
+            except Exception as exc:
+                for idxs in pending.values():
+                    for i in idxs:
+                        out[i] = self.error_signal(f"text model failed: {type(exc).__name__}: {exc}", started)
+            else:
+                for text, row in zip(texts, probs, strict=True):
+                    self.cache.put(text, row)
+                    for i in pending[text]:
+                        out[i] = self._signal(row, started)
+        return [s for s in out if s is not None]
+
+    # -- one at a time, micro-batched -----------------------------------------------------------
+    def submit(self, item: ScoringItem) -> Future[Signal]:
+        """Queue one item for the micro-batcher; the future resolves to its Signal (never raises)."""
+        started = time.perf_counter()
+        result: Future[Signal] = Future()
+        if self._batcher is None:
+            self._require()
+            raise RuntimeError("TextScorer is closed")
+        try:
+            if not self.applies_to(item):
+                result.set_result(self.error_signal("no text to score", started))
+                return result
+            inner = self._batcher.submit(self.model_text(item))
+        except Exception as exc:
+            result.set_result(self.error_signal(f"text scorer could not read the item: {exc}", started))
+            return result
+
+        def done(f: Future[Any]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                result.set_result(self.error_signal(f"text model failed: {type(exc).__name__}: {exc}", started))
+            else:
+                result.set_result(self._signal(f.result(), started))
+
+        inner.add_done_callback(done)
+        return result
+
+    async def score_one_async(self, item: ScoringItem) -> Signal:
+        """`await` one item through the micro-batcher (for FastAPI handlers)."""
+        import asyncio
+
+        return await asyncio.wrap_future(self.submit(item))
+
+    def stats(self) -> dict[str, Any]:
+        """Cache and batching counters, for metrics endpoints and the bench."""
+        b = self._batcher
+        c = self.cache
+        return {
+            "quantize": self.quantize,
+            "cache_hits": c.hits if c else 0,
+            "cache_misses": c.misses if c else 0,
+            "cache_size": len(c) if c else 0,
+            "batches": b.batches if b else 0,
+            "batched_messages": b.forwarded if b else 0,
+        }

@@ -1,0 +1,157 @@
+"""The committed text model, as a user of TextScorer sees it.
+
+These load the committed artifact (seed 0) over the pinned backbone package, so they check what
+ships: abuse outranks friendliness, evasion does not hide an insult, repeats come from the cache,
+and the micro-batcher hands each concurrent caller its own answer.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.text.model import (
+    CONFIG_FILE,
+    DEFAULT_ARTIFACT_DIR,
+    WEIGHTS_FILE,
+    ArtifactConfig,
+    BackboneMismatchError,
+    verify_backbone,
+)
+from pipeline.normalize import normalize
+from pipeline.scorers.base import ScoringItem
+from pipeline.scorers.text import TRAINED_LABELS, TextScorer
+from pipeline.types import Message
+from training.text.evasion import evade
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_ARTIFACT_DIR / CONFIG_FILE).is_file(),
+                                reason="no committed text artifact (run `heron train text`)")
+
+INSULT = "You are a pathetic stupid idiot and everyone hates you"
+FRIENDLY = "Thanks so much for helping me with my homework, have a lovely evening"
+
+
+def item(text: str) -> ScoringItem:
+    return ScoringItem(Message(text=text), normalize(text))
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Iterator[TextScorer]:
+    s = TextScorer().load()  # the serving default chosen by `heron eval text`
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def fp32_scorer() -> Iterator[TextScorer]:
+    s = TextScorer(quantize="fp32", cache_size=0).load()
+    yield s
+    s.close()
+
+
+def test_artifact_is_small_and_pins_its_backbone() -> None:
+    cfg = ArtifactConfig.from_file(DEFAULT_ARTIFACT_DIR / CONFIG_FILE)
+    assert (DEFAULT_ARTIFACT_DIR / WEIGHTS_FILE).stat().st_size <= 22.5e6
+    assert set(cfg.backbone["files"]) >= {"model.safetensors", "tokenizer.json", "vocab.txt"}
+    for name in ("metrics.json", "MODEL_CARD.md"):
+        assert (DEFAULT_ARTIFACT_DIR / name).is_file(), name
+    assert tuple(cfg.labels) == TRAINED_LABELS
+
+
+def test_a_changed_backbone_is_refused_with_a_clear_error() -> None:
+    cfg = ArtifactConfig.from_file(DEFAULT_ARTIFACT_DIR / CONFIG_FILE)
+    tampered = {**cfg.backbone, "files": {**cfg.backbone["files"], "vocab.txt": "0" * 64}}
+    with pytest.raises(BackboneMismatchError, match="vocab.txt"):
+        verify_backbone(tampered)
+
+
+def test_abuse_scores_higher_than_friendliness(scorer: TextScorer) -> None:
+    bad, good = scorer.score([item(INSULT), item(FRIENDLY)])
+    assert bad.ok and good.ok
+    assert set(bad.scores) == set(TRAINED_LABELS)  # only what the model was trained for
+    assert bad.scores["toxicity"] > good.scores["toxicity"] + 0.4
+    assert bad.scores["toxicity"] >= scorer.engine.config.thresholds["toxicity"]
+    assert good.scores["toxicity"] < scorer.engine.config.thresholds["toxicity"]
+    assert bad.evidence and bad.evidence[0].category == "toxicity"
+
+
+def test_spam_is_scored_as_spam(scorer: TextScorer) -> None:
+    spam, chat = scorer.score([item("WINNER!! You have won a £1000 prize. Call 09061701461 now to claim, "
+                                    "txt STOP to end"), item("are we still meeting for lunch tomorrow?")])
+    assert spam.scores["spam"] > 0.5 > chat.scores["spam"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_evasion_rewritten_insult_is_still_caught(scorer: TextScorer, seed: int) -> None:
+    disguised = evade(INSULT, random.Random(seed), word_prob=0.6)
+    assert disguised != INSULT
+    (sig,) = scorer.score([item(disguised)])
+    assert sig.scores["toxicity"] >= scorer.engine.config.thresholds["toxicity"], disguised
+
+
+def test_repeats_are_answered_from_the_cache_without_a_forward_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = TextScorer(quantize="fp32", cache_size=100).load()
+    try:
+        first = s.score([item("buy cheap followers now, limited offer")])[0]
+        calls = []
+        monkeypatch.setattr(s.engine, "forward_padded", lambda *a, **k: calls.append(1) or 1 / 0)
+        # The same text after normalisation: a look-alike spam wave variant.
+        again = s.score([item("BUY CHEAP FOLLOWERS NOW, LIMITED OFFER")])[0]
+        via_batcher = s.submit(item("buy cheap followers now, limited offer")).result(timeout=10)
+        assert calls == []
+        assert again.scores == first.scores == via_batcher.scores
+        assert s.stats()["cache_hits"] >= 2
+    finally:
+        s.close()
+
+
+def test_micro_batcher_gives_each_concurrent_caller_its_own_answer(fp32_scorer: TextScorer) -> None:
+    texts = [f"message {i}: " + ("you idiot " * (i % 7) if i % 2 else "nice to meet you " * (i % 5)) for i in range(96)]
+    expected = {t: fp32_scorer.engine.served([fp32_scorer.model_text(item(t))])[0] for t in texts}
+    before = fp32_scorer.stats()["batches"]
+    barrier = threading.Barrier(16)
+
+    def caller(k: int) -> list[tuple[str, dict[str, float]]]:
+        barrier.wait()
+        futs = [(t, fp32_scorer.submit(item(t))) for t in texts[k::16]]
+        return [(t, f.result(timeout=30).scores) for t, f in futs]
+
+    with ThreadPoolExecutor(16) as ex:
+        results = [r for chunk in ex.map(caller, range(16)) for r in chunk]
+    assert len(results) == len(texts)
+    for t, scores in results:
+        np.testing.assert_allclose([scores[c] for c in TRAINED_LABELS], expected[t], atol=2e-4, err_msg=t)
+    assert fp32_scorer.stats()["batches"] - before < len(texts), "requests were not batched together"
+
+
+def test_async_entry_point(fp32_scorer: TextScorer) -> None:
+    import asyncio
+
+    async def main() -> list[float]:
+        sigs = await asyncio.gather(*(fp32_scorer.score_one_async(item(t)) for t in (INSULT, FRIENDLY)))
+        return [s.scores["toxicity"] for s in sigs]
+
+    bad, good = asyncio.run(main())
+    assert bad > good
+
+
+def test_unreadable_and_empty_items_are_errors_not_zeros(fp32_scorer: TextScorer) -> None:
+    class Broken:
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError("unreadable")
+
+    empty = ScoringItem(Message(text=" ", attachments=[{"url": "https://cdn.example/a.png"}]), "")
+    sigs = fp32_scorer.score([item(INSULT), ScoringItem(Broken(), "", Broken()), empty])  # type: ignore[arg-type]
+    assert sigs[0].ok
+    assert sigs[1].error and sigs[1].scores == {}
+    assert sigs[2].error and sigs[2].scores == {}
+
+
+def test_default_artifact_dir_is_inside_the_package() -> None:
+    assert DEFAULT_ARTIFACT_DIR == Path(__file__).resolve().parents[2] / "models" / "text" / "artifact"

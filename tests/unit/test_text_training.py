@@ -1,0 +1,77 @@
+"""`heron train text` end to end on a tiny subset, plus the pieces it is made of."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from training.text.data import LABEL_MAP, LABELS, label_map_markdown, model_text, resolve_data_dir
+from training.text.evasion import TECHNIQUES, evade, evasion_suite
+
+try:
+    DATA = resolve_data_dir()
+except FileNotFoundError:
+    DATA = None
+needs_data = pytest.mark.skipif(DATA is None, reason="shared data folder not available")
+
+
+def test_evasion_suite_is_seeded_and_normalisation_undoes_most_of_it() -> None:
+    texts = ["you are a disgusting idiot", "what a lovely photo of your garden"] * 10
+    a, b = evasion_suite(texts, seed=5), evasion_suite(texts, seed=5)
+    assert a == b and a != texts and evasion_suite(texts, seed=6) != a
+    for tech in ("homoglyph", "zero_width", "leet"):
+        rewritten = evade("you are a disgusting idiot", random.Random(0), 1.0, (tech,))
+        assert rewritten != "you are a disgusting idiot"
+        assert model_text(rewritten) == "you are a disgusting idiot", (tech, rewritten)
+    assert set(TECHNIQUES) == {"leet", "homoglyph", "zero_width", "spaced", "punctuation", "repeat"}
+
+
+def test_label_map_covers_only_trained_labels_and_renders() -> None:
+    for table in LABEL_MAP.values():
+        for cats in table.values():
+            assert set(cats) <= set(LABELS)
+    md = label_map_markdown()
+    assert "| olid | offensive | 1 |" in md and md.count("\n") > len(LABEL_MAP)
+
+
+def test_canonicalisation_matches_training_conventions() -> None:
+    assert model_text("RT @bob: hey <@123456> look at https://x.example/a?b=1") == "@user: hey @user look at url"
+
+
+@needs_data
+def test_train_text_tiny_run_writes_a_loadable_artifact(tmp_path: Path) -> None:
+    from training.cli import app
+
+    out, runs = tmp_path / "artifact", tmp_path / "runs"
+    result = CliRunner().invoke(app, [
+        "train", "text", "--data-dir", str(DATA), "--out", str(out), "--runs-dir", str(runs),
+        "--seeds", "0", "--max-examples", "64", "--epochs", "1", "--max-length", "32", "--no-quantized",
+    ])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    for name in ("config.json", "text_model.safetensors", "metrics.json", "MODEL_CARD.md", "eval_predictions.npz"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("olid_macro_f1", "hateval_macro_f1", "davidson_hate_f1", "olid_evasion_macro_f1",
+                "ethos_macro_f1", "toxigen_neutral_fpr"):
+        assert key in metrics["summary"], key
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "Tiny run" in card and "TimeLMs 82.2" in card and "self_harm" in card
+    preds = np.load(out / "eval_predictions.npz")
+    assert preds["seed0/test/olid"].shape == (64, len(LABELS))
+
+    from pipeline.normalize import normalize
+    from pipeline.scorers.base import ScoringItem
+    from pipeline.scorers.text import TextScorer
+    from pipeline.types import Message
+
+    s = TextScorer(quantize="fp32", artifact_dir=out).load()
+    try:
+        (sig,) = s.score([ScoringItem(Message(text="hello there"), normalize("hello there"))])
+        assert sig.ok and set(sig.scores) == set(LABELS) and s.version.endswith("+fp32")
+    finally:
+        s.close()

@@ -1,0 +1,98 @@
+"""`heron train text` and `heron eval text`: typer apps the main CLI mounts.
+
+Also runnable alone: `python -m training.cli train text ...` / `python -m training.cli eval text ...`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from models.text.model import DEFAULT_ARTIFACT_DIR
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RUNS_DIR = REPO_ROOT / "var" / "text_runs"
+
+train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate models on held-out test sets.", no_args_is_help=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="shared data folder (default: $HERON_DATA_DIR or ../shared/data next to the repo)"),
+]
+Out = Annotated[Path, typer.Option(help="artifact directory (seed 0's model, metrics, card)")]
+RunsDir = Annotated[Path, typer.Option(help="where seeds other than 0 are kept (not committed)")]
+Seeds = Annotated[list[int] | None, typer.Option("--seeds", help="seeds to train/evaluate (repeat the option)")]
+MaxExamples = Annotated[int | None, typer.Option(help="cap every data set at this many rows (tiny runs)")]
+
+
+def _threads(num_threads: int | None) -> None:
+    if num_threads:
+        import torch
+
+        torch.set_num_threads(num_threads)
+
+
+@train_app.command("text")
+def train_text(
+    data_dir: DataDir = None,
+    out: Out = DEFAULT_ARTIFACT_DIR,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    seeds: Seeds = None,
+    epochs: Annotated[float, typer.Option(help="passes over the pooled training set")] = 1.0,
+    max_length: Annotated[int, typer.Option(help="token cap per text")] = 64,
+    batch_size: int = 32,
+    lr: float = 8e-5,
+    tune_layers: Annotated[int, typer.Option(help="encoder layers fine-tuned, counted from the top")] = 6,
+    aug_prob: Annotated[float, typer.Option(help="share of training texts rewritten by the evasion generator")] = 0.3,
+    max_examples: MaxExamples = None,
+    num_threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
+    evaluate: Annotated[bool, typer.Option(help="score the test sets and write metrics + card afterwards")] = True,
+    quantized: Annotated[bool, typer.Option(help="with --evaluate: also measure the int8 paths")] = True,
+) -> None:
+    """Fine-tune the text model on the shared data, one run per seed; seed 0 becomes the artifact."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _threads(num_threads)
+    from training.text.data import resolve_data_dir
+    from training.text.train import TrainConfig, train_seeds
+
+    root = resolve_data_dir(data_dir)
+    seeds = seeds or [0, 1, 2]
+    cfg = TrainConfig(epochs=epochs, max_length=max_length, batch_size=batch_size, lr=lr, tune_layers=tune_layers,
+                      aug_prob=aug_prob, max_examples=max_examples, num_threads=num_threads)
+    train_seeds(root, out, runs_dir, seeds, cfg)
+    if evaluate:
+        from training.text.evaluate import evaluate_all
+
+        evaluate_all(root, out, runs_dir, seeds, max_examples=max_examples, quantized=quantized)
+
+
+@eval_app.command("text")
+def eval_text(
+    data_dir: DataDir = None,
+    artifact: Annotated[Path, typer.Option(help="artifact directory (seed 0)")] = DEFAULT_ARTIFACT_DIR,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    seeds: Seeds = None,
+    max_examples: MaxExamples = None,
+    quantized: Annotated[bool, typer.Option(help="also measure the int8 paths' quality loss")] = True,
+    num_threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
+) -> None:
+    """Score the official test splits (never trained or tuned on); write metrics.json, predictions and card."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _threads(num_threads)
+    from training.text.data import resolve_data_dir
+    from training.text.evaluate import evaluate_all
+
+    evaluate_all(resolve_data_dir(data_dir), artifact, runs_dir, seeds or [0, 1, 2], max_examples=max_examples,
+                 quantized=quantized)
+
+
+app = typer.Typer(help="Heron training and evaluation.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+
+if __name__ == "__main__":
+    app()

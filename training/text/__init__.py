@@ -1,0 +1,1 @@
+"""Text-model training, calibration, evaluation and model-card generation."""

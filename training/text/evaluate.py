@@ -1,0 +1,294 @@
+"""Score the held-out test sets for every trained seed; write metrics.json, predictions and the card.
+
+Nothing here tunes anything: thresholds and temperatures come from the artifact (fitted on
+validation splits in `training.text.train`). Benchmark thresholds (`benchmark_thresholds`) were
+chosen on each benchmark's own validation split, as every TweetEval entry picks its operating
+point on validation; the out-of-domain probes (ETHOS, ToxiGen) use the serving thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    matthews_corrcoef,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from tqdm.auto import tqdm
+
+from models.text.engine import TextEngine
+from models.text.model import CONFIG_FILE, DEFAULT_ARTIFACT_DIR, ArtifactConfig
+from training.text.data import LABELS, Split, load_sets, model_text
+from training.text.evasion import evasion_suite
+from training.text.train import davidson_predict, seed_dir
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "eval_predictions.npz"
+EVASION_SEED = 13
+EVASION_WORD_PROB = 0.4
+SPAM = LABELS.index("spam")  # label column of the spam sets' y
+
+# Published figures the card and the report print beside ours (TweetEval leaderboard; Davidson et al.).
+BASELINES = {
+    "olid_macro_f1": {"RoBERTa-base": 79.5, "Twitter-RoBERTa": 80.5, "TimeLMs": 82.2},
+    "hateval_macro_f1": {"RoBERTa-base": 46.6, "BERTweet": 56.4},
+    "davidson_hate_f1": {"Davidson et al. 2017 (LR)": 0.51},
+}
+TARGETS = {"olid_macro_f1": 82.2, "hateval_macro_f1": 56.4, "davidson_hate_f1": 0.55}
+
+
+def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error (equal-width bins): how far 'a score of 0.8' is from 80%."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            total += sel.mean() * abs(p[sel].mean() - y[sel].mean())
+    return float(total)
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(f1_score(y, pred, average="macro", zero_division=0))
+
+
+def _probs(engine: TextEngine, texts: list[str], desc: str) -> np.ndarray:
+    chunks = [texts[i:i + 512] for i in range(0, len(texts), 512)]
+    out = [engine.probs(c) for c in tqdm(chunks, desc=desc, leave=False, mininterval=2.0)]
+    return np.concatenate(out) if out else np.zeros((0, len(engine.labels)), dtype=np.float32)
+
+
+def seed_metrics(engine: TextEngine, tests: dict[str, Split], evasion_texts: list[str] | None,
+                 seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Every test metric of one seed's model, plus the probabilities (all outputs) they came from.
+
+    Benchmarks are scored twice: with the data set's own head (the headline, `<set>_...`) and with
+    the head that serves the category in production (`<set>_served_...`).
+    """
+    cfg = engine.config
+    thr = cfg.thresholds
+    bench = cfg.benchmark_thresholds
+    col = {o: j for j, o in enumerate(engine.outputs)}
+    served = {lbl: col[cfg.serving_heads[lbl]] for lbl in engine.labels}
+    probs = {k: _probs(engine, s.texts, f"seed {seed} test {k}") for k, s in tests.items()}
+    m: dict[str, Any] = {}
+    if "olid" in tests:
+        y = tests["olid"].extra["label"]
+        if evasion_texts is not None:
+            probs["olid_evasion"] = _probs(engine, evasion_texts, f"seed {seed} evasion")
+        for key in ("olid", "olid_served"):
+            b = bench.get(key, {"head": cfg.serving_heads["toxicity"], "t": thr["toxicity"]})
+            p = probs["olid"][:, col[b["head"]]]
+            m[f"{key}_macro_f1"] = 100 * macro_f1(y, (p >= b["t"]).astype(int))
+            m[f"{key}_roc_auc"] = float(roc_auc_score(y, p))
+            m[f"{key}_ece"] = ece(p, y)
+            if evasion_texts is not None:
+                pe = probs["olid_evasion"][:, col[b["head"]]]
+                m[f"{key}_evasion_macro_f1"] = 100 * macro_f1(y, (pe >= b["t"]).astype(int))
+                m[f"{key}_evasion_drop"] = m[f"{key}_macro_f1"] - m[f"{key}_evasion_macro_f1"]
+        p = probs["olid"][:, served["toxicity"]]
+        m["olid_served_macro_f1_serving_threshold"] = 100 * macro_f1(y, (p >= thr["toxicity"]).astype(int))
+    if "hateval" in tests:
+        y = tests["hateval"].extra["label"]
+        for key in ("hateval", "hateval_served"):
+            b = bench.get(key, {"head": cfg.serving_heads["hate"], "t": thr["hate"]})
+            p = probs["hateval"][:, col[b["head"]]]
+            m[f"{key}_macro_f1"] = 100 * macro_f1(y, (p >= b["t"]).astype(int))
+            m[f"{key}_roc_auc"] = float(roc_auc_score(y, p))
+        p = probs["hateval"][:, served["hate"]]
+        m["hateval_served_macro_f1_serving_threshold"] = 100 * macro_f1(y, (p >= thr["hate"]).astype(int))
+    if "davidson" in tests:
+        cls = tests["davidson"].extra["class"]
+        for key in ("davidson", "davidson_served"):
+            b = bench.get(key, {"abusive_head": cfg.serving_heads["toxicity"], "hate_head": cfg.serving_heads["hate"],
+                                "t_abusive": thr["toxicity"], "t_hate": thr["hate"]})
+            pd_ = probs["davidson"]
+            pred = davidson_predict(pd_[:, col[b["abusive_head"]]], pd_[:, col[b["hate_head"]]],
+                                    b["t_abusive"], b["t_hate"])
+            per_class = f1_score(cls, pred, labels=[0, 1, 2], average=None, zero_division=0)
+            m[f"{key}_hate_f1"] = float(per_class[0])
+            m[f"{key}_offensive_f1"] = float(per_class[1])
+            m[f"{key}_neither_f1"] = float(per_class[2])
+            m[f"{key}_macro_f1"] = float(np.mean(per_class))
+    if "ethos" in tests:
+        y, p = tests["ethos"].extra["label"], probs["ethos"][:, served["hate"]]
+        m["ethos_macro_f1"] = 100 * macro_f1(y, (p >= thr["hate"]).astype(int))
+        m["ethos_hate_f1"] = float(f1_score(y, (p >= thr["hate"]).astype(int), zero_division=0))
+        m["ethos_roc_auc"] = float(roc_auc_score(y, p))
+        m["ethos_toxicity_roc_auc"] = float(roc_auc_score(y, probs["ethos"][:, served["toxicity"]]))
+    if "toxigen" in tests:
+        y, p = tests["toxigen"].extra["label"], probs["toxigen"]
+        flagged = (p[:, served["hate"]] >= thr["hate"]) | (p[:, served["toxicity"]] >= thr["toxicity"])
+        neutral = y == 0
+        m["toxigen_neutral_fpr"] = float(flagged[neutral].mean())
+        m["toxigen_neutral_fpr_hate"] = float((p[neutral, served["hate"]] >= thr["hate"]).mean())
+        m["toxigen_hate_recall"] = float(flagged[~neutral].mean())
+        m["toxigen_n_neutral"] = int(neutral.sum())
+        groups = tests["toxigen"].extra["group"]
+        m["toxigen_neutral_fpr_by_group"] = {
+            str(g): float(flagged[neutral & (groups == g)].mean()) for g in sorted(set(groups[neutral]))}
+    for name in ("sms_spam", "youtube_spam"):
+        if name in tests:
+            y = tests[name].y[:, SPAM].astype(int)
+            ps = probs[name][:, served["spam"]]
+            pred = (ps >= thr["spam"]).astype(int)
+            m[f"{name}_f1"] = float(f1_score(y, pred, zero_division=0))
+            m[f"{name}_precision"] = float(precision_score(y, pred, zero_division=0))
+            m[f"{name}_recall"] = float(recall_score(y, pred, zero_division=0))
+            m[f"{name}_mcc"] = float(matthews_corrcoef(y, pred))
+            m[f"{name}_average_precision"] = float(average_precision_score(y, ps))
+    return m, probs
+
+
+def quantization_report(artifact: Path, val: dict[str, Split], tests: dict[str, Split]) -> dict[str, Any]:
+    """Quality of each forward path against fp32 on OLID/HatEval validation (decides) and test (reported).
+
+    The serving default is the fastest path (onnx-int8, then torch-int8, then fp32, as measured in
+    bench/) whose OLID-validation macro-F1 is within 0.5 points of fp32.
+    """
+    rows: dict[str, Any] = {}
+    for mode in ("fp32", "torch-int8", "onnx-int8"):
+        try:
+            eng = TextEngine(artifact, quantize=mode)
+        except Exception as exc:  # a missing onnxruntime must not sink the whole evaluation
+            rows[mode] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        bench = eng.config.benchmark_thresholds
+        col = {o: j for j, o in enumerate(eng.outputs)}
+        heads, thr = eng.config.serving_heads, eng.config.thresholds
+        b_olid = bench.get("olid", {"head": heads["toxicity"], "t": thr["toxicity"]})
+        b_hate = bench.get("hateval", {"head": heads["hate"], "t": thr["hate"]})
+        t_olid, t_hate = b_olid["t"], b_hate["t"]
+        r: dict[str, float] = {}
+        for split_name, sets in (("val", val), ("test", tests)):
+            if "olid" in sets:
+                p = eng.probs(sets["olid"].texts)[:, col[b_olid["head"]]]
+                r[f"olid_{split_name}_macro_f1"] = 100 * macro_f1(sets["olid"].extra["label"],
+                                                                  (p >= t_olid).astype(int))
+            if "hateval" in sets:
+                p = eng.probs(sets["hateval"].texts)[:, col[b_hate["head"]]]
+                r[f"hateval_{split_name}_macro_f1"] = 100 * macro_f1(sets["hateval"].extra["label"],
+                                                                     (p >= t_hate).astype(int))
+        rows[mode] = r
+    base = rows.get("fp32", {})
+    chosen = "fp32"
+    for mode in ("onnx-int8", "torch-int8"):
+        r = rows.get(mode, {})
+        if "olid_val_macro_f1" in r and "olid_val_macro_f1" in base:
+            r["olid_val_delta"] = r["olid_val_macro_f1"] - base["olid_val_macro_f1"]
+            if "olid_test_macro_f1" in r:
+                r["olid_test_delta"] = r["olid_test_macro_f1"] - base["olid_test_macro_f1"]
+            if chosen == "fp32" and r["olid_val_delta"] >= -0.5:
+                chosen = mode
+    return {"paths": rows, "chosen": chosen, "rule": "fastest path with OLID-val macro-F1 within 0.5 of fp32"}
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
+
+
+def evaluate_all(data_dir: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, runs_dir: Path | None = None,
+                 seeds: list[int] | None = None, max_examples: int | None = None,
+                 quantized: bool = True) -> dict[str, Any]:
+    """Evaluate every available seed, aggregate mean ± sd, save metrics/predictions, write the card."""
+    from training.text.card import write_model_card
+
+    started = time.time()
+    artifact = Path(artifact)
+    runs_dir = Path(runs_dir) if runs_dir else artifact / "_runs"
+    seeds = seeds or [0, 1, 2]
+    tests = load_sets(data_dir, "test", max_examples)
+    val = load_sets(data_dir, "val", max_examples)
+    evasion_raw = evasion_suite(tests["olid"].raw, seed=EVASION_SEED, word_prob=EVASION_WORD_PROB)
+    evasion_texts = [model_text(t) for t in evasion_raw]
+    per_seed: dict[str, Any] = {}
+    preds: dict[str, np.ndarray] = {}
+    for seed in seeds:
+        d = seed_dir(artifact, runs_dir, seed)
+        if not (d / CONFIG_FILE).is_file():
+            print(f"seed {seed}: no model at {d}, skipped", flush=True)
+            continue
+        engine = TextEngine(d, quantize="fp32")
+        m, probs = seed_metrics(engine, tests, evasion_texts, seed)
+        m["val_report"] = ArtifactConfig.from_file(d / CONFIG_FILE).training.get("report", {})
+        per_seed[str(seed)] = m
+        for k, v in probs.items():
+            preds[f"seed{seed}/test/{k}"] = v.astype(np.float16)
+        if seed == 0:
+            for k, s in val.items():
+                preds[f"seed0/val/{k}"] = engine.probs(s.texts).astype(np.float16)
+        print(f"seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)), flush=True)
+    if "0" not in per_seed:
+        raise FileNotFoundError(f"no seed-0 artifact at {artifact}")
+    keys = [k for k, v in per_seed["0"].items() if isinstance(v, float | int) and not isinstance(v, bool)]
+    summary = {k: _mean_sd([per_seed[s][k] for s in per_seed if k in per_seed[s]]) for k in keys}
+    cfg = ArtifactConfig.from_file(artifact / CONFIG_FILE)
+    metrics: dict[str, Any] = {
+        "version": cfg.version,
+        "seeds": [int(s) for s in per_seed],
+        "summary": summary,
+        "per_seed": per_seed,
+        "baselines": BASELINES,
+        "targets": TARGETS,
+        "evasion": {"seed": EVASION_SEED, "word_prob": EVASION_WORD_PROB,
+                    "techniques": ["leet", "homoglyph", "zero_width", "spaced", "punctuation", "repeat"]},
+        "thresholds": cfg.thresholds,
+        "benchmark_thresholds": cfg.benchmark_thresholds,
+        "outputs": cfg.outputs,
+        "serving_heads": cfg.serving_heads,
+        "temperature": cfg.temperature,
+        "max_examples": max_examples,
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "threads": torch.get_num_threads()},
+    }
+    if quantized:
+        metrics["quantization"] = quantization_report(artifact, val, tests)
+    metrics["eval_seconds"] = time.time() - started
+    (artifact / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
+    np.savez_compressed(artifact / PREDICTIONS_FILE, **preds)
+    write_model_card(artifact, metrics)
+    print_summary(metrics)
+    return metrics
+
+
+def print_summary(metrics: dict[str, Any]) -> None:
+    s = metrics["summary"]
+
+    def fmt(k: str, scale: float = 1.0, digits: int = 2) -> str:
+        if k not in s:
+            return "n/a"
+        return f"{s[k]['mean'] * scale:.{digits}f} ± {s[k]['sd'] * scale:.{digits}f} (n={s[k]['n']})"
+
+    print("\n== text model evaluation ==")
+    print("(data set's own head / head serving the category)")
+    print(f"OLID test macro-F1        {fmt('olid_macro_f1')} / {fmt('olid_served_macro_f1')}   "
+          f"(target ≥ {TARGETS['olid_macro_f1']})")
+    print(f"OLID evasion macro-F1     {fmt('olid_evasion_macro_f1')} / {fmt('olid_served_evasion_macro_f1')}   "
+          f"drop {fmt('olid_evasion_drop')} / {fmt('olid_served_evasion_drop')}")
+    print(f"HatEval test macro-F1     {fmt('hateval_macro_f1')} / {fmt('hateval_served_macro_f1')}   "
+          f"(target ≥ {TARGETS['hateval_macro_f1']})")
+    print(f"Davidson hate-class F1    {fmt('davidson_hate_f1', digits=3)} / {fmt('davidson_served_hate_f1', digits=3)}"
+          f"   (target ≥ {TARGETS['davidson_hate_f1']})")
+    print(f"Davidson macro-F1         {fmt('davidson_macro_f1', digits=3)} / "
+          f"{fmt('davidson_served_macro_f1', digits=3)}")
+    print(f"ETHOS (OOD) macro-F1      {fmt('ethos_macro_f1')}   AUC {fmt('ethos_roc_auc', digits=3)}")
+    print(f"ToxiGen neutral FPR       {fmt('toxigen_neutral_fpr', digits=3)}")
+    print(f"SMS spam F1               {fmt('sms_spam_f1', digits=3)}")
+    print(f"YouTube spam F1           {fmt('youtube_spam_f1', digits=3)}")
+    q = metrics.get("quantization")
+    if q:
+        for mode, r in q["paths"].items():
+            print(f"  {mode:11s} " + ", ".join(f"{k}={v:.2f}" for k, v in r.items() if isinstance(v, float)))
+        print(f"  serving default: {q['chosen']} ({q['rule']})")
