@@ -36,7 +36,9 @@ lint: install
 	$(BIN)/ruff check pipeline api models training tests bench
 
 bench: install
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/bench_text.py
+	$(BIN)/python bench/bench_service.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
