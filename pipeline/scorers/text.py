@@ -7,12 +7,18 @@ Two ways in, sharing one engine and one repeat cache:
   this is what a FastAPI handler serving one message per request should call.
 
 The model is trained only for toxicity, hate and spam (see the artifact's MODEL_CARD.md): `labels`
-lists just those, so a missing category is visibly missing rather than a fake 0.0.
+lists just those, so a missing category is visibly missing rather than a fake 0.0. Each category is
+read from the network output named in the artifact's `serving_heads` (toxicity comes from the OLID
+head when it separates OLID validation better than the shared head, as it did for the committed
+artifact).
 
 Knobs (constructor kwargs, defaulting to environment variables):
 HERON_TEXT_QUANTIZE (auto | onnx-int8 | torch-int8 | fp32; auto = the path `heron eval text`
 chose by measurement), HERON_TEXT_MAX_BATCH, HERON_TEXT_MAX_WAIT_MS, HERON_TEXT_THREADS,
-HERON_TEXT_WORKERS, HERON_TEXT_CACHE_SIZE.
+HERON_TEXT_WORKERS, HERON_TEXT_GROUP, HERON_TEXT_CACHE_SIZE. Defaults were measured with
+bench/bench_text.py on 2 cores: small length-sorted batches (8) drawn from up to 8 batches' worth of
+queued requests, on 2 one-thread workers, beat batches of 32 (310 vs 196 msg/s under 64 callers),
+because chat messages vary in length and a batch pads to its longest.
 
 Scores are rounded to 4 decimals; note that the int8 paths quantise activations per batch, so a
 text's last decimals can depend on its batch-mates. The cache pins the first answer for a text.
@@ -55,11 +61,12 @@ class TextScorer(Scorer):
 
     def __init__(self, quantize: str | None = None, max_batch: int | None = None, max_wait_ms: float | None = None,
                  num_threads: int | None = None, workers: int | None = None, cache_size: int | None = None,
-                 artifact_dir: Path | str | None = None) -> None:
+                 artifact_dir: Path | str | None = None, group: int | None = None) -> None:
         self.quantize = quantize or _env("HERON_TEXT_QUANTIZE", "auto")
-        self.max_batch = max_batch or int(_env("HERON_TEXT_MAX_BATCH", "32"))
+        self.max_batch = max_batch or int(_env("HERON_TEXT_MAX_BATCH", "8"))
+        self.group = group or int(_env("HERON_TEXT_GROUP", "8"))
         self.max_wait_ms = max_wait_ms if max_wait_ms is not None else float(_env("HERON_TEXT_MAX_WAIT_MS", "2"))
-        self.workers = workers or int(_env("HERON_TEXT_WORKERS", "1"))
+        self.workers = workers or int(_env("HERON_TEXT_WORKERS", str(min(2, os.cpu_count() or 1))))
         threads_env = os.environ.get("HERON_TEXT_THREADS")
         self.num_threads = num_threads or (int(threads_env) if threads_env else None)
         self.cache_size = cache_size if cache_size is not None else int(_env("HERON_TEXT_CACHE_SIZE", "50000"))
@@ -94,7 +101,8 @@ class TextScorer(Scorer):
         self.version = f"{engine.version}+{mode}"
         self.cache = LRUCache(self.cache_size)
         self._batcher = MicroBatcher(engine.encode, self._forward_ids, max_batch=self.max_batch,
-                                     max_wait_ms=self.max_wait_ms, workers=self.workers, cache=self.cache)
+                                     max_wait_ms=self.max_wait_ms, workers=self.workers, cache=self.cache,
+                                     group=self.group)
         return self
 
     def _resolve_quantize(self, directory: Path) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from training.text.data import LABEL_MAP, LABELS, label_map_markdown, model_text, resolve_data_dir
+from training.text.data import LABEL_MAP, LABELS, OUTPUTS, label_map_markdown, model_text, resolve_data_dir
 from training.text.evasion import TECHNIQUES, evade, evasion_suite
 
 try:
@@ -62,7 +62,7 @@ def test_train_text_tiny_run_writes_a_loadable_artifact(tmp_path: Path) -> None:
     card = (out / "MODEL_CARD.md").read_text()
     assert "Tiny run" in card and "TimeLMs 82.2" in card and "self_harm" in card
     preds = np.load(out / "eval_predictions.npz")
-    assert preds["seed0/test/olid"].shape == (64, len(LABELS))
+    assert preds["seed0/test/olid"].shape == (64, len(OUTPUTS))
 
     from pipeline.normalize import normalize
     from pipeline.scorers.base import ScoringItem

@@ -151,11 +151,32 @@ def seed_metrics(engine: TextEngine, tests: dict[str, Split], evasion_texts: lis
     return m, probs
 
 
+QUANT_ORDERS = 3  # random arrival orders averaged per quantisation measurement
+
+
+def _arrival_order_probs(eng: TextEngine, texts: list[str], column: int, seed: int) -> np.ndarray:
+    """Probabilities as the micro-batcher would produce them: random arrival windows of 32, each sorted.
+
+    Dynamic int8 quantises activations per batch, so a text's score depends on its batch-mates; one
+    fixed batching is a single draw (measured: ±0.3 macro-F1 on OLID val from the order alone).
+    """
+    seqs = eng.encode_batch(texts)
+    order = np.random.default_rng(seed).permutation(len(seqs))
+    out = np.zeros(len(seqs), dtype=np.float32)
+    for start in range(0, len(order), 32):
+        idx = sorted(order[start:start + 32], key=lambda k: len(seqs[k]))
+        ids, mask = eng.pad([seqs[k] for k in idx])
+        out[idx] = eng.calibrate(eng.forward_padded(ids, mask))[:, column]
+    return out
+
+
 def quantization_report(artifact: Path, val: dict[str, Split], tests: dict[str, Split]) -> dict[str, Any]:
     """Quality of each forward path against fp32 on OLID/HatEval validation (decides) and test (reported).
 
-    The serving default is the fastest path (onnx-int8, then torch-int8, then fp32, as measured in
-    bench/) whose OLID-validation macro-F1 is within 0.5 points of fp32.
+    Each figure is the mean macro-F1 over QUANT_ORDERS seeded arrival orders (see
+    `_arrival_order_probs`) at the fp32 benchmark thresholds. The serving default is the fastest
+    path (onnx-int8, then torch-int8, then fp32, as measured in bench/) whose OLID-validation
+    macro-F1 is within 0.5 points of fp32.
     """
     rows: dict[str, Any] = {}
     for mode in ("fp32", "torch-int8", "onnx-int8"):
@@ -167,31 +188,29 @@ def quantization_report(artifact: Path, val: dict[str, Split], tests: dict[str, 
         bench = eng.config.benchmark_thresholds
         col = {o: j for j, o in enumerate(eng.outputs)}
         heads, thr = eng.config.serving_heads, eng.config.thresholds
-        b_olid = bench.get("olid", {"head": heads["toxicity"], "t": thr["toxicity"]})
-        b_hate = bench.get("hateval", {"head": heads["hate"], "t": thr["hate"]})
-        t_olid, t_hate = b_olid["t"], b_hate["t"]
         r: dict[str, float] = {}
-        for split_name, sets in (("val", val), ("test", tests)):
-            if "olid" in sets:
-                p = eng.probs(sets["olid"].texts)[:, col[b_olid["head"]]]
-                r[f"olid_{split_name}_macro_f1"] = 100 * macro_f1(sets["olid"].extra["label"],
-                                                                  (p >= t_olid).astype(int))
-            if "hateval" in sets:
-                p = eng.probs(sets["hateval"].texts)[:, col[b_hate["head"]]]
-                r[f"hateval_{split_name}_macro_f1"] = 100 * macro_f1(sets["hateval"].extra["label"],
-                                                                     (p >= t_hate).astype(int))
+        for name, label in (("olid", "toxicity"), ("hateval", "hate")):
+            b = bench.get(name, {"head": heads[label], "t": thr[label]})
+            for split_name, sets in (("val", val), ("test", tests)):
+                if name not in sets:
+                    continue
+                f1s = [100 * macro_f1(sets[name].extra["label"],
+                                      (_arrival_order_probs(eng, sets[name].texts, col[b["head"]], k) >= b["t"])
+                                      .astype(int)) for k in range(QUANT_ORDERS)]
+                r[f"{name}_{split_name}_macro_f1"] = float(np.mean(f1s))
+                r[f"{name}_{split_name}_macro_f1_sd_over_orders"] = float(np.std(f1s))
         rows[mode] = r
     base = rows.get("fp32", {})
     chosen = "fp32"
     for mode in ("onnx-int8", "torch-int8"):
         r = rows.get(mode, {})
-        if "olid_val_macro_f1" in r and "olid_val_macro_f1" in base:
-            r["olid_val_delta"] = r["olid_val_macro_f1"] - base["olid_val_macro_f1"]
-            if "olid_test_macro_f1" in r:
-                r["olid_test_delta"] = r["olid_test_macro_f1"] - base["olid_test_macro_f1"]
-            if chosen == "fp32" and r["olid_val_delta"] >= -0.5:
-                chosen = mode
-    return {"paths": rows, "chosen": chosen, "rule": "fastest path with OLID-val macro-F1 within 0.5 of fp32"}
+        for key in ("olid_val", "olid_test", "hateval_val", "hateval_test"):
+            if f"{key}_macro_f1" in r and f"{key}_macro_f1" in base:
+                r[f"{key}_delta"] = r[f"{key}_macro_f1"] - base[f"{key}_macro_f1"]
+        if chosen == "fp32" and r.get("olid_val_delta", -1e9) >= -0.5:
+            chosen = mode
+    return {"paths": rows, "chosen": chosen, "orders": QUANT_ORDERS,
+            "rule": "fastest path with OLID-val macro-F1 (mean over arrival orders) within 0.5 of fp32"}
 
 
 def _mean_sd(values: list[float]) -> dict[str, float]:
@@ -290,5 +309,6 @@ def print_summary(metrics: dict[str, Any]) -> None:
     q = metrics.get("quantization")
     if q:
         for mode, r in q["paths"].items():
-            print(f"  {mode:11s} " + ", ".join(f"{k}={v:.2f}" for k, v in r.items() if isinstance(v, float)))
+            print(f"  {mode:11s} " + ", ".join(f"{k}={v:.2f}" for k, v in r.items()
+                                              if isinstance(v, float) and "sd_over" not in k))
         print(f"  serving default: {q['chosen']} ({q['rule']})")
