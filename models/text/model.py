@@ -105,6 +105,9 @@ def load_backbone(path: Path | None = None) -> nn.Module:
     """The pretrained BertModel, loaded offline from the package files."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar on every service start is noise
 
     return AutoModel.from_pretrained(str(path or backbone_dir()), local_files_only=True)
 
