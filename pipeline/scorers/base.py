@@ -6,15 +6,18 @@ and it inherits the contract tests in tests/contract/ by being in the registry.
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar, Self
 
 from pipeline.types import Message, Signal
+
+log = logging.getLogger(__name__)
 
 
 class Modality(StrEnum):
@@ -81,6 +84,18 @@ class Scorer(ABC):
     def applies_to(self, item: ScoringItem) -> bool:
         """Whether this scorer has anything to say (a text scorer skips image-only messages)."""
         return True
+
+    def score_each(self, items: Sequence[ScoringItem], one: Callable[[ScoringItem, float], Signal]) -> list[Signal]:
+        """Score items one by one; an item that raises becomes an error signal, not a lost batch."""
+        out: list[Signal] = []
+        for item in items:
+            started = time.perf_counter()
+            try:
+                out.append(one(item, started))
+            except Exception as exc:  # noqa: BLE001 - one bad item must not sink the batch
+                log.exception("%s: scoring failed", self.name)
+                out.append(self.error_signal(f"{type(exc).__name__}: {exc}", started))
+        return out
 
     def error_signal(self, error: str, started: float | None = None) -> Signal:
         latency = (time.perf_counter() - started) * 1000 if started is not None else 0.0

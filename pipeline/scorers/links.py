@@ -333,15 +333,7 @@ class LinkScorer(Scorer):
     def score(self, items: Sequence[ScoringItem]) -> list[Signal]:
         if self._platform is None:
             self.load()
-        out: list[Signal] = []
-        for item in items:
-            started = time.perf_counter()
-            try:
-                out.append(self._score_one(item, started))
-            except Exception as e:  # one bad item must not sink the batch
-                log.exception("links: scoring failed")
-                out.append(self.error_signal(f"{type(e).__name__}: {e}", started))
-        return out
+        return self.score_each(items, self._score_one)
 
     def _score_one(self, item: ScoringItem, started: float) -> Signal:
         links = extract_links(item.message.text)

@@ -546,15 +546,7 @@ class RulesScorer(Scorer):
         return has_lists and bool(item.message.text.strip())
 
     def score(self, items: Sequence[ScoringItem]) -> list[Signal]:
-        out: list[Signal] = []
-        for item in items:
-            started = time.perf_counter()
-            try:
-                out.append(self._score_one(item, started))
-            except Exception as e:  # one bad item must not sink the batch
-                log.exception("rules: scoring failed")
-                out.append(self.error_signal(f"{type(e).__name__}: {e}", started))
-        return out
+        return self.score_each(items, self._score_one)
 
     def _score_one(self, item: ScoringItem, started: float) -> Signal:
         if not self.applies_to(item):
