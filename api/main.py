@@ -52,7 +52,7 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or Runtime.build(role="api", settings=settings)
         app.state.runtime = rt
-        _ = rt.service  # load models before taking traffic
+        rt.service.warm_up()  # load and warm the models before taking traffic
         if start_runtime:
             rt.start()
         try:

@@ -160,6 +160,24 @@ class ModerationService:
     def decide_one(self, tenant_id: str, message: Message, guild: GuildConfig | None = None) -> Decision:
         return self.decide_batch(tenant_id, [(message, guild)])[0]
 
+    def warm_up(self) -> None:
+        """Run a few messages through every scorer before taking traffic.
+
+        Model runtimes allocate and optimise on their first calls (ONNX Runtime's first run is
+        tens of times slower than the next): without this, a user's first request can blow the
+        sync budget and come back as 202 pending.
+        """
+        texts = ["hello there", "you are a complete idiot and everyone hates you " * 3, "free nitro at discord.gift"]
+        messages = [Message(text=t) for t in texts]
+        self.decide_batch("warm-up", [(m, None) for m in messages])
+        for scorer in self.scorers:
+            submit = getattr(scorer, "submit", None)
+            if submit is None:
+                continue
+            futures = [submit(ScoringItem(m, normalize(m.text))) for m in messages * 4]
+            for f in futures:
+                f.result(timeout=120)
+
     def close(self) -> None:
         for s in self.scorers:
             s.close()
