@@ -232,35 +232,19 @@ class Store:
             else:
                 policy_version, lists_version = row.policy_version, row.lists_version
             values: dict[str, Any] = {"updated_at": ts}
-            if policy is not None:
-                policy_version += 1
-                body = policy.model_dump(mode="json")
-                values.update(policy=body, policy_version=policy_version)
+            versions = {"policy": policy_version, "lists": lists_version}
+            bodies = {"policy": policy.model_dump(mode="json") if policy is not None else None, "lists": lists}
+            for kind, body in bodies.items():
+                if body is None:
+                    continue
+                version = versions[kind] + 1
+                values.update({kind: body, f"{kind}_version": version})
                 conn.execute(
                     db.policy_versions.insert().values(
-                        tenant_id=tenant_id,
-                        guild_id=guild_id,
-                        kind="policy",
-                        version=policy_version,
-                        body=body,
-                        created_at=ts,
+                        tenant_id=tenant_id, guild_id=guild_id, kind=kind, version=version, body=body, created_at=ts
                     )
                 )
-                self._audit(conn, tenant_id, actor, "policy_updated", guild_id, {"version": policy_version})
-            if lists is not None:
-                lists_version += 1
-                values.update(lists=lists, lists_version=lists_version)
-                conn.execute(
-                    db.policy_versions.insert().values(
-                        tenant_id=tenant_id,
-                        guild_id=guild_id,
-                        kind="lists",
-                        version=lists_version,
-                        body=lists,
-                        created_at=ts,
-                    )
-                )
-                self._audit(conn, tenant_id, actor, "lists_updated", guild_id, {"version": lists_version})
+                self._audit(conn, tenant_id, actor, f"{kind}_updated", guild_id, {"version": version})
             conn.execute(
                 db.guilds.update()
                 .where(db.guilds.c.tenant_id == tenant_id, db.guilds.c.guild_id == guild_id)
