@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +54,13 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
         rt = runtime or Runtime.build(role="api", settings=settings)
         app.state.runtime = rt
         rt.service.warm_up()  # load and warm the models before taking traffic
+        if runtime is None:
+            # A serving process: everything loaded so far (models, tokenizer, routes) lives as long
+            # as it does, so take it out of the collector's generations; full collections under
+            # load then only walk request garbage. (Not for apps over a caller's runtime, as in
+            # tests, where frozen objects would never be freed.)
+            gc.collect()
+            gc.freeze()
         if start_runtime:
             rt.start()
         try:

@@ -138,13 +138,10 @@ class ModerationService:
         signals: list[Signal] = []
         waits = []
         for scorer in self.scorers:
-            submit = getattr(scorer, "submit", None)
-            if submit is not None and scorer.applies_to(item):
-                try:
-                    waits.append(asyncio.wrap_future(submit(item)))
-                except Exception as exc:  # noqa: BLE001 - a scorer failure is a missing signal
-                    log.exception("scorer %s failed", scorer.name)
-                    signals.append(scorer.error_signal(f"{type(exc).__name__}: {exc}", started))
+            score_async = getattr(scorer, "score_one_async", None)
+            if score_async is not None:
+                if scorer.applies_to(item):
+                    waits.append(score_async(item))
                 continue
             if scorer.inline:
                 sig = self._run_scorer(scorer, [item])[0]
@@ -153,7 +150,11 @@ class ModerationService:
             elif scorer.applies_to(item):
                 loop = asyncio.get_running_loop()
                 waits.append(loop.run_in_executor(None, lambda s=scorer: self._run_scorer(s, [item])[0]))
-        if waits:
+        if len(waits) == 1:  # the common case (one model scorer): no gather, no extra task
+            got = await waits[0]
+            if got is not None:
+                signals.append(got)
+        elif waits:
             signals.extend(s for s in await asyncio.gather(*waits) if s is not None)
         return self._assemble(tenant_id, message, guild, signals, (time.perf_counter() - started) * 1000)
 

@@ -156,11 +156,27 @@ class Store:
             self._audit(conn, tenant_id, "system:cli", "api_key_created", raw[:10], {})
         return tenant_id, raw
 
+    def _fresh(self, cache: dict[Any, tuple[float, Any]], key: Any) -> tuple[bool, Any]:
+        """(True, value) when `key` is cached and younger than the TTL; never touches the database."""
+        hit = cache.get(key)
+        if hit and time.monotonic() - hit[0] < self._cache_ttl:
+            return True, hit[1]
+        return False, None
+
+    def cached_tenant(self, raw: str) -> tuple[bool, str | None]:
+        """The tenant for an API key if it is in the short-lived cache: lets an event loop answer
+        most requests without a thread hop, and call `tenant_for_key` in a thread otherwise."""
+        return self._fresh(self._key_cache, raw)
+
+    def cached_guild(self, tenant_id: str, guild_id: str) -> tuple[bool, GuildConfig | None]:
+        """Like `cached_tenant`, for `guild`."""
+        return self._fresh(self._guild_cache, (tenant_id, guild_id))
+
     def tenant_for_key(self, raw: str) -> str | None:
-        hit = self._key_cache.get(raw)
         t = time.monotonic()
-        if hit and t - hit[0] < self._cache_ttl:
-            return hit[1]
+        fresh, cached = self.cached_tenant(raw)
+        if fresh:
+            return cached  # type: ignore[no-any-return]
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(db.api_keys.c.tenant_id).where(
@@ -179,9 +195,9 @@ class Store:
         """The guild's config, or None if the tenant never registered it. Cached briefly."""
         key = (tenant_id, guild_id)
         t = time.monotonic()
-        hit = self._guild_cache.get(key)
-        if hit and t - hit[0] < self._cache_ttl:
-            return hit[1]
+        fresh, cached = self._fresh(self._guild_cache, key)
+        if fresh:
+            return cached  # type: ignore[no-any-return]
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(db.guilds).where(db.guilds.c.tenant_id == tenant_id, db.guilds.c.guild_id == guild_id)

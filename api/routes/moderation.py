@@ -20,10 +20,13 @@ from pipeline.types import Decision, Message
 router = APIRouter(prefix="/v1", tags=["moderation"])
 
 
-def resolve_guild(rt: Runtime, tenant: str, guild_id: str | None) -> GuildConfig:
+async def resolve_guild(rt: Runtime, tenant: str, guild_id: str | None) -> GuildConfig:
+    """The guild's config: from the store's cache on the loop, else looked up in a thread."""
     if guild_id is None:
         return PLATFORM_GUILD
-    guild = rt.store.guild(tenant, guild_id)
+    fresh, guild = rt.store.cached_guild(tenant, guild_id)
+    if not fresh:
+        guild = await run_in_threadpool(rt.store.guild, tenant, guild_id)
     if guild is None:
         raise ApiError(404, "unknown_guild", f"guild {guild_id!r} is not registered; PUT /v1/guilds/{guild_id} first")
     return guild
@@ -45,7 +48,7 @@ async def moderate(body: MessageCreate, tenant: TenantDep, rt: RuntimeDep) -> Re
     """
     started = time.perf_counter()
     message: Message = body  # MessageCreate is a Message; validated once by FastAPI
-    guild = resolve_guild(rt, tenant, message.guild_id)
+    guild = await resolve_guild(rt, tenant, message.guild_id)
     task = asyncio.ensure_future(rt.service.decide_one_async(tenant, message, guild))
     try:
         decision = await asyncio.wait_for(asyncio.shield(task), rt.settings.sync_budget_ms / 1000)
@@ -73,7 +76,7 @@ async def submit_message(body: MessageCreate, tenant: TenantDep, rt: RuntimeDep)
     delivered to the tenant's webhook and readable at `GET /v1/decisions/{id}`. Sending the same
     message id again is safe: it is stored and decided once."""
     message: Message = body
-    resolve_guild(rt, tenant, message.guild_id)
+    await resolve_guild(rt, tenant, message.guild_id)
     _, created = await asyncio.wrap_future(rt.inbox.put(tenant, message))
 
     return PendingPublic(

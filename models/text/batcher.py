@@ -1,8 +1,9 @@
 """Dynamic micro-batching and the repeat cache for the text model.
 
 Why: one message per HTTP request means batch-1 forwards, which waste the CPU's vector units;
-gathering whatever arrives within a few milliseconds into one length-sorted batch multiplies
-throughput at a small latency cost. Work is split so nothing serialises behind the forward pass:
+gathering what queues up while the model is busy into batches of similar length multiplies
+throughput at a small latency cost (and none when idle: a lone message goes straight through).
+Work is split so nothing serialises behind the forward pass:
 callers (HTTP handlers, Celery tasks) normalise, look up the cache and tokenise in their own
 threads; worker threads only pad and run the forward pass (ONNX Runtime and torch release the
 GIL there, so the event loop and the tokenisers keep running).
@@ -14,13 +15,13 @@ with a lookup, and identical texts already in flight share one future instead of
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -65,28 +66,55 @@ class LRUCache:
             self.hits = self.misses = 0
 
 
+Waiter = tuple[asyncio.AbstractEventLoop | None, "Future[np.ndarray] | asyncio.Future[np.ndarray]"]
+
+
 @dataclass
 class _Job:
+    """One distinct text in flight, and everyone waiting for it (repeats share the job)."""
+
     key: str
     ids: list[int]
-    future: Future[np.ndarray]
+    waiters: list[Waiter] = field(default_factory=list)
+    queued: float = 0.0
+
+
+def _resolve_many(results: list[tuple[asyncio.Future[np.ndarray], np.ndarray | None, BaseException | None]]) -> None:
+    """Runs on an event loop: settle every asyncio future of one batch in one wake-up."""
+    for fut, value, exc in results:
+        if fut.done():  # the caller gave up (cancelled); nothing to deliver
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
 
 
 class MicroBatcher:
     """Gathers concurrent single-text requests into length-sorted batches on worker threads.
 
     `encode(text) -> ids` runs in the caller's thread; `forward(list_of_ids, worker) -> (n, labels)
-    probabilities` runs on worker thread number `worker`. A worker takes the first waiting job, then keeps collecting
-    until it has `max_batch` jobs or `max_wait_ms` has passed since the first one, also takes
-    whatever else is already queued (up to `group` batches), sorts everything by length and runs
-    it as batches of at most `max_batch`, so each batch pads only to similar lengths.
+    probabilities` runs on worker thread number `worker`. Jobs wait in one shared arrival-order
+    queue; a free worker takes the oldest job plus the queued jobs closest to it in length (among
+    the oldest `max_batch * group`), at most `max_batch` and at most its fair share of the queue
+    (queued / workers), and runs them as one batch. Why not a
+    fixed wait to fill batches: under load the queue fills while the workers are busy anyway, and
+    when idle a wait only adds latency (`max_wait_ms` > 0 still allows one). Why the oldest first
+    and one batch at a time: a worker that took a whole window left the other idle and made the
+    last job of the window wait for all the batches before it (the p99).
     `workers` > 1 lets two forward passes run at once (two one-thread workers beat one
     two-thread worker on short batches).
+
+    Two ways to wait: `submit` (a `concurrent.futures.Future`, for threads) and `submit_async`
+    (for event loops). Why the second is not `wrap_future(submit())`: every wrapped future wakes its
+    loop separately (one self-pipe write and one callback each), and the worker thread pays for that
+    while holding the GIL; here a worker settles a whole batch's asyncio futures with one
+    `call_soon_threadsafe` per loop, so the forward pass is back on the CPU sooner.
     """
 
     def __init__(self, encode: Callable[[str], list[int]],
                  forward: Callable[[Sequence[Sequence[int]], int], np.ndarray],
-                 max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 1,
+                 max_batch: int = 32, max_wait_ms: float = 0.0, workers: int = 1,
                  cache: LRUCache | None = None, group: int = 4) -> None:
         self.encode = encode
         self.forward = forward
@@ -94,16 +122,37 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self.group = max(1, group)
         self.cache = cache if cache is not None else LRUCache(0)
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._inflight: dict[str, Future[np.ndarray]] = {}
+        self._pending: deque[_Job] = deque()  # arrival order
+        self._cond = threading.Condition()
+        self._inflight: dict[str, _Job] = {}
         self._inflight_lock = threading.Lock()
         self._closed = False
         self.batches = 0
         self.forwarded = 0
+        self.n_workers = max(1, workers)
         self._threads = [threading.Thread(target=self._loop, args=(i,), name=f"text-batcher-{i}", daemon=True)
-                         for i in range(max(1, workers))]
+                         for i in range(self.n_workers)]
         for t in self._threads:
             t.start()
+
+    def _enqueue(self, key: str, waiter: Waiter) -> None:
+        """Attach `waiter` to the job for `key`, creating and queueing the job if none is in flight."""
+        with self._inflight_lock:
+            running = self._inflight.get(key)
+            if running is not None:
+                running.waiters.append(waiter)
+                return
+            job = _Job(key, [], [waiter])
+            self._inflight[key] = job
+        try:
+            job.ids = self.encode(key)
+        except Exception as exc:  # noqa: BLE001 - the callers get the error, the batcher keeps going
+            self._settle([job], None, exc)
+            return
+        job.queued = time.perf_counter()
+        with self._cond:
+            self._pending.append(job)
+            self._cond.notify()
 
     def submit(self, key: str) -> Future[np.ndarray]:
         """Queue one model-ready text; the future resolves to its probability vector."""
@@ -114,86 +163,106 @@ class MicroBatcher:
         if cached is not None:
             fut.set_result(cached)
             return fut
-        with self._inflight_lock:
-            running = self._inflight.get(key)
-            if running is not None:
-                return running
-            self._inflight[key] = fut
-        try:
-            ids = self.encode(key)
-        except Exception as exc:
-            self._finish(key, fut, exc=exc)
-            return fut
-        self._queue.put(_Job(key, ids, fut))
+        self._enqueue(key, (None, fut))
         return fut
 
     async def submit_async(self, key: str) -> np.ndarray:
-        """`await` form of `submit` for asyncio callers (FastAPI handlers)."""
-        return await asyncio.wrap_future(self.submit(key))
+        """Await one model-ready text's probability vector from an event loop (FastAPI handlers)."""
+        if self._closed:
+            raise RuntimeError("MicroBatcher is closed")
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[np.ndarray] = loop.create_future()
+        self._enqueue(key, (loop, fut))
+        return await fut
 
-    def _finish(self, key: str, fut: Future[np.ndarray], result: np.ndarray | None = None,
-                exc: BaseException | None = None) -> None:
+    def _settle(self, jobs: Sequence[_Job], rows: np.ndarray | None, exc: BaseException | None = None) -> None:
+        """Deliver one batch's results (or one error) to every waiter, one loop wake-up per event loop."""
+        per_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        plain: list[tuple[Future[np.ndarray], np.ndarray | None]] = []
         with self._inflight_lock:
-            if self._inflight.get(key) is fut:
-                del self._inflight[key]
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            assert result is not None
-            self.cache.put(key, result)
-            fut.set_result(result)
+            for k, job in enumerate(jobs):
+                if self._inflight.get(job.key) is job:
+                    del self._inflight[job.key]
+                row = None if rows is None else rows[k]
+                if row is not None:
+                    self.cache.put(job.key, row)
+                for loop, fut in job.waiters:
+                    if loop is None:
+                        plain.append((fut, row))  # type: ignore[arg-type]
+                    else:
+                        per_loop.setdefault(loop, []).append((fut, row, exc))
+        for loop, results in per_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_many, results)
+            except RuntimeError:  # that loop has closed; its callers are gone
+                pass
+        for fut, row in plain:
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(row)  # type: ignore[arg-type]
 
-    def _collect(self, first: _Job) -> list[_Job]:
-        jobs = [first]
-        deadline = time.perf_counter() + self.max_wait
-        while len(jobs) < self.max_batch:
-            remaining = deadline - time.perf_counter()
-            try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:  # close(): let the other workers see the sentinel too
-                self._queue.put(None)
-                break
-            jobs.append(job)
-        # Under load more is already waiting: take up to `group` batches' worth without waiting,
-        # so that sorting by length can group short messages with short ones.
-        while len(jobs) < self.max_batch * self.group:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                self._queue.put(None)
-                break
-            jobs.append(job)
-        return jobs
+    def _take(self) -> list[_Job] | None:
+        """The next batch for a worker (None once closed and drained).
+
+        The oldest waiting job always goes next (so nobody starves), together with the waiting
+        jobs closest to it in length, looked for among the oldest `max_batch * group`: each batch
+        pads little, and the rest stays shared so an idle worker can take the next batch at once.
+        """
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            if not self._pending:
+                return None
+            if self.max_wait > 0 and len(self._pending) < self.max_batch:
+                deadline = self._pending[0].queued + self.max_wait
+                while len(self._pending) < self.max_batch and not self._closed:
+                    left = deadline - time.perf_counter()
+                    if left <= 0 or not self._pending:
+                        break
+                    self._cond.wait(left)
+                if not self._pending:
+                    return []
+            # A fair share, not everything: with 3 waiting and 2 workers, one takes 2 and the other 1,
+            # so a moderate backlog is cleared in parallel instead of by one long batch.
+            size = min(self.max_batch, -(-len(self._pending) // self.n_workers))
+            window = [self._pending.popleft() for _ in range(min(len(self._pending), self.max_batch * self.group))]
+            if len(window) <= size:
+                return window
+            target = len(window[0].ids)
+            ranked = sorted(range(1, len(window)), key=lambda k: abs(len(window[k].ids) - target))
+            chosen = {0, *ranked[: size - 1]}
+            for k in reversed(range(len(window))):  # the rest goes back, in arrival order, at the front
+                if k not in chosen:
+                    self._pending.appendleft(window[k])
+            return [window[k] for k in sorted(chosen)]
 
     def _loop(self, worker: int) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                self._queue.put(None)
+            batch = self._take()
+            if batch is None:
                 return
-            jobs = self._collect(first)
-            jobs.sort(key=lambda j: len(j.ids))
-            for start in range(0, len(jobs), self.max_batch):
-                batch = jobs[start:start + self.max_batch]
-                try:
-                    probs = self.forward([j.ids for j in batch], worker)
-                except Exception as exc:  # one bad batch fails its callers, not the worker
-                    for j in batch:
-                        self._finish(j.key, j.future, exc=exc)
-                    continue
-                self.batches += 1
-                self.forwarded += len(batch)
-                for j, row in zip(batch, probs, strict=True):
-                    self._finish(j.key, j.future, result=row)
+            if not batch:
+                continue
+            batch.sort(key=lambda j: len(j.ids))
+            try:
+                probs = self.forward([j.ids for j in batch], worker)
+            except Exception as exc:  # noqa: BLE001 - one bad batch fails its callers, not the worker
+                self._settle(batch, None, exc)
+                continue
+            self.batches += 1
+            self.forwarded += len(batch)
+            self._settle(batch, probs)
 
     def close(self, timeout: float = 5.0) -> None:
+        """Stop taking work; jobs already queued are still answered before the workers exit."""
         if self._closed:
             return
-        self._closed = True
-        self._queue.put(None)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)

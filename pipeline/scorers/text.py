@@ -65,7 +65,7 @@ class TextScorer(Scorer):
         self.quantize = quantize or _env("HERON_TEXT_QUANTIZE", "auto")
         self.max_batch = max_batch or int(_env("HERON_TEXT_MAX_BATCH", "8"))
         self.group = group or int(_env("HERON_TEXT_GROUP", "8"))
-        self.max_wait_ms = max_wait_ms if max_wait_ms is not None else float(_env("HERON_TEXT_MAX_WAIT_MS", "2"))
+        self.max_wait_ms = max_wait_ms if max_wait_ms is not None else float(_env("HERON_TEXT_MAX_WAIT_MS", "0"))
         self.workers = workers or int(_env("HERON_TEXT_WORKERS", str(min(2, os.cpu_count() or 1))))
         threads_env = os.environ.get("HERON_TEXT_THREADS")
         self.num_threads = num_threads or (int(threads_env) if threads_env else None)
@@ -234,10 +234,26 @@ class TextScorer(Scorer):
         return result
 
     async def score_one_async(self, item: ScoringItem) -> Signal:
-        """`await` one item through the micro-batcher (for FastAPI handlers)."""
-        import asyncio
+        """`await` one item through the micro-batcher (for FastAPI handlers); never raises.
 
-        return await asyncio.wrap_future(self.submit(item))
+        The Signal is built here, on the caller's event loop, not on the batcher's worker thread:
+        that thread's only job is to keep the forward pass busy.
+        """
+        started = time.perf_counter()
+        if self._batcher is None:
+            self._require()
+            raise RuntimeError("TextScorer is closed")
+        try:
+            if not self.applies_to(item):
+                return self.error_signal("no text to score", started)
+            key = self.model_text(item)
+        except Exception as exc:  # noqa: BLE001 - an unreadable item is a missing signal
+            return self.error_signal(f"text scorer could not read the item: {exc}", started)
+        try:
+            probs = await self._batcher.submit_async(key)
+        except Exception as exc:  # noqa: BLE001 - a failed forward pass is a missing signal
+            return self.error_signal(f"text model failed: {type(exc).__name__}: {exc}", started)
+        return self._signal(probs, started)
 
     def stats(self) -> dict[str, Any]:
         """Cache and batching counters, for metrics endpoints and the bench."""

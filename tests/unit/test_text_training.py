@@ -75,3 +75,20 @@ def test_train_text_tiny_run_writes_a_loadable_artifact(tmp_path: Path) -> None:
         assert sig.ok and set(sig.scores) == set(LABELS) and s.version.endswith("+fp32")
     finally:
         s.close()
+
+
+def test_sampling_plan_repeats_and_caps_rows_by_source_and_class() -> None:
+    from training.text.data import Split
+    from training.text.train import TrainConfig, sampling_plan
+
+    cls = np.array([0, 1, 1, 1, 2, 0])  # Davidson: hate_speech, offensive_language x3, neither, hate_speech
+    split = Split("davidson_train", [f"t{i}" for i in range(6)], np.zeros((6, len(OUTPUTS)), np.float32),
+                  {"class": cls})
+    assert sampling_plan("davidson", split, TrainConfig()).tolist() == list(range(6))  # default: the plain pool
+    cfg = TrainConfig(repeats={"davidson:hate_speech": 3}, class_caps={"davidson:offensive_language": 1})
+    idx = sampling_plan("davidson", split, cfg).tolist()
+    assert idx.count(0) == idx.count(5) == 3
+    assert sum(idx.count(i) for i in (1, 2, 3)) == 1 and idx.count(4) == 1
+    assert idx == sampling_plan("davidson", split, cfg).tolist()  # the capped subset is fixed
+    olid = Split("olid_train", ["a", "b"], np.zeros((2, len(OUTPUTS)), np.float32))
+    assert sampling_plan("olid", olid, TrainConfig(repeats={"olid": 2})).tolist() == [0, 0, 1, 1]
