@@ -45,7 +45,12 @@ _NUMBER_WITH_UNIT = re.compile(
     r"|km|kg|cm|mm|lb|lbs|yo|yr|yrs)"
 )
 _TRAILING_BANGS = re.compile(r"!+$")  # "idiot!!!" is punctuation, not "idiotii"
-_WORD_WITH_LEET = re.compile(rf"(?<![\w@#/])(?=[\w{re.escape(_LEET_CHARS)}]*[a-z])[\w{re.escape(_LEET_CHARS)}]+")
+# A word with at least one letter and at least one leet character (words without any are left as
+# they are by _deleet, so the second lookahead only spares the Python callback for plain words).
+_WORD_WITH_LEET = re.compile(
+    rf"(?<![\w@#/])(?=[\w{re.escape(_LEET_CHARS)}]*[a-z])(?=[\w{re.escape(_LEET_CHARS)}]*[{re.escape(_LEET_CHARS)}])"
+    rf"[\w{re.escape(_LEET_CHARS)}]+"
+)
 _SPACED_LETTERS = re.compile(r"(?<![\w])(?:[a-z][ .\-_*·|]){2,}[a-z](?![\w])")
 _INNER_PUNCT = re.compile(r"(?<=[a-z])[.*_·•](?=[a-z])")
 _REPEATS = re.compile(r"(\D)\1{2,}")  # digits are exempt: "2000" must stay "2000"
@@ -117,9 +122,14 @@ def normalize(text: str) -> str:
     """
     if not text:
         return ""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
-    text = text.translate(_confusables_map())
-    text = _strip_marks(text).casefold()
+    if text.isascii():
+        # Fast path, same result: ASCII is its own NFKC/NFKD form, has no combining marks and no
+        # confusables (the table maps non-ASCII characters only); NUL is its only invisible.
+        text = text.replace("\x00", "").lower()
+    else:
+        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+        text = text.translate(_confusables_map())
+        text = _strip_marks(text).casefold()
     urls: list[str] = []
 
     def _keep(m: re.Match[str]) -> str:
