@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,8 +151,12 @@ class MicroBatcher:
             return
         job.queued = time.perf_counter()
         with self._cond:
-            self._pending.append(job)
-            self._cond.notify()
+            if not self._closed:
+                self._pending.append(job)
+                self._cond.notify()
+                return
+        # close() ran between the caller's check and now: the workers may be gone, so answer here.
+        self._settle([job], None, RuntimeError("MicroBatcher is closed"))
 
     def submit(self, key: str) -> Future[np.ndarray]:
         """Queue one model-ready text; the future resolves to its probability vector."""
@@ -200,10 +204,13 @@ class MicroBatcher:
             except RuntimeError:  # that loop has closed; its callers are gone
                 pass
         for fut, row in plain:
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(row)  # type: ignore[arg-type]
+            try:
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(row)  # type: ignore[arg-type]
+            except InvalidStateError:  # the caller cancelled it; the worker must not die of that
+                pass
 
     def _take(self) -> list[_Job] | None:
         """The next batch for a worker (None once closed and drained).

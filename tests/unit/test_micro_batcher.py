@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,8 +31,10 @@ class Forward:
         self.lock = threading.Lock()
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # set when a forward pass has started
 
     def __call__(self, seqs: Sequence[Sequence[int]], worker: int) -> np.ndarray:
+        self.entered.set()
         self.gate.wait(10)
         with self.lock:
             self.batches.append(len(seqs))
@@ -145,3 +148,26 @@ def test_closed_batcher_refuses_new_work(forward: Forward) -> None:
 
     with pytest.raises(RuntimeError):
         asyncio.run(main())
+
+
+def test_a_thread_caller_that_cancels_does_not_kill_the_worker(forward: Forward) -> None:
+    b = MicroBatcher(encode, forward, workers=1)  # one worker: if it died, nobody would answer
+    try:
+        forward.gate.clear()
+        gone = b.submit("cancel me")
+        assert forward.entered.wait(10)  # the worker is running its batch
+        assert gone.cancel()
+        forward.gate.set()
+        time.sleep(0.1)  # the worker settles the cancelled future
+        assert b.submit("next one").result(10).tolist() == expected("next one")
+    finally:
+        b.close()
+
+
+def test_jobs_queued_before_close_are_still_answered(forward: Forward) -> None:
+    b = MicroBatcher(encode, forward, workers=1)
+    forward.gate.clear()
+    futs = [b.submit(f"late {i}") for i in range(5)]
+    threading.Timer(0.1, forward.gate.set).start()
+    b.close()
+    assert [f.result(10).tolist() for f in futs] == [expected(f"late {i}") for i in range(5)]
