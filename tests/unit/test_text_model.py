@@ -155,3 +155,22 @@ def test_unreadable_and_empty_items_are_errors_not_zeros(fp32_scorer: TextScorer
 
 def test_default_artifact_dir_is_inside_the_package() -> None:
     assert DEFAULT_ARTIFACT_DIR == Path(__file__).resolve().parents[2] / "models" / "text" / "artifact"
+
+
+IDENTITY_NEUTRAL = [
+    "As a Muslim woman I love this server",
+    "my two dads are coming to the game tonight",
+    "happy pride month to all my gay and lesbian friends",
+    "I am Black and I am proud of my heritage",
+    "shoutout to the Jewish community for organizing the charity stream",
+    "my girlfriend is trans and she is amazing at this game",
+    "the mexican restaurant near my place is the best",
+    "we have a deaf player on our team, she uses the text chat",
+]
+
+
+@pytest.mark.parametrize("text", IDENTITY_NEUTRAL)
+def test_naming_an_identity_group_is_not_flagged(scorer: TextScorer, text: str) -> None:
+    sig = scorer.score([item(text)])[0]
+    for cat in ("toxicity", "hate"):
+        assert sig.scores[cat] < scorer.engine.config.thresholds[cat], (cat, sig.scores)

@@ -54,11 +54,12 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
     add(f"- Tuned: the top {tr.get('tune_layers')} encoder layers and the head; embeddings frozen. "
         f"Artifact: `{WEIGHTS_FILE}` = {size_mb:.1f} MB (encoder layers fp16, head fp32) + `config.json`.")
     secs = {s: r.get("val_report", {}).get("train_seconds") for s, r in metrics["per_seed"].items()}
+    n_rows = next((r.get("val_report", {}).get("train_examples") for r in metrics["per_seed"].values()), "?")
     add("- Why this split: measured on the 2-core build machine, a training step with all 6 layers tuned ran at "
         "~46 examples/s (length 40, batch 32) vs ~60 with 4 tuned; we kept all 6 (quality first) and fp16 "
         "storage of 6 layers (≈21 MB) meets the size cap. Freezing the word embeddings halves the artifact; "
-        "adapters were not tried. Training time per seed on the shared 2-core machine (1 epoch over the "
-        "pooled ~66k examples): " + ", ".join(f"seed {s}: {v:.0f} s" for s, v in secs.items() if v) + ".")
+        f"adapters were not tried. Training time per seed on the shared 2-core machine ({tr.get('epochs')} epoch "
+        f"over the pooled {n_rows} rows): " + ", ".join(f"seed {s}: {v:.0f} s" for s, v in secs.items() if v) + ".")
     add(f"- Inputs: `pipeline.normalize.normalize` (version {cfg.normalizer_version}) then mentions → `@user`, "
         f"links → `url`; truncated to {cfg.max_length} tokens.")
     add("- Calibration: temperature scaling per label on the pooled validation splits: "
@@ -73,7 +74,13 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
         "staged Jigsaw samples, SMS Spam Collection and YouTube Spam Collection `split_seed13` train rows. "
         f"A share of {tr.get('aug_prob')} of the training texts is rewritten each epoch by the seeded evasion "
         "generator (leetspeak, homoglyphs, zero-width characters, spaced letters, inner punctuation, repeated "
-        "letters) and then normalised as at serving time.\n")
+        "letters) and then normalised as at serving time.")
+    if "identity_neutral" in (tr.get("repeats") or {}):
+        add("Also: templated neutral sentences that name identity groups (`training/text/identity.py`, 704 "
+            f"sentences, x{tr['repeats']['identity_neutral']} per epoch), labelled 0 on every head — the "
+            "mitigation of Dixon et al. (2018) for words like gay, muslim or black being learnt as offensive "
+            "because the training sets mostly use them in offensive tweets.")
+    add("")
     add("### Label map (`training/text/data.py: LABEL_MAP`; – = not annotated, masked out of the loss)\n")
     add(label_map_markdown())
     add("### Categories with little or no training data\n")
@@ -156,6 +163,12 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
             add(f"| {g} | {v:.3f} |")
     add(f"\nToxiGen hateful seed lines caught (same rule): {_ms(s, 'toxigen_hate_recall', digits=3)} — implicit "
         "hate without slurs is mostly missed.\n")
+    id_rates = {k: r.get("val_report", {}).get("identity_val_flag_rate") for k, r in metrics["per_seed"].items()}
+    if any(id_rates.values()):
+        add("Validation-side probe (`training/text/identity.py`): neutral sentences naming 32 groups in sentence "
+            "frames held out from training; share flagged at serving thresholds, per seed: "
+            + ", ".join(f"seed {k}: toxicity {v['toxicity']:.3f}, hate {v['hate']:.3f}" for k, v in id_rates.items()
+                        if v) + ".\n")
     add("## Limitations\n")
     add("- Trained on English tweets and forum posts (2010s); chat slang, other languages and code-switching are "
         "out of domain. ETHOS shows how scores move off Twitter.")

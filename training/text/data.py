@@ -54,6 +54,8 @@ AUX_MAP: dict[str, dict[str, dict[str, int]]] = {
         "offensive": {"hatexplain_hate": 0, "hatexplain_abusive": 1},
         "normal": {"hatexplain_hate": 0, "hatexplain_abusive": 0},
     },
+    # Neither offensive nor hateful under any data set's definition: every head learns a 0.
+    "identity_neutral": {"neutral": dict.fromkeys(AUX_HEADS, 0)},
 }
 
 UNTRAINED: dict[str, str] = {
@@ -101,6 +103,9 @@ LABEL_MAP: dict[str, dict[str, dict[str, int | None]]] = {
     "youtube_spam": {
         "spam": {"toxicity": None, "hate": None, "spam": 1},
         "ham": {"toxicity": None, "hate": None, "spam": 0},
+    },
+    "identity_neutral": {
+        "neutral": {"toxicity": 0, "hate": 0, "spam": 0},
     },
 }
 
@@ -273,6 +278,15 @@ def youtube_spam(root: Path, split: str) -> Split:
     return Split(f"youtube_spam_{split}", sub["CONTENT"].astype(str).tolist(), _rows("youtube_spam", labs))
 
 
+def identity_neutral(split: str) -> Split:
+    """Templated neutral sentences naming identity groups (training/text/identity.py): negatives
+    against identity-term bias. Generated, not read from the shared folder."""
+    from training.text.identity import sentences
+
+    texts = sentences(split)
+    return Split(f"identity_neutral_{split}", texts, _rows("identity_neutral", ["neutral"] * len(texts)))
+
+
 def ethos(root: Path) -> Split:
     """All 998 ETHOS comments: never trained on, so the whole set is an out-of-domain test."""
     df = pd.read_csv(root / "ethos" / "Ethos_Dataset_Binary.csv", sep=";")
@@ -310,6 +324,7 @@ TRAIN_SOURCES: dict[str, Callable[[Path], Split]] = {
     "jigsaw": jigsaw,
     "sms_spam": lambda r: sms_spam(r, "train"),
     "youtube_spam": lambda r: youtube_spam(r, "train"),
+    "identity_neutral": lambda r: identity_neutral("train"),
 }
 
 VAL_SOURCES: dict[str, Callable[[Path], Split]] = {

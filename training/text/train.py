@@ -39,7 +39,16 @@ from models.text.model import (
     save_artifact,
 )
 from pipeline.normalize import NORMALIZER_VERSION
-from training.text.data import DAVIDSON_CLASSES, LABELS, OUTPUTS, UNTRAINED, Split, load_sets, model_text
+from training.text.data import (
+    DAVIDSON_CLASSES,
+    LABELS,
+    OUTPUTS,
+    UNTRAINED,
+    Split,
+    identity_neutral,
+    load_sets,
+    model_text,
+)
 from training.text.evasion import evade
 
 
@@ -63,7 +72,9 @@ class TrainConfig:
     # Row repeats per epoch keyed "source" or "source:class" (Davidson's classes), and row caps keyed
     # "source:class". Off by default: OLID x2, Davidson hate x2 and Davidson offensive capped at 6000
     # (with max_length 96) moved seed 0's validation scores by noise only (see the model card).
-    repeats: dict[str, int] = field(default_factory=dict)
+    # The templated identity negatives (training/text/identity.py) are 704 sentences, 1% of the pool;
+    # three copies (each with its own evasion rewrite) give them some weight without drowning the rest.
+    repeats: dict[str, int] = field(default_factory=lambda: {"identity_neutral": 3})
     class_caps: dict[str, int] = field(default_factory=dict)
     num_threads: int | None = None
     eval_batch_size: int = 64
@@ -330,6 +341,7 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
         thresholds[lbl] = best_binary_threshold(pp, yy, "binary")[0] if yy.min() != yy.max() else 0.5
     report["thresholds"] = thresholds
     report["serving_heads"] = serving_heads
+    report["identity_val_flag_rate"] = identity_flag_rate(model, tokenizer, cfg, temps, serving_heads, thresholds)
     if "olid" in val_probs:
         for key, head in (("olid", "olid_offensive"), ("olid_served", serving_heads["toxicity"])):
             t, f = olid_val(head)
@@ -368,6 +380,16 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
     )
     save_artifact(model, config, out_dir)
     return report
+
+
+def identity_flag_rate(model: nn.Module, tokenizer: Any, cfg: TrainConfig, temps: np.ndarray,
+                       serving_heads: dict[str, str], thresholds: dict[str, float]) -> dict[str, float]:
+    """Share of the held-out neutral identity sentences (validation templates) each served
+    category flags at its serving threshold: the validation-side measure of identity-term bias."""
+    val = identity_neutral("val")
+    probs = sigmoid(predict_logits(model, tokenizer, val.texts, cfg.max_length, cfg.eval_batch_size) / temps)
+    col = {o: j for j, o in enumerate(OUTPUTS)}
+    return {lbl: float((probs[:, col[serving_heads[lbl]]] >= thresholds[lbl]).mean()) for lbl in ("toxicity", "hate")}
 
 
 def seed_dir(out_dir: Path, runs_dir: Path, seed: int) -> Path:
