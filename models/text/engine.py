@@ -44,6 +44,11 @@ QUANTIZE_MODES = ("fp32", "torch-int8", "onnx-int8")
 ONNX_RECIPE = "int8-per-channel-ffn-out-fp32-v2"
 
 
+def fp32_node(name: str) -> bool:
+    """MatMuls the int8 recipe leaves in fp32: the feed-forward output projections."""
+    return "/output/dense/" in name and "/attention/" not in name
+
+
 def _artifact_key(artifact_dir: Path) -> str:
     h = hashlib.sha256()
     for name in (CONFIG_FILE, WEIGHTS_FILE):
@@ -82,10 +87,9 @@ def export_onnx_int8(model: TextClassifier, artifact_dir: Path, max_length: int)
     import onnx
 
     graph = onnx.load(str(fp32)).graph
-    ffn_out = [n.name for n in graph.node
-               if n.op_type == "MatMul" and "/output/dense/" in n.name and "/attention/" not in n.name]
+    keep_fp32 = [n.name for n in graph.node if n.op_type == "MatMul" and fp32_node(n.name)]
     tmp = out_dir / f"model.int8.{os.getpid()}.onnx"
-    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=ffn_out)
+    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep_fp32)
     os.replace(tmp, final)  # atomic: concurrent workers never read a half-written file
     fp32.unlink(missing_ok=True)
     return final

@@ -148,7 +148,10 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
                 f"{r.get('hateval_val_macro_f1', nan):.2f} | {r.get('hateval_test_macro_f1', nan):.2f} |")
         add(f"\nServing default: **{q['chosen']}** ({q['rule']}; decided on validation, test shown for reference). "
             f"Each figure is the mean over {q.get('orders', 1)} random arrival orders batched 32 at a time, because "
-            "dynamic int8 quantises activations per batch and a text's score depends slightly on its batch-mates. "
+            "dynamic int8 quantises activations per batch and a text's score depends slightly on its batch-mates, "
+            f"and over the {q.get('seeds', 1)} seeds' models (OLID-val Δ per seed: "
+            + ", ".join(f"{v:+.2f}" for v in q["paths"].get("onnx-int8", {}).get("olid_val_delta_per_seed", {})
+                        .values()) + " for onnx-int8; one model's int8 loss moves by about ±0.3). "
             "int8 recipe: per-channel weights, feed-forward output projections kept fp32 (plain per-tensor int8 "
             "moved logits ~4x more in a measurement on the first model).\n")
     add("## Bias probes\n")
