@@ -289,21 +289,23 @@ def scorer_rows(artifact: Path, messages: list[str], seconds: float, callers: in
     s.score(items[:64])
     rate, lat = timed_loop(lambda i: len(s.score(items[(i * 32) % 1024:(i * 32) % 1024 + 32])), seconds)
     out.append(row(f"TextScorer.score() batches of 32 [{tag}]", rate, lat, "batch"))
-    rate, lat = closed_loop(lambda t: s.submit(item(t)).result(), messages, seconds, callers)
-    out.append(row(f"TextScorer micro-batcher, {callers} concurrent callers [{tag}]", rate, lat, "message",
-                   stats=s.stats()))
-    half = rate / 2
-    lat = open_loop(lambda t: s.submit(item(t)), messages, half, seconds)
-    out.append(row(f"TextScorer micro-batcher, open loop at half saturation ({half:.0f} msg/s) [{tag}]",
-                   len(lat) / seconds, lat, "message", p99_over_bare_b1=pct(lat, 99) / bare_b1_ms))
-    # The service's shape: callers are coroutines on one event loop (uvicorn), not OS threads.
-    rate, lat = async_closed_loop(lambda t: s.score_one_async(item(t)), messages, seconds, callers)
-    out.append(row(f"TextScorer micro-batcher, {callers} concurrent asyncio callers [{tag}]", rate, lat, "message",
-                   stats=s.stats()))
-    half = rate / 2
-    lat = async_open_loop(lambda t: s.score_one_async(item(t)), messages, half, seconds)
-    out.append(row(f"TextScorer micro-batcher, asyncio open loop at half saturation ({half:.0f} msg/s) [{tag}]",
-                   len(lat) / seconds, lat, "message", p99_over_bare_b1=pct(lat, 99) / bare_b1_ms))
+    # OS threads as callers, then coroutines on one event loop (the shape of the FastAPI sync path),
+    # each at saturation (closed loop) and at half of it (open loop).
+    shapes = (
+        ("", "open loop", lambda: closed_loop(lambda t: s.submit(item(t)).result(), messages, seconds, callers),
+         lambda r: open_loop(lambda t: s.submit(item(t)), messages, r, seconds)),
+        (" asyncio", "asyncio open loop",
+         lambda: async_closed_loop(lambda t: s.score_one_async(item(t)), messages, seconds, callers),
+         lambda r: async_open_loop(lambda t: s.score_one_async(item(t)), messages, r, seconds)),
+    )
+    for kind, open_name, saturate, half_load in shapes:
+        rate, lat = saturate()
+        out.append(row(f"TextScorer micro-batcher, {callers} concurrent{kind} callers [{tag}]", rate, lat, "message",
+                       stats=s.stats()))
+        half = rate / 2
+        lat = half_load(half)
+        out.append(row(f"TextScorer micro-batcher, {open_name} at half saturation ({half:.0f} msg/s) [{tag}]",
+                       len(lat) / seconds, lat, "message", p99_over_bare_b1=pct(lat, 99) / bare_b1_ms))
     s.close()
     return out
 
