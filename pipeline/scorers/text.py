@@ -164,6 +164,18 @@ class TextScorer(Scorer):
         return Signal(scorer=self.name, version=self.version, scores=scores, evidence=evidence,
                       latency_ms=(time.perf_counter() - started) * 1000)
 
+    def _key_or_error(self, item: ScoringItem, started: float) -> str | Signal:
+        """The item's cache/model key, or the error Signal that stands for it (empty or unreadable)."""
+        try:
+            if not self.applies_to(item):
+                return self.error_signal("no text to score", started)
+            return self.model_text(item)
+        except Exception as exc:  # noqa: BLE001 - one unreadable item must not sink the others
+            return self.error_signal(f"text scorer could not read the item: {type(exc).__name__}: {exc}", started)
+
+    def _failed(self, exc: BaseException, started: float) -> Signal:
+        return self.error_signal(f"text model failed: {type(exc).__name__}: {exc}", started)
+
     # -- the contract: batched ----------------------------------------------------------------
     def score(self, items: Sequence[ScoringItem]) -> list[Signal]:
         """One Signal per item, in order; repeats hit the cache, the rest run as one sorted batch."""
@@ -176,14 +188,9 @@ class TextScorer(Scorer):
         keys: list[str | None] = [None] * len(items)
         pending: dict[str, list[int]] = {}
         for i, it in enumerate(items):
-            try:
-                if not self.applies_to(it):
-                    out[i] = self.error_signal("no text to score", started)
-                    continue
-                key = self.model_text(it)
-            except Exception as exc:  # one unreadable item must not sink the batch
-                out[i] = self.error_signal(f"text scorer could not read the item: {type(exc).__name__}: {exc}",
-                                           started)
+            key = self._key_or_error(it, started)
+            if isinstance(key, Signal):
+                out[i] = key
                 continue
             keys[i] = key
             cached = self.cache.get(key)
@@ -195,10 +202,10 @@ class TextScorer(Scorer):
             texts = list(pending)
             try:
                 probs = engine.served_from_ids(engine.encode_batch(texts))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failed forward pass is a missing signal
                 for idxs in pending.values():
                     for i in idxs:
-                        out[i] = self.error_signal(f"text model failed: {type(exc).__name__}: {exc}", started)
+                        out[i] = self._failed(exc, started)
             else:
                 for text, row in zip(texts, probs, strict=True):
                     self.cache.put(text, row)
@@ -214,21 +221,15 @@ class TextScorer(Scorer):
         if self._batcher is None:
             self._require()
             raise RuntimeError("TextScorer is closed")
-        try:
-            if not self.applies_to(item):
-                result.set_result(self.error_signal("no text to score", started))
-                return result
-            inner = self._batcher.submit(self.model_text(item))
-        except Exception as exc:
-            result.set_result(self.error_signal(f"text scorer could not read the item: {exc}", started))
+        key = self._key_or_error(item, started)
+        if isinstance(key, Signal):
+            result.set_result(key)
             return result
+        inner = self._batcher.submit(key)
 
         def done(f: Future[Any]) -> None:
             exc = f.exception()
-            if exc is not None:
-                result.set_result(self.error_signal(f"text model failed: {type(exc).__name__}: {exc}", started))
-            else:
-                result.set_result(self._signal(f.result(), started))
+            result.set_result(self._failed(exc, started) if exc is not None else self._signal(f.result(), started))
 
         inner.add_done_callback(done)
         return result
@@ -243,16 +244,13 @@ class TextScorer(Scorer):
         if self._batcher is None:
             self._require()
             raise RuntimeError("TextScorer is closed")
-        try:
-            if not self.applies_to(item):
-                return self.error_signal("no text to score", started)
-            key = self.model_text(item)
-        except Exception as exc:  # noqa: BLE001 - an unreadable item is a missing signal
-            return self.error_signal(f"text scorer could not read the item: {exc}", started)
+        key = self._key_or_error(item, started)
+        if isinstance(key, Signal):
+            return key
         try:
             probs = await self._batcher.submit_async(key)
         except Exception as exc:  # noqa: BLE001 - a failed forward pass is a missing signal
-            return self.error_signal(f"text model failed: {type(exc).__name__}: {exc}", started)
+            return self._failed(exc, started)
         return self._signal(probs, started)
 
     def stats(self) -> dict[str, Any]:

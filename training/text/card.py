@@ -11,6 +11,8 @@ from typing import Any
 
 from models.text.model import CONFIG_FILE, WEIGHTS_FILE, ArtifactConfig
 from training.text.data import LABELS, UNTRAINED, label_map_markdown
+from training.text.identity import GROUPS
+from training.text.identity import sentences as identity_sentences
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -76,8 +78,9 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
         "generator (leetspeak, homoglyphs, zero-width characters, spaced letters, inner punctuation, repeated "
         "letters) and then normalised as at serving time.")
     if "identity_neutral" in (tr.get("repeats") or {}):
-        add("Also: templated neutral sentences that name identity groups (`training/text/identity.py`, 704 "
-            f"sentences, x{tr['repeats']['identity_neutral']} per epoch), labelled 0 on every head — the "
+        add("Also: templated neutral sentences that name identity groups (`training/text/identity.py`, "
+            f"{len(identity_sentences('train'))} sentences, x{tr['repeats']['identity_neutral']} per epoch), "
+            "labelled 0 on every head — the "
             "mitigation of Dixon et al. (2018) for words like gay, muslim or black being learnt as offensive "
             "because the training sets mostly use them in offensive tweets.")
     add("")
@@ -168,8 +171,8 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
         "hate without slurs is mostly missed.\n")
     id_rates = {k: r.get("val_report", {}).get("identity_val_flag_rate") for k, r in metrics["per_seed"].items()}
     if any(id_rates.values()):
-        add("Validation-side probe (`training/text/identity.py`): neutral sentences naming 32 groups in sentence "
-            "frames held out from training; share flagged at serving thresholds, per seed: "
+        add(f"Validation-side probe (`training/text/identity.py`): neutral sentences naming {len(GROUPS)} groups in "
+            "sentence frames held out from training; share flagged at serving thresholds, per seed: "
             + ", ".join(f"seed {k}: toxicity {v['toxicity']:.3f}, hate {v['hate']:.3f}" for k, v in id_rates.items()
                         if v) + ".\n")
     add("## Limitations\n")

@@ -190,7 +190,7 @@ def _path_quality(artifact: Path, mode: str, val: dict[str, Split], tests: dict[
     return r
 
 
-def quantization_report(artifacts: list[Path], val: dict[str, Split], tests: dict[str, Split]) -> dict[str, Any]:
+def quantization_report(artifacts: dict[str, Path], val: dict[str, Split], tests: dict[str, Split]) -> dict[str, Any]:
     """Quality of each forward path against fp32 on OLID/HatEval validation (decides) and test (reported).
 
     Each figure is the mean macro-F1 over QUANT_ORDERS seeded arrival orders (see
@@ -200,15 +200,15 @@ def quantization_report(artifacts: list[Path], val: dict[str, Split], tests: dic
     Why every seed: one model's int8 loss moves by ±0.3 from model to model (measured: -0.51, +0.01
     and -0.38 for the three seeds of one recipe), so one seed decides by noise.
     """
-    per_seed: dict[str, dict[str, Any]] = {}
-    for artifact in artifacts:
+    per_seed: dict[str, dict[str, Any]] = {}  # seed -> path -> figures
+    for seed, artifact in artifacts.items():
         rows: dict[str, Any] = {}
         for mode in ("fp32", "torch-int8", "onnx-int8"):
             try:
                 rows[mode] = _path_quality(artifact, mode, val, tests)
             except Exception as exc:  # noqa: BLE001 - a missing onnxruntime must not sink the evaluation
                 rows[mode] = {"error": f"{type(exc).__name__}: {exc}"}
-        per_seed[str(artifact)] = rows
+        per_seed[seed] = rows
     paths: dict[str, Any] = {}
     for mode in ("fp32", "torch-int8", "onnx-int8"):
         ok = [r[mode] for r in per_seed.values() if "error" not in r[mode]]
@@ -223,9 +223,9 @@ def quantization_report(artifacts: list[Path], val: dict[str, Split], tests: dic
         for key in ("olid_val", "olid_test", "hateval_val", "hateval_test"):
             if f"{key}_macro_f1" in r and f"{key}_macro_f1" in base:
                 r[f"{key}_delta"] = r[f"{key}_macro_f1"] - base[f"{key}_macro_f1"]
-        for name, rows in per_seed.items():
+        for seed, rows in per_seed.items():
             if "olid_val_macro_f1" in rows.get(mode, {}) and "olid_val_macro_f1" in rows.get("fp32", {}):
-                r.setdefault("olid_val_delta_per_seed", {})[name] = (rows[mode]["olid_val_macro_f1"]
+                r.setdefault("olid_val_delta_per_seed", {})[seed] = (rows[mode]["olid_val_macro_f1"]
                                                                      - rows["fp32"]["olid_val_macro_f1"])
         if chosen == "fp32" and r.get("olid_val_delta", -1e9) >= -0.5:
             chosen = mode
@@ -294,7 +294,7 @@ def evaluate_all(data_dir: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, runs_dir
                         "threads": torch.get_num_threads()},
     }
     if quantized:
-        seed_dirs = [seed_dir(artifact, runs_dir, int(k)) for k in per_seed]
+        seed_dirs = {k: seed_dir(artifact, runs_dir, int(k)) for k in per_seed}
         metrics["quantization"] = quantization_report(seed_dirs, val, tests)
     metrics["eval_seconds"] = time.time() - started
     (artifact / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")

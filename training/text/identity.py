@@ -73,7 +73,7 @@ def sentences(split: str, seed: int = 13) -> list[str]:
     out = []
     for t in templates:
         for adj, noun in GROUPS:
-            # "a {adj}" before a vowel sound reads "an"; only the one template with "a {adj}" needs it
+            # "a {adj}" before a vowel reads "an" ("an asian engineer", "an immigrant person")
             text = t.format(adj=adj, noun=noun)
             if " a " + adj in text and adj[0] in "aeiou":
                 text = text.replace(" a " + adj, " an " + adj)
