@@ -193,6 +193,47 @@ def service_figures(messages: list[str], seconds: float, procs: int, tmp: Path) 
     return {"saturation": saturation, "half_saturation": half, "api_processes": procs}
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes and all their descendants."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+def _named_pids(*names: str) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(names)]
+
+
+def cpu_snapshot(server: int, workers: list[int]) -> dict[str, float]:
+    """CPU seconds so far per part of the asynchronous path (API, Celery workers, PostgreSQL, Redis,
+    and the load generator via this process's waited-for children)."""
+    import resource
+
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"api": _cpu_seconds([server]), "workers": _cpu_seconds(workers),
+            "postgres": _cpu_seconds(_named_pids("postgres")), "redis": _cpu_seconds(_named_pids("redis-server")),
+            "wrk": child.ru_utime + child.ru_stime}
+
+
+def _cpu_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: round(b[k] - a[k], 2) for k in a}
+
+
 def async_figures(messages: list[str], seconds: float, workers: int, procs: int, tmp: Path) -> dict[str, Any]:
     import redis
     import sqlalchemy as sa
@@ -210,16 +251,25 @@ def async_figures(messages: list[str], seconds: float, workers: int, procs: int,
     worker_procs = []
     engine = sa.create_engine(db_url)
     try:
-        for i in range(workers):
-            log = (tmp / f"worker{i}.log").open("w")
+        logs = [tmp / f"worker{i}.log" for i in range(workers)]
+        for i, log in enumerate(logs):
             worker_procs.append(subprocess.Popen(
-                [str(BIN / "heron"), "worker", "--hostname", f"bench{i}@%h", "--loglevel", "WARNING"],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        time.sleep(8)  # workers load the model
+                [str(BIN / "heron"), "worker", "--hostname", f"bench{i}@%h", "--loglevel", "INFO"],
+                env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+        # A worker says " ready." once its models are loaded and warm (pipeline.queue.celery_app.preload_runtime).
+        deadline = time.monotonic() + 300
+        while not all(" ready." in log.read_text("utf-8", "replace") for log in logs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in worker_procs):
+                raise SystemExit(f"heron worker did not become ready; see {tmp}")
+            time.sleep(0.5)
         script = tmp / "async.lua"
         lua_script(script, messages, "/v1/messages", None)
         start = time.monotonic()
+        worker_pids = [p.pid for p in worker_procs]
+        cpu0 = cpu_snapshot(server.proc.pid, worker_pids)
         submitted = run_wrk(f"http://127.0.0.1:{port}", script, seconds, 32, key)
+        accept_s = time.monotonic() - start
+        cpu1 = cpu_snapshot(server.proc.pid, worker_pids)
         accepted = submitted["requests"] - submitted["non_2xx"]
         decided = 0
         deadline = time.monotonic() + 600
@@ -230,6 +280,7 @@ def async_figures(messages: list[str], seconds: float, workers: int, procs: int,
                 break
             time.sleep(0.2)
         elapsed = time.monotonic() - start
+        cpu2 = cpu_snapshot(server.proc.pid, worker_pids)
     finally:
         for p in worker_procs:
             if p.poll() is None:
@@ -240,7 +291,12 @@ def async_figures(messages: list[str], seconds: float, workers: int, procs: int,
         with admin.connect() as c:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     return {"accepted": accepted, "decided": decided, "seconds": round(elapsed, 2),
-            "decided_per_s": decided / elapsed, "accept_rate_per_s": submitted["requests_per_s"], "workers": workers}
+            "decided_per_s": decided / elapsed, "accept_rate_per_s": submitted["requests_per_s"], "workers": workers,
+            # Where the two cores went: CPU seconds per part while accepting, then while draining.
+            "accept_seconds": round(accept_s, 2), "cpu_accepting": _cpu_delta(cpu0, cpu1),
+            "cpu_draining": _cpu_delta(cpu1, cpu2),
+            "cpu_ms_per_message": {k: round(1000 * v / max(1, decided), 3)
+                                   for k, v in _cpu_delta(cpu0, cpu2).items()}}
 
 
 def main() -> None:
@@ -251,6 +307,7 @@ def main() -> None:
     # 424 vs 548-566 req/s at saturation, and a p99 of 21 ms vs 6-8 ms at half saturation).
     parser.add_argument("--api-procs", type=int, default=1)
     parser.add_argument("--skip-async", action="store_true")
+    parser.add_argument("--skip-sync", action="store_true", help="only the bare figures and the async path")
     args = parser.parse_args()
 
     from bench_text import load_messages
@@ -259,26 +316,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="heron-bench-") as tmpdir:
         tmp = Path(tmpdir)
         bare = bare_figures(messages, min(args.seconds, 5))
-        service = service_figures(messages, args.seconds, args.api_procs, tmp)
+        service = None if args.skip_sync else service_figures(messages, args.seconds, args.api_procs, tmp)
         asynchronous = None if args.skip_async else async_figures(messages, args.seconds, args.workers,
                                                                    args.api_procs, tmp)
     best = bare["best"]["msg_per_s"]
     naive = bare["naive"][0]["msg_per_s"]
     batch1 = bare["batch1"]["p50_ms"] if bare["batch1"] else float("nan")
-    sat = service["saturation"]["requests_per_s"]
     table = [
         ("bare best: " + bare["best"]["name"], f"{best:,.0f} msg/s", "1.00"),
         ("naive per-request fp32", f"{naive:,.0f} msg/s", f"{naive / best:.2f}"),
-        ("POST /v1/moderate saturation", f"{sat:,.0f} req/s", f"{sat / best:.2f} (target ≥ 0.60); "
-                                                              f"{sat / naive:.1f}× naive (target ≥ 5)"),
-        ("POST /v1/moderate at half saturation",
-         f"p50 {service['half_saturation']['p50_ms']:.1f} ms, p99 {service['half_saturation']['p99_ms']:.1f} ms",
-         f"p99 / bare batch-1 {service['half_saturation']['p99_ms'] / batch1:.1f}× (target ≤ 3; bare batch-1 "
-         f"{batch1:.2f} ms)"),
     ]
+    if service:
+        sat = service["saturation"]["requests_per_s"]
+        half = service["half_saturation"]
+        table += [
+            ("POST /v1/moderate saturation", f"{sat:,.0f} req/s", f"{sat / best:.2f} (target ≥ 0.60); "
+                                                                  f"{sat / naive:.1f}× naive (target ≥ 5)"),
+            ("POST /v1/moderate at half saturation", f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms",
+             f"p99 / bare batch-1 {half['p99_ms'] / batch1:.1f}× (target ≤ 3; bare batch-1 {batch1:.2f} ms)"),
+        ]
     if asynchronous:
         table.append(("async via Redis + Celery", f"{asynchronous['decided_per_s']:,.0f} msg/s decided",
                       f"{asynchronous['decided_per_s'] / best:.2f} (target ≥ 0.50)"))
+        table.append(("  CPU ms per decided message", ", ".join(
+            f"{k} {v:.2f}" for k, v in asynchronous["cpu_ms_per_message"].items()), ""))
     width = max(len(r[0]) for r in table)
     for name, value, ratio in table:
         print(f"{name:<{width}}  {value:>24}  {ratio}")

@@ -113,7 +113,10 @@ def worker(
         )
         raise typer.Exit(2)
     _setup_logging(loglevel)
-    from pipeline.queue.celery_app import celery_app
+    from pipeline.queue.celery_app import celery_app, preload_runtime
+
+    if pool != "prefork":  # prefork children load their own after the fork (celery_app._init_child)
+        preload_runtime()
 
     argv = [
         "worker",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from celery import Celery
@@ -36,6 +37,9 @@ def make_celery(redis_url: str) -> Celery:
         broker_transport_options={"visibility_timeout": 120},
         task_default_queue="heron",
         worker_hijack_root_logger=False,
+        # A prefork child loads and warms the models before it reports up (see `_init_child`);
+        # Celery's default of 4 s would kill a child still loading them.
+        worker_proc_alive_timeout=300,
     )
     return app
 
@@ -55,6 +59,23 @@ def worker_runtime() -> Any:
 
             _runtime = Runtime.build(role="worker")
         return _runtime
+
+
+def preload_runtime() -> Any:
+    """Build the worker's runtime and load and warm its scorers now, before any task is taken.
+
+    Why: `Runtime.service` is built on first use, so without this the first task of a fresh
+    worker paid for importing transformers, loading the text model and ONNX Runtime's slow first
+    runs (about 15 s on a slow 2-core machine), while its messages waited and the worker already
+    counted as ready. Called by `heron worker` before Celery starts consuming (solo and threads
+    pools) and in each prefork child before it reports up.
+    """
+    started = time.perf_counter()
+    rt = worker_runtime()
+    rt.service.warm_up()
+    log.info("scorers loaded and warmed in %.1f s: %s", time.perf_counter() - started,
+             ", ".join(f"{k} {v}" for k, v in rt.service.versions().items()))
+    return rt
 
 
 @celery_app.task(
@@ -84,6 +105,7 @@ def decide_messages(self: Any, row_ids: list[int]) -> int:
 def _init_child(**_: Any) -> None:
     global _runtime
     _runtime = None  # never share a parent's engine or model threads across fork
+    preload_runtime()
 
 
 _maintenance: Any = None

@@ -34,7 +34,12 @@ def assert_each_decided_once(stack: Any, receiver: Any, ids: list[str]) -> None:
 
 def test_async_message_ends_in_a_signed_webhook(stack, receiver) -> None:  # type: ignore[no-untyped-def]
     stack.start_api()
-    stack.start_worker("w1")
+    w1 = stack.start_worker("w1")
+    # "ready" means ready: the models are loaded and warm before the worker takes its first task
+    # (before, the first task loaded them, and a fresh worker's first messages waited for that).
+    log = w1.output()
+    assert "scorers loaded and warmed" in log and log.index("scorers loaded and warmed") < log.index(" ready.")
+    assert "text minilm6" in log
     receiver.secret = stack.client.put("/v1/webhook", json={"url": receiver.url}).json()["secret"]
     stack.client.put("/v1/guilds/g1", json={"lists": {"keywords": {"toxicity": ["idiot"]}}})
     r = stack.client.post("/v1/messages", json={"id": "m-1", "guild_id": "g1", "text": "you absolute 1d10t"})
