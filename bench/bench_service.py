@@ -183,7 +183,11 @@ def service_figures(messages: list[str], seconds: float, procs: int, tmp: Path) 
         lua_script(script, messages, "/v1/moderate", None)
         url = f"http://127.0.0.1:{port}"
         run_wrk(url, script, 3, 16, key)  # warm-up
+        cpu0 = cpu_snapshot(server.proc.pid, [])
         saturation = run_wrk(url, script, seconds, 64, key)
+        cpu = _cpu_delta(cpu0, cpu_snapshot(server.proc.pid, []))
+        saturation["cpu_ms_per_request"] = {k: round(1000 * cpu[k] / max(1, saturation["requests"]), 3)
+                                            for k in ("api", "wrk")}
         half_rate = saturation["requests_per_s"] / 2
         connections = 8
         lua_script(script, messages, "/v1/moderate", delay_ms=1000 * connections / half_rate)
@@ -332,6 +336,8 @@ def main() -> None:
         table += [
             ("POST /v1/moderate saturation", f"{sat:,.0f} req/s", f"{sat / best:.2f} (target ≥ 0.60); "
                                                                   f"{sat / naive:.1f}× naive (target ≥ 5)"),
+            ("  CPU ms per request", ", ".join(f"{k} {v:.2f}" for k, v in
+                                              service["saturation"]["cpu_ms_per_request"].items()), ""),
             ("POST /v1/moderate at half saturation", f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms",
              f"p99 / bare batch-1 {half['p99_ms'] / batch1:.1f}× (target ≤ 3; bare batch-1 {batch1:.2f} ms)"),
         ]

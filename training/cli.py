@@ -67,7 +67,8 @@ def train_text(
     if evaluate:
         from training.text.evaluate import evaluate_all
 
-        evaluate_all(root, out, runs_dir, seeds, max_examples=max_examples, quantized=quantized)
+        # The artifact's model was just replaced, so its old metrics describe another model.
+        evaluate_all(root, out, runs_dir, seeds, max_examples=max_examples, quantized=quantized, replace_partial=True)
 
 
 @eval_app.command("text")
@@ -79,6 +80,8 @@ def eval_text(
     max_examples: MaxExamples = None,
     quantized: Annotated[bool, typer.Option(help="also measure the int8 paths' quality loss")] = True,
     num_threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
+    replace_partial: Annotated[bool, typer.Option(
+        help="write to the artifact even when fewer seeds have a model here than its metrics.json covers")] = False,
 ) -> None:
     """Score the official test splits (never trained or tuned on); write metrics.json, predictions and card."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,7 +90,7 @@ def eval_text(
     from training.text.evaluate import evaluate_all
 
     evaluate_all(resolve_data_dir(data_dir), artifact, runs_dir, seeds or [0, 1, 2], max_examples=max_examples,
-                 quantized=quantized)
+                 quantized=quantized, replace_partial=replace_partial)
 
 
 app = typer.Typer(help="Heron training and evaluation.", no_args_is_help=True)

@@ -92,3 +92,32 @@ def test_sampling_plan_repeats_and_caps_rows_by_source_and_class() -> None:
     assert idx == sampling_plan("davidson", split, cfg).tolist()  # the capped subset is fixed
     olid = Split("olid_train", ["a", "b"], np.zeros((2, len(OUTPUTS)), np.float32))
     assert sampling_plan("olid", olid, TrainConfig(repeats={"olid": 2})).tolist() == [0, 0, 1, 1]
+
+
+@needs_data
+def test_eval_with_fewer_seeds_than_the_artifact_leaves_its_metrics_and_serving_path(tmp_path: Path) -> None:
+    """A clean checkout ships only seed 0: `heron eval text` there must not replace the committed
+    three-seed metrics (which also choose the served int8 path) with a one-seed run."""
+    import shutil
+
+    from models.text.model import DEFAULT_ARTIFACT_DIR
+    from training.cli import app
+
+    art, runs = tmp_path / "artifact", tmp_path / "runs"
+    art.mkdir()
+    for name in ("config.json", "text_model.safetensors", "metrics.json", "MODEL_CARD.md"):
+        shutil.copy(DEFAULT_ARTIFACT_DIR / name, art / name)
+    before = {n: (art / n).read_bytes() for n in ("metrics.json", "MODEL_CARD.md")}
+    assert json.loads(before["metrics.json"])["seeds"] == [0, 1, 2]
+    args = ["eval", "text", "--data-dir", str(DATA), "--artifact", str(art), "--runs-dir", str(runs),
+            "--max-examples", "16", "--no-quantized"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "left as they are" in result.output and "--seeds 1 --seeds 2" in result.output
+    assert {n: (art / n).read_bytes() for n in before} == before
+    partial = json.loads((runs / "metrics.seeds-0.json").read_text())
+    assert partial["seeds"] == [0] and "olid_macro_f1" in partial["summary"]
+
+    result = CliRunner().invoke(app, [*args, "--replace-partial"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert json.loads((art / "metrics.json").read_text())["seeds"] == [0]

@@ -241,8 +241,12 @@ def _mean_sd(values: list[float]) -> dict[str, float]:
 
 def evaluate_all(data_dir: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, runs_dir: Path | None = None,
                  seeds: list[int] | None = None, max_examples: int | None = None,
-                 quantized: bool = True) -> dict[str, Any]:
-    """Evaluate every available seed, aggregate mean ± sd, save metrics/predictions, write the card."""
+                 quantized: bool = True, replace_partial: bool = False) -> dict[str, Any]:
+    """Evaluate every available seed, aggregate mean ± sd, save metrics/predictions, write the card.
+
+    When fewer seeds have a model here than the artifact's metrics.json was computed over, the
+    results go to `runs_dir` instead, unless `replace_partial`.
+    """
     from training.text.card import write_model_card
 
     started = time.time()
@@ -297,11 +301,36 @@ def evaluate_all(data_dir: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, runs_dir
         seed_dirs = {k: seed_dir(artifact, runs_dir, int(k)) for k in per_seed}
         metrics["quantization"] = quantization_report(seed_dirs, val, tests)
     metrics["eval_seconds"] = time.time() - started
+    print_summary(metrics)
+    kept = _kept_seeds(artifact, [int(s) for s in per_seed])
+    if kept and not replace_partial:
+        # Fewer seeds than the artifact's metrics.json covers (a clean checkout ships seed 0 only):
+        # that file also decides the serving path (`quantization.chosen`, over every seed), so a
+        # one-seed run must not quietly rewrite it, the card and the served default.
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        out = runs_dir / f"metrics.seeds-{'-'.join(per_seed)}.json"
+        out.write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
+        print(f"\nseeds {kept} were evaluated before but have no model here (train them with `heron train text "
+              + " ".join(f"--seeds {k}" for k in kept) + "`); the artifact's metrics.json, predictions and card "
+              f"were left as they are. This run's figures: {out} (--replace-partial writes them to the artifact).",
+              flush=True)
+        return metrics
     (artifact / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
     np.savez_compressed(artifact / PREDICTIONS_FILE, **preds)
     write_model_card(artifact, metrics)
-    print_summary(metrics)
     return metrics
+
+
+def _kept_seeds(artifact: Path, evaluated: list[int]) -> list[int]:
+    """Seeds in the artifact's current metrics.json that this evaluation lacks."""
+    path = artifact / METRICS_FILE
+    if not path.is_file():
+        return []
+    try:
+        before = json.loads(path.read_text("utf-8")).get("seeds", [])
+    except (ValueError, OSError):
+        return []
+    return sorted(int(s) for s in before if int(s) not in evaluated)
 
 
 def print_summary(metrics: dict[str, Any]) -> None:
