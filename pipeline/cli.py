@@ -113,6 +113,7 @@ def worker(
         )
         raise typer.Exit(2)
     _setup_logging(loglevel)
+    _require_schema(settings.database_url, settings.api_key_pepper)
     from pipeline.queue.celery_app import celery_app, preload_runtime
 
     if pool != "prefork":  # prefork children load their own after the fork (celery_app._init_child)
@@ -131,6 +132,32 @@ def worker(
     if hostname:
         argv.append(f"--hostname={hostname}")
     celery_app.worker_main(argv)
+
+
+def _require_schema(database_url: str, pepper: str) -> None:
+    """Refuse to start a worker on a database without Heron's current schema, with the fix.
+
+    Why: such a worker would take tasks and fail every one of them, and its sweeper would log a
+    traceback every few seconds. A database that does not answer yet is not refused: tasks retry
+    until it does.
+    """
+    import sqlalchemy as sa
+
+    from pipeline.migrate import head_revision
+    from pipeline.store import Store
+
+    try:
+        current = Store.from_url(database_url, pepper).schema_revision()
+    except sa.exc.OperationalError as exc:
+        logging.getLogger(__name__).warning("database at %s is not answering yet (%s); tasks will retry",
+                                            _redact(database_url), type(exc).__name__)
+        return
+    head = head_revision()
+    if current != head:
+        state = "has no Heron schema" if current is None else f"is at schema {current}, this code needs {head}"
+        typer.echo(f"heron worker: the database at {_redact(database_url)} {state}; run `heron migrate` first.",
+                   err=True)
+        raise typer.Exit(2)
 
 
 def _read_json_file(path: Path | None) -> Any:

@@ -17,6 +17,13 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
+def head_revision() -> str | None:
+    """The newest migration this code ships (what `heron migrate` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database at `database_url` to `revision` (creating SQLite folders as needed)."""
     if database_url.startswith("sqlite:///"):

@@ -109,3 +109,17 @@ def test_several_workers_share_the_queue(stack, receiver) -> None:  # type: igno
     assert_each_decided_once(stack, receiver, ids)
     hosts = {w.log.name for w in stack.workers if "heron.decide_messages" in w.output()}
     assert len(hosts) == 2, "both workers should have taken tasks"
+
+
+def test_worker_refuses_a_database_without_the_schema(pg_url: str, tmp_path: Any) -> None:
+    """A worker on an unmigrated database says what to do and exits, instead of failing every task."""
+    import os
+    import subprocess
+
+    from tests.integration.conftest import BIN, REPO
+
+    env = {**os.environ, "HERON_DATABASE_URL": pg_url, "HERON_REDIS_URL": "redis://127.0.0.1:6379/15"}
+    done = subprocess.run([str(BIN / "heron"), "worker", "--hostname", "nodb@%h"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "has no Heron schema" in done.stderr and "heron migrate" in done.stderr
