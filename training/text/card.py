@@ -53,6 +53,16 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
         "of 64 (`TrainConfig.repeats`/`class_caps`). Validation moved by noise: OLID macro-F1 77.35 → 76.97, "
         "HatEval 77.51 → 77.87, Davidson hate F1 0.488 → 0.497 (its thresholds fit for macro-F1 plus hate F1); "
         "the test sets were not scored for it.")
+    add("- Also tried (2026-12-01, seed 0, validation only, not adopted): "
+        "(a) one more pass from this artifact over OLID, Davidson's hate rows and 15% of everything else "
+        "(21,449 rows; AdamW restarted, peak learning rate 4e-5 and 5e-4 for the head, 6% warm-up, linear "
+        "decay, the same augmentation): OLID 78.19 → 78.14, HatEval served 72.63 → 73.05, Davidson macro 77.21 → "
+        "77.69, Davidson hate F1 0.495 → 0.512; a same-size uniform pass (control): 77.61, 72.80, 77.29, "
+        "0.492; (b) the issue's probe shape, OLID train alone for 2 epochs with this recipe's layers and "
+        "learning rate (`TrainConfig(epochs=2, repeats={}, source_caps={<every other source>: 1})`): "
+        "OLID val 78.27, the same as the multi-task model's 78.19. So on validation neither "
+        "more OLID passes nor dropping the other data sets moves OLID: the multi-task pool is not what "
+        "holds OLID below the 82.2 target.")
     add(f"- Tuned: the top {tr.get('tune_layers')} encoder layers and the head; embeddings frozen. "
         f"Artifact: `{WEIGHTS_FILE}` = {size_mb:.1f} MB (encoder layers fp16, head fp32) + `config.json`.")
     secs = {s: r.get("val_report", {}).get("train_seconds") for s, r in metrics["per_seed"].items()}
