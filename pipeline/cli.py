@@ -146,12 +146,15 @@ def _require_schema(database_url: str, pepper: str) -> None:
     from pipeline.migrate import head_revision
     from pipeline.store import Store
 
+    store = Store.from_url(database_url, pepper)
     try:
-        current = Store.from_url(database_url, pepper).schema_revision()
+        current = store.schema_revision()
     except sa.exc.OperationalError as exc:
         logging.getLogger(__name__).warning("database at %s is not answering yet (%s); tasks will retry",
                                             _redact(database_url), type(exc).__name__)
         return
+    finally:
+        store.engine.dispose()  # no pooled connection left behind for a prefork child to inherit
     head = head_revision()
     if current != head:
         state = "has no Heron schema" if current is None else f"is at schema {current}, this code needs {head}"
