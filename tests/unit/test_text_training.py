@@ -121,3 +121,38 @@ def test_eval_with_fewer_seeds_than_the_artifact_leaves_its_metrics_and_serving_
     result = CliRunner().invoke(app, [*args, "--replace-partial"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert json.loads((art / "metrics.json").read_text())["seeds"] == [0]
+
+
+def test_masked_bce_weights_positives_and_ignores_unannotated_labels() -> None:
+    import torch
+
+    from training.text.train import masked_bce
+
+    logits = torch.zeros(2, 2)
+    y = torch.tensor([[1.0, float("nan")], [0.0, float("nan")]])
+    plain = masked_bce(logits, y)
+    weighted = masked_bce(logits, y, torch.tensor([3.0, 100.0]))
+    # ln 2 per observed cell; the positive counts 3x, the NaN column (even weighted 100x) not at all.
+    assert plain.item() == pytest.approx(np.log(2))
+    assert weighted.item() == pytest.approx((3 + 1) / 2 * np.log(2))
+
+
+@needs_data
+def test_ema_run_saves_the_averaged_weights_and_reports_the_raw_ones(tmp_path: Path) -> None:
+    import torch
+
+    from models.text.model import load_artifact
+    from training.text.train import TrainConfig, train_one_seed
+
+    cfg = TrainConfig(max_examples=24, max_length=24, ema_decay=0.9, pos_weight={"davidson_hate": 3.0}, num_threads=1)
+    report = train_one_seed(DATA, tmp_path / "a", cfg)
+    assert set(report["val_summary"]) == set(report["val_summary_raw"]) == {
+        "olid_macro_f1", "hateval_served_macro_f1", "davidson_macro_f1", "davidson_hate_f1"}
+    averaged, config, _ = load_artifact(tmp_path / "a")
+    assert config.training["ema_decay"] == 0.9 and config.training["pos_weight"] == {"davidson_hate": 3.0}
+    # The same seed and data without the average: its saved weights are the raw ones, and differ.
+    plain = train_one_seed(DATA, tmp_path / "b", TrainConfig(**{**cfg.__dict__, "ema_decay": 0.0}))
+    assert "val_summary_raw" not in plain
+    raw, _, _ = load_artifact(tmp_path / "b")
+    name = "backbone.encoder.layer.5.output.dense.weight"
+    assert not torch.equal(averaged.state_dict()[name], raw.state_dict()[name])

@@ -63,6 +63,14 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
         "OLID val 78.27, the same as the multi-task model's 78.19. So on validation neither "
         "more OLID passes nor dropping the other data sets moves OLID: the multi-task pool is not what "
         "holds OLID below the 82.2 target.")
+    add("- Also tried (2026-12-01, seed 0 from scratch, validation only, not adopted; decision rule written "
+        "before the run): a positive-class weight of 3 on the `davidson_hate` head (Davidson's hate class is 6% "
+        "of its rows; `TrainConfig.pos_weight`) with an exponential moving average of the tuned weights "
+        "(decay 0.998; `TrainConfig.ema_decay`), both scored from one run against this artifact's seed 0 "
+        "(same seed and data order; `training.text.train.val_summary`). Raw weights: OLID 78.19 → 77.59, "
+        "HatEval served 72.63 → 72.38, Davidson macro 77.21 → 77.03, Davidson hate F1 0.495 → 0.494; the "
+        "averaged weights: 77.71, 72.42, 77.08, 0.495. Neither the class weight nor the averaging moves "
+        "Davidson hate or OLID beyond noise.")
     add(f"- Tuned: the top {tr.get('tune_layers')} encoder layers and the head; embeddings frozen. "
         f"Artifact: `{WEIGHTS_FILE}` = {size_mb:.1f} MB (encoder layers fp16, head fp32) + `config.json`.")
     secs = {s: r.get("val_report", {}).get("train_seconds") for s, r in metrics["per_seed"].items()}
