@@ -382,7 +382,7 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
             tt, th, f = best_davidson_thresholds(pv[:, col[ha]], pv[:, col[hh]], val["davidson"].extra["class"])
             bench[key] = {"abusive_head": ha, "hate_head": hh, "t_abusive": tt, "t_hate": th}
             report[f"{key}_val_macro_f1"] = f
-    report["val_summary"] = val_summary(model, tokenizer, val, cfg)
+    report["val_summary"] = val_summary_from_logits(val_logits, val)  # the logits above, not a second pass
     if raw_summary is not None:
         report["val_summary_raw"] = raw_summary
     report["train_seconds"] = train_seconds
@@ -409,11 +409,16 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
 
 
 def val_summary(model: nn.Module, tokenizer: Any, val: dict[str, Split], cfg: TrainConfig) -> dict[str, float]:
+    """`val_summary_from_logits` for a model's weights as they are now."""
+    logits = {k: predict_logits(model, tokenizer, s.texts, cfg.max_length, cfg.eval_batch_size) for k, s in val.items()}
+    return val_summary_from_logits(logits, val)
+
+
+def val_summary_from_logits(logits: dict[str, np.ndarray], val: dict[str, Split]) -> dict[str, float]:
     """The validation figures that decide between recipes, computed the same way for any weights:
     OLID macro-F1 (its own head), HatEval macro-F1 (served hate head), Davidson 3-class macro-F1
     and hate-class F1 (its own heads), each at the thresholds that maximise it on validation,
     after per-output temperature scaling on the pooled validation splits."""
-    logits = {k: predict_logits(model, tokenizer, s.texts, cfg.max_length, cfg.eval_batch_size) for k, s in val.items()}
     pooled = np.concatenate(list(logits.values()))
     pooled_y = np.concatenate([s.y for s in val.values()])
     temps = np.array([fit_temperature(pooled[:, j], pooled_y[:, j]) for j in range(len(OUTPUTS))], dtype=np.float32)
