@@ -168,6 +168,9 @@ class ArtifactConfig:
     serving_heads: dict[str, str] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     untrained_categories: dict[str, str] = field(default_factory=dict)
+    # `training.text.data.CANONICAL_VERSION` the model was trained on; artifacts from before the
+    # field existed were trained on the version-1 form.
+    canonical_version: int = 1
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -206,6 +209,24 @@ def save_artifact(model: TextClassifier, config: ArtifactConfig, out_dir: Path) 
     return out_dir
 
 
+def check_input_form(config: ArtifactConfig, artifact_dir: Path) -> None:
+    """Refuse an artifact trained on text prepared differently from what this code serves.
+
+    Why: a model trained on one form of its input (say emoji as the unknown token) and served
+    another (emoji spelled as words) sees inputs it never learnt; every score would quietly
+    shift, with no error anywhere. Imported lazily because the text preparation lives with the
+    training code (`training.text.data`).
+    """
+    from pipeline.normalize import NORMALIZER_VERSION
+    from training.text.data import CANONICAL_VERSION
+
+    for what, theirs, ours in (("canonicalised", config.canonical_version, CANONICAL_VERSION),
+                               ("normalised", config.normalizer_version, NORMALIZER_VERSION)):
+        if str(theirs) != str(ours):
+            raise ValueError(f"text artifact at {artifact_dir} was trained on text {what} as version {theirs}, "
+                             f"this code prepares version {ours}; retrain it with `heron train text`")
+
+
 def load_artifact(artifact_dir: Path | None = None) -> tuple[TextClassifier, ArtifactConfig, Any]:
     """Rebuild the model from the verified backbone plus the artifact's tuned tensors.
 
@@ -216,6 +237,7 @@ def load_artifact(artifact_dir: Path | None = None) -> tuple[TextClassifier, Art
     if not cfg_path.is_file():
         raise FileNotFoundError(f"no text artifact at {artifact_dir} (missing {CONFIG_FILE}); run `heron train text`")
     config = ArtifactConfig.from_file(cfg_path)
+    check_input_form(config, artifact_dir)
     path = verify_backbone(config.backbone)
     model = TextClassifier(load_backbone(path), num_labels=len(config.outputs))
     tuned = load_file(str(artifact_dir / WEIGHTS_FILE))

@@ -7,6 +7,7 @@ and the micro-batcher hands each concurrent caller its own answer.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -22,12 +23,14 @@ from models.text.model import (
     WEIGHTS_FILE,
     ArtifactConfig,
     BackboneMismatchError,
+    load_artifact,
     verify_backbone,
 )
-from pipeline.normalize import normalize
+from pipeline.normalize import NORMALIZER_VERSION, normalize
 from pipeline.scorers.base import ScoringItem
 from pipeline.scorers.text import TRAINED_LABELS, TextScorer
 from pipeline.types import Message
+from training.text.data import CANONICAL_VERSION
 from training.text.evasion import evade
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_ARTIFACT_DIR / CONFIG_FILE).is_file(),
@@ -69,6 +72,17 @@ def test_a_changed_backbone_is_refused_with_a_clear_error() -> None:
     tampered = {**cfg.backbone, "files": {**cfg.backbone["files"], "vocab.txt": "0" * 64}}
     with pytest.raises(BackboneMismatchError, match="vocab.txt"):
         verify_backbone(tampered)
+
+
+@pytest.mark.parametrize(("field", "what"), [("canonical_version", "canonicalised"),
+                                             ("normalizer_version", "normalised")])
+def test_an_artifact_trained_on_another_text_form_is_refused(tmp_path: Path, field: str, what: str) -> None:
+    data = json.loads((DEFAULT_ARTIFACT_DIR / CONFIG_FILE).read_text("utf-8"))
+    data.update(canonical_version=CANONICAL_VERSION, normalizer_version=NORMALIZER_VERSION)
+    data[field] = CANONICAL_VERSION + 1 if field == "canonical_version" else NORMALIZER_VERSION + "0"
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(data), "utf-8")
+    with pytest.raises(ValueError, match=f"{what} as version {data[field]}, .*retrain it with `heron train text`"):
+        load_artifact(tmp_path)
 
 
 def test_abuse_scores_higher_than_friendliness(scorer: TextScorer) -> None:

@@ -114,6 +114,10 @@ _URL = re.compile(r"(?:https?://|www\.)\S+|<url>|\burl\b")
 _RETWEET = re.compile(r"(?<!\w)rt(?=\s+@user)")
 _SPACES = re.compile(r"\s+")
 
+# Bump when `canonicalize` changes what the model reads: an artifact trained on another form is
+# refused at load (`models.text.model.check_input_form`). 1: mentions, links, "rt" as below.
+CANONICAL_VERSION = 1
+
 
 def canonicalize(normalized: str) -> str:
     """Map mentions and links to one token each, as the training sets anonymise them.

@@ -40,6 +40,7 @@ from models.text.model import (
 )
 from pipeline.normalize import NORMALIZER_VERSION
 from training.text.data import (
+    CANONICAL_VERSION,
     DAVIDSON_CLASSES,
     LABELS,
     OUTPUTS,
@@ -398,6 +399,7 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
         version=f"minilm6-multilabel-s{cfg.seed}-{time.strftime('%Y%m%d')}",
         backbone=backbone_fingerprint(backbone_dir()),
         normalizer_version=NORMALIZER_VERSION,
+        canonical_version=CANONICAL_VERSION,
         benchmark_thresholds=bench,
         outputs=list(OUTPUTS),
         serving_heads=serving_heads,
