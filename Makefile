@@ -33,7 +33,7 @@ test: install
 	$(BIN)/python -m pytest -ra -q
 
 lint: install
-	$(BIN)/ruff check pipeline api models training tests bench
+	$(BIN)/ruff check pipeline api models training tests bench notebooks
 
 bench: install
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
