@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import ApiError, api_error_handler, http_error_handler, unhandled_handler, validation_handler
+from api.metrics import SCORER_STATS
 from api.middleware import BodyGuard
 from api.routes import admin, guilds, hooks, moderation
 from pipeline.runtime import Runtime
@@ -53,6 +54,7 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or Runtime.build(role="api", settings=settings)
         app.state.runtime = rt
+        SCORER_STATS.attach(rt.service)
         rt.service.warm_up()  # load and warm the models before taking traffic
         if runtime is None:
             # A serving process: everything loaded so far (models, tokenizer, routes) lives as long

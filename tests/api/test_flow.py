@@ -143,6 +143,28 @@ def test_readiness_reports_each_dependency_and_model_and_metrics_count(api) -> N
     assert 'heron_decisions_total{action="allow",path="sync"}' in client.get("/metrics").text
 
 
+def test_metrics_show_the_text_models_batching_and_repeat_cache(make_api) -> None:  # type: ignore[no-untyped-def]
+    """An operator reads mean batch size (messages / batches) and the cache's share off /metrics."""
+    client, _ = make_api(scorers=["rules", "links", "text"])
+
+    def counters() -> dict[str, float]:
+        out = {}
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith("heron_scorer_") and 'scorer="text"' in line:
+                name, value = line.rsplit(" ", 1)
+                out[name.split("{")[0]] = float(value)
+        return out
+
+    before = counters()
+    for text in ("first distinct message", "second distinct message", "first distinct message"):
+        assert client.post("/v1/moderate", json={"text": text}).status_code == 200
+    after = counters()
+    assert after["heron_scorer_batched_messages_total"] - before["heron_scorer_batched_messages_total"] == 2
+    assert after["heron_scorer_batches_total"] - before["heron_scorer_batches_total"] >= 1
+    assert after["heron_scorer_cache_hits_total"] - before["heron_scorer_cache_hits_total"] == 1
+    assert after["heron_scorer_cache_entries"] >= 2
+
+
 def test_a_scorer_that_fails_to_load_makes_readiness_fail_and_decisions_fail_closed(make_api) -> None:  # type: ignore[no-untyped-def]
     client, _ = make_api(scorers=["rules", "no_such_scorer"])
     ready = client.get("/readyz")
