@@ -155,7 +155,7 @@ def make_key(env: dict[str, str]) -> str:
 
 def bare_figures(messages: list[str], seconds: float) -> dict[str, Any]:
     """The denominators, measured now: best bare throughput, batch-1 latency, naive baseline."""
-    from bench_text import bare_rows, naive_rows, two_process_onnx
+    from bench_text import bare_rows, naive_rows, onnx_modes, two_process_onnx
 
     from models.text.engine import TextEngine
     from models.text.model import DEFAULT_ARTIFACT_DIR
@@ -165,10 +165,12 @@ def bare_figures(messages: list[str], seconds: float) -> dict[str, Any]:
 
     model_texts = [TextScorer.model_text(ScoringItem(Message(text=t), "")) for t in messages]
     rows: list[dict[str, Any]] = []
-    engine = TextEngine(DEFAULT_ARTIFACT_DIR, quantize="onnx-int8", num_threads=2, max_batch=32)
-    seqs = engine.encode_batch(model_texts)
-    rows += bare_rows(engine, "onnx-int8 (2 threads)", seqs, seconds)
-    rows.append(two_process_onnx(DEFAULT_ARTIFACT_DIR, seqs, seconds))
+    seqs: list[list[int]] = []
+    for mode in onnx_modes(DEFAULT_ARTIFACT_DIR):
+        engine = TextEngine(DEFAULT_ARTIFACT_DIR, quantize=mode, num_threads=2, max_batch=32)
+        seqs = seqs or engine.encode_batch(model_texts)
+        rows += bare_rows(engine, f"{mode} (2 threads)", seqs, seconds)
+        rows.append(two_process_onnx(DEFAULT_ARTIFACT_DIR, seqs, seconds, mode))
     torch_int8 = TextEngine(DEFAULT_ARTIFACT_DIR, quantize="torch-int8", num_threads=2, max_batch=32)
     torch_rows = bare_rows(torch_int8, "torch-int8 (2 threads)", seqs, seconds)
     rows += [r for r in torch_rows if "length-sorted" in r["name"]]

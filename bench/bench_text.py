@@ -40,13 +40,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.text.engine import TextEngine  # noqa: E402
-from models.text.model import DEFAULT_ARTIFACT_DIR, load_artifact  # noqa: E402
+from models.text.model import ACT_MAX_FILE, DEFAULT_ARTIFACT_DIR, load_artifact  # noqa: E402
 from pipeline.normalize import normalize  # noqa: E402
 from pipeline.scorers.base import ScoringItem  # noqa: E402
-from pipeline.scorers.text import TextScorer  # noqa: E402
+from pipeline.scorers.text import TextScorer, serving_quantize  # noqa: E402
 from pipeline.types import Message  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "text_scorer.json"
+
+
+def onnx_modes(artifact: Path) -> tuple[str, ...]:
+    """The ONNX Runtime int8 paths this artifact can run (SmoothQuant needs its activation maxima)."""
+    return ("onnx-int8", "onnx-int8-sq") if (artifact / ACT_MAX_FILE).is_file() else ("onnx-int8",)
 
 
 def load_messages(n: int) -> list[str]:
@@ -126,8 +131,8 @@ def bare_rows(engine: TextEngine, label: str, seqs: list[list[int]], seconds: fl
     return out
 
 
-def _proc_worker(artifact: str, seqs: list[list[int]], seconds: float, q: Any) -> None:
-    engine = TextEngine(artifact, quantize="onnx-int8", num_threads=1)
+def _proc_worker(artifact: str, seqs: list[list[int]], seconds: float, q: Any, quantize: str) -> None:
+    engine = TextEngine(artifact, quantize=quantize, num_threads=1)
     sorted_seqs = sorted(seqs, key=len)
     nb = len(sorted_seqs) // 32
     order = sorted_batch_order(nb)
@@ -137,16 +142,18 @@ def _proc_worker(artifact: str, seqs: list[list[int]], seconds: float, q: Any) -
     q.put(rate)
 
 
-def two_process_onnx(artifact: Path, seqs: list[list[int]], seconds: float) -> dict[str, Any]:
+def two_process_onnx(artifact: Path, seqs: list[list[int]], seconds: float,
+                     quantize: str = "onnx-int8") -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_proc_worker, args=(str(artifact), seqs[i::2], seconds, q)) for i in range(2)]
+    procs = [ctx.Process(target=_proc_worker, args=(str(artifact), seqs[i::2], seconds, q, quantize))
+             for i in range(2)]
     for p in procs:
         p.start()
     rates = [q.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
         p.join()
-    return row("bare onnx-int8 batch 32 length-sorted, 2 one-thread processes", sum(rates), [], "batch")
+    return row(f"bare {quantize} batch 32 length-sorted, 2 one-thread processes", sum(rates), [], "batch")
 
 
 def naive_rows(artifact: Path, messages: list[str], seconds: float, callers: int) -> list[dict[str, Any]]:
@@ -319,11 +326,12 @@ def paired_rounds(artifact: Path, messages: list[str], seqs: list[list[int]], se
     median of their ratios, do not.
     """
     bare, scorer = [], []
-    s = TextScorer(quantize="onnx-int8", cache_size=0, artifact_dir=artifact).load()  # serving defaults
+    mode = serving_quantize(artifact)
+    s = TextScorer(quantize=mode, cache_size=0, artifact_dir=artifact).load()  # serving defaults
     try:
         async_closed_loop(lambda t: s.score_one_async(item(t)), messages, 1.0, callers)  # warm-up
         for _ in range(rounds):
-            bare.append(two_process_onnx(artifact, seqs, seconds)["msg_per_s"])
+            bare.append(max(two_process_onnx(artifact, seqs, seconds, m)["msg_per_s"] for m in onnx_modes(artifact)))
             scorer.append(async_closed_loop(lambda t: s.score_one_async(item(t)), messages, seconds, callers)[0])
     finally:
         s.close()
@@ -354,7 +362,7 @@ def main() -> None:
     messages = load_messages(4096)
     rows: list[dict[str, Any]] = []
     engines = {m: TextEngine(args.artifact, quantize=m, num_threads=os.cpu_count()) for m in
-               ("fp32", "torch-int8", "onnx-int8")}
+               ("fp32", "torch-int8", *onnx_modes(args.artifact))}
     from training.text.data import canonicalize
 
     seqs = engines["fp32"].encode_batch([canonicalize(normalize(t)) for t in messages])
@@ -362,7 +370,7 @@ def main() -> None:
         rows.extend(bare_rows(eng, mode, seqs, args.seconds))
         print(f"  done bare {mode}", flush=True)
     del engines
-    rows.append(two_process_onnx(args.artifact, seqs, args.seconds))
+    rows.extend(two_process_onnx(args.artifact, seqs, args.seconds, m) for m in onnx_modes(args.artifact))
     bare_b1 = {r["name"]: r for r in rows}
     best_bare = max(rows, key=lambda r: r["msg_per_s"])
     rows.extend(naive_rows(args.artifact, messages, args.seconds, args.callers))
@@ -370,14 +378,15 @@ def main() -> None:
     print("  done naive", flush=True)
     cores = os.cpu_count() or 1
     # (quantize, workers, threads per worker, max batch, group, max wait ms); the first is the serving default.
-    configs = (("onnx-int8", cores, 1, 8, 8, 0.0), ("onnx-int8", cores, 1, 8, 8, 2.0),
-               ("onnx-int8", cores, 1, 16, 4, 0.0), ("onnx-int8", 1, cores, 8, 8, 0.0), ("fp32", cores, 1, 8, 8, 0.0))
+    served = serving_quantize(args.artifact)
+    configs = ((served, cores, 1, 8, 8, 0.0), (served, cores, 1, 8, 8, 2.0),
+               (served, cores, 1, 16, 4, 0.0), (served, 1, cores, 8, 8, 0.0), ("fp32", cores, 1, 8, 8, 0.0))
     for quantize, workers, threads, max_batch, group, wait in configs:
         b1 = bare_b1[f"bare {quantize} batch 1"]["p50_ms"]
         rows.extend(scorer_rows(args.artifact, messages, args.seconds, args.callers, quantize, workers, threads, b1,
                                 max_batch, group, wait))
         print(f"  done scorer {quantize} {workers}x{threads} batch {max_batch} wait {wait}", flush=True)
-    rows.extend(spam_wave_rows(args.artifact, messages, args.seconds, args.callers, "onnx-int8"))
+    rows.extend(spam_wave_rows(args.artifact, messages, args.seconds, args.callers, served))
     paired = paired_rounds(args.artifact, messages, seqs, args.seconds, args.callers, rounds=args.rounds)
     scorer_best = max((r for r in rows if "micro-batcher" in r["name"] and "concurrent" in r["name"]
                        and r["name"].startswith("TextScorer micro-batcher")),

@@ -35,6 +35,9 @@ BACKBONE_FILES = (
 )
 WEIGHTS_FILE = "text_model.safetensors"
 CONFIG_FILE = "config.json"
+# Per-channel maxima of |input| of each feed-forward output projection, measured on training
+# texts (`training.text.train.write_act_max`); the SmoothQuant int8 path needs them.
+ACT_MAX_FILE = "ffn_act_max.safetensors"
 FORMAT_VERSION = 1
 DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
 

@@ -13,7 +13,7 @@ head when it separates OLID validation better than the shared head, as it did fo
 artifact).
 
 Knobs (constructor kwargs, defaulting to environment variables):
-HERON_TEXT_QUANTIZE (auto | onnx-int8 | torch-int8 | fp32; auto = the path `heron eval text`
+HERON_TEXT_QUANTIZE (auto | onnx-int8-sq | onnx-int8 | torch-int8 | fp32; auto = the path `heron eval text`
 chose by measurement), HERON_TEXT_MAX_BATCH, HERON_TEXT_MAX_WAIT_MS, HERON_TEXT_THREADS,
 HERON_TEXT_WORKERS, HERON_TEXT_GROUP, HERON_TEXT_CACHE_SIZE. Defaults were measured with
 bench/bench_text.py on 2 cores: small length-sorted batches (8) drawn from up to 8 batches' worth of
@@ -27,6 +27,7 @@ text's last decimals can depend on its batch-mates. The cache pins the first ans
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -106,19 +107,7 @@ class TextScorer(Scorer):
         return self
 
     def _resolve_quantize(self, directory: Path) -> str:
-        if self.quantize != "auto":
-            return self.quantize
-        metrics = directory / "metrics.json"
-        if metrics.is_file():
-            chosen = json.loads(metrics.read_text("utf-8")).get("quantization", {}).get("chosen")
-            if chosen:
-                if chosen == "onnx-int8":
-                    try:
-                        import onnxruntime  # noqa: F401
-                    except ImportError:
-                        return "torch-int8"
-                return str(chosen)
-        return "fp32"
+        return self.quantize if self.quantize != "auto" else serving_quantize(directory)
 
     def close(self) -> None:
         if self._batcher is not None:
@@ -265,3 +254,27 @@ class TextScorer(Scorer):
             "batches": b.batches if b else 0,
             "batched_messages": b.forwarded if b else 0,
         }
+
+
+def serving_quantize(directory: Path) -> str:
+    """The forward path `heron eval text` chose for this artifact (metrics.json), or the nearest
+    one this installation can run: onnx-int8 when the SmoothQuant maxima are missing, torch-int8
+    without onnxruntime, fp32 when nothing was measured."""
+    metrics = directory / "metrics.json"
+    if not metrics.is_file():
+        return "fp32"
+    chosen = json.loads(metrics.read_text("utf-8")).get("quantization", {}).get("chosen")
+    if not chosen:
+        return "fp32"
+    from models.text.model import ACT_MAX_FILE
+
+    if chosen == "onnx-int8-sq" and not (directory / ACT_MAX_FILE).is_file():
+        logging.getLogger(__name__).warning(
+            "metrics.json chose onnx-int8-sq but %s lacks %s; serving onnx-int8", directory, ACT_MAX_FILE)
+        chosen = "onnx-int8"
+    if chosen.startswith("onnx-"):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "torch-int8"
+    return str(chosen)

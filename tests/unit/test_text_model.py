@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,41 @@ def test_an_artifact_trained_on_another_text_form_is_refused(tmp_path: Path, fie
     (tmp_path / CONFIG_FILE).write_text(json.dumps(data), "utf-8")
     with pytest.raises(ValueError, match=f"{what} as version {data[field]}, .*retrain it with `heron train text`"):
         load_artifact(tmp_path)
+
+
+def test_every_int8_path_agrees_with_fp32(fp32_scorer: TextScorer) -> None:
+    """Each quantised path scores like the fp32 model: same side of the serving threshold on clear
+    texts, and probabilities close on ordinary ones (the macro-F1 cost is in metrics.json)."""
+    from models.text.engine import TextEngine
+
+    texts = [INSULT, FRIENDLY, "shut up you dumb idiot", "see you at the match tonight",
+             "go back to where you came from, nobody wants your kind here", "lol that was so funny"]
+    keys = [TextScorer.model_text(item(t)) for t in texts]
+    ref = fp32_scorer.engine.served(keys)
+    for mode in ("onnx-int8", "onnx-int8-sq"):
+        got = TextEngine(quantize=mode, num_threads=1).served(keys)
+        assert np.abs(got - ref).max() < 0.15, (mode, np.abs(got - ref).max())
+        thr = fp32_scorer.engine.thresholds[0]
+        assert (got[:2, 0] >= thr).tolist() == (ref[:2, 0] >= thr).tolist() == [True, False], mode
+
+
+def test_the_smoothquant_path_needs_its_activation_maxima(tmp_path: Path) -> None:
+    from models.text.engine import TextEngine
+    from models.text.model import ACT_MAX_FILE, WEIGHTS_FILE
+
+    for name in (CONFIG_FILE, WEIGHTS_FILE, "metrics.json"):
+        shutil.copy(DEFAULT_ARTIFACT_DIR / name, tmp_path / name)
+    assert not (tmp_path / ACT_MAX_FILE).exists()
+    with pytest.raises(FileNotFoundError, match=f"{ACT_MAX_FILE} is missing.*heron train text"):
+        TextEngine(tmp_path, quantize="onnx-int8-sq")
+    metrics = json.loads((tmp_path / "metrics.json").read_text("utf-8"))
+    metrics["quantization"]["chosen"] = "onnx-int8-sq"
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics), "utf-8")
+    s = TextScorer(artifact_dir=tmp_path, workers=1).load()  # auto falls back instead of failing to load
+    try:
+        assert s.quantize == "onnx-int8" and s.score([item(INSULT)])[0].ok
+    finally:
+        s.close()
 
 
 def test_abuse_scores_higher_than_friendliness(scorer: TextScorer) -> None:

@@ -53,7 +53,8 @@ def test_train_text_tiny_run_writes_a_loadable_artifact(tmp_path: Path) -> None:
         "--seeds", "0", "--max-examples", "64", "--epochs", "1", "--max-length", "32", "--no-quantized",
     ])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    for name in ("config.json", "text_model.safetensors", "metrics.json", "MODEL_CARD.md", "eval_predictions.npz"):
+    for name in ("config.json", "text_model.safetensors", "ffn_act_max.safetensors", "metrics.json", "MODEL_CARD.md",
+                 "eval_predictions.npz"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("olid_macro_f1", "hateval_macro_f1", "davidson_hate_f1", "olid_evasion_macro_f1",
