@@ -195,7 +195,7 @@ def text_counters(url: str) -> dict[str, float]:
 def model_work(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
     """What the model did for one load phase: messages forwarded, cache hits, mean batch.
 
-    Checks that every request cost a forward pass (no repeats answered from the cache)."""
+    Shows whether every request cost a forward pass (1.0 forwards per request, no cache hits)."""
     forwarded = after["batched_messages_total"] - before["batched_messages_total"]
     batches = after["batches_total"] - before["batches_total"]
     return {"forwarded": forwarded, "cache_hits": after["cache_hits_total"] - before["cache_hits_total"],

@@ -38,6 +38,7 @@ CONFIG_FILE = "config.json"
 # Per-channel maxima of |input| of each feed-forward output projection, measured on training
 # texts (`training.text.train.write_act_max`); the SmoothQuant int8 path needs them.
 ACT_MAX_FILE = "ffn_act_max.safetensors"
+ACT_MAX_TEXTS = 1024  # training texts they are measured on
 FORMAT_VERSION = 1
 DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.text.model import CONFIG_FILE, WEIGHTS_FILE, ArtifactConfig
+from models.text.engine import SQ_ALPHA
+from models.text.model import ACT_MAX_TEXTS, CONFIG_FILE, WEIGHTS_FILE, ArtifactConfig
 from training.text.data import LABELS, UNTRAINED, label_map_markdown
 from training.text.identity import GROUPS
 from training.text.identity import sentences as identity_sentences
@@ -207,8 +208,8 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
             "onnx-int8 recipe: per-channel weights, feed-forward output projections kept fp32 (plain per-tensor "
             "int8 moved logits ~4x more in a measurement on the first model). onnx-int8-sq: every MatMul int8; "
             "the feed-forward output projections' inputs are divided per channel by SmoothQuant scales (Xiao et "
-            "al. 2023, migration strength 0.8, from activation maxima on 1,024 training texts) that their "
-            "weights absorb; those fp32 MatMuls were 38 % of onnx-int8's time.\n")
+            f"al. 2023, migration strength {SQ_ALPHA}, from activation maxima on {ACT_MAX_TEXTS:,} training texts) "
+            "that their weights absorb; those fp32 MatMuls were 38 % of onnx-int8's time.\n")
     add("## Bias probes\n")
     seed0 = metrics["per_seed"].get("0", {})
     groups = seed0.get("toxigen_neutral_fpr_by_group", {})

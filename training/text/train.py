@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from models.text.model import (
     ACT_MAX_FILE,
+    ACT_MAX_TEXTS,
     ArtifactConfig,
     TextClassifier,
     backbone_dir,
@@ -416,7 +417,8 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
 ACT_MAX_SETS = ("olid", "hateval", "davidson")
 
 
-def write_act_max(artifact_dir: Path, data_dir: Path, max_examples: int | None = None, n: int = 1024) -> Path:
+def write_act_max(artifact_dir: Path, data_dir: Path, max_examples: int | None = None,
+                  n: int = ACT_MAX_TEXTS) -> Path:
     """Measure and save the per-channel maxima of |input| of every feed-forward output projection.
 
     The SmoothQuant int8 path (`models.text.engine.smooth_ffn_out`) sizes its scales from them.
