@@ -4,11 +4,18 @@ Besides the request and decision counters, the model scorers' own counters (micr
 messages forwarded, repeat-cache hits and misses) are read at scrape time: they say whether
 batching is working under the current load (mean batch = messages / batches) and how much of a
 spam wave the cache absorbs, which request counts alone cannot show.
+
+CPU seconds per thread (Linux) say where a saturated service spends its cores: the text model's
+batcher threads, the event loop (HTTP, validation, the cheap scorers, the decision), or the
+decision writer. The throughput a service reaches against its bare model depends on that split.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -65,3 +72,43 @@ class ScorerStatsCollector(Collector):
 
 SCORER_STATS = ScorerStatsCollector()
 REGISTRY.register(SCORER_STATS)
+
+_TASKS = Path("/proc/self/task")
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """User + system CPU seconds of each live thread of this process, summed by thread name.
+
+    Read from /proc (Linux only; elsewhere empty): Python has no portable way to read another
+    thread's CPU time. Threads of one pool share a name (AnyIO's workers) and are summed. A
+    thread that has exited is no longer counted, so a sum can step down when a pool shrinks.
+    """
+    if not _TASKS.is_dir():
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        tid = thread.native_id
+        if tid is None:
+            continue
+        try:
+            stat = (_TASKS / str(tid) / "stat").read_text()
+        except OSError:  # it exited between enumerate() and now
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": fields[11], [12] = utime, stime
+        out[thread.name] = out.get(thread.name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class ThreadCpuCollector(Collector):
+    """`heron_thread_cpu_seconds_total{thread=...}` at scrape time (see thread_cpu_seconds)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("heron_thread_cpu_seconds", "CPU seconds used by each live thread of "
+                                     "this API process, by thread name (Linux)", labels=["thread"])
+        for name, seconds in sorted(thread_cpu_seconds().items()):
+            family.add_metric([name], seconds)
+        yield family
+
+
+REGISTRY.register(ThreadCpuCollector())

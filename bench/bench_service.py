@@ -192,6 +192,22 @@ def text_counters(url: str) -> dict[str, float]:
     return out
 
 
+def thread_cpu(url: str) -> dict[str, float]:
+    """CPU seconds so far per thread role of the server, from its /metrics (heron_thread_cpu_seconds)."""
+    import httpx
+
+    roles: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if not line.startswith("heron_thread_cpu_seconds_total{"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        thread = name.split('thread="', 1)[1].split('"', 1)[0]
+        role = ("model" if thread.startswith("text-batcher-") else "event loop" if thread == "MainThread"
+                else "decision writer" if thread == "heron-decision-writer" else "other threads")
+        roles[role] = roles.get(role, 0.0) + float(value)
+    return roles
+
+
 def model_work(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
     """What the model did for one load phase: messages forwarded, cache hits, mean batch.
 
@@ -218,9 +234,16 @@ def service_figures(messages: list[str], seconds: float, procs: int, tmp: Path) 
         counted = procs == 1
         m0 = text_counters(url) if counted else {}
         cpu0 = cpu_snapshot(server.proc.pid, [])
+        threads0 = thread_cpu(url) if counted else {}
         saturation = run_wrk(url, script, seconds, 64, key)
         cpu = _cpu_delta(cpu0, cpu_snapshot(server.proc.pid, []))
         m1 = text_counters(url) if counted else {}
+        if counted:
+            # Where the API process's cores went, per request: what bounds the ratio to the bare model.
+            threads1 = thread_cpu(url)
+            per = {k: round(1000 * (v - threads0.get(k, 0.0)) / max(1, saturation["requests"]), 3)
+                   for k, v in threads1.items()}
+            saturation["thread_cpu_ms_per_request"] = dict(sorted(per.items(), key=lambda kv: -kv[1]))
         if counted:
             saturation["model"] = model_work(m0, m1, saturation["requests"])
         saturation["cpu_ms_per_request"] = {k: round(1000 * cpu[k] / max(1, saturation["requests"]), 3)
@@ -377,6 +400,8 @@ def main() -> None:
                                                                   f"{sat / naive:.1f}× naive (target ≥ 5)"),
             ("  CPU ms per request", ", ".join(f"{k} {v:.2f}" for k, v in
                                               service["saturation"]["cpu_ms_per_request"].items()), ""),
+            ("    of which, by thread", ", ".join(f"{k} {v:.2f}" for k, v in
+                                              service["saturation"].get("thread_cpu_ms_per_request", {}).items()), ""),
             ("POST /v1/moderate at half saturation", f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms",
              f"p99 / bare batch-1 {half['p99_ms'] / batch1:.1f}× (target ≤ 3; bare batch-1 {batch1:.2f} ms)"),
         ]

@@ -137,16 +137,19 @@ class TextClassifier(nn.Module):
         return self.head(self.dropout(pooled))
 
 
-def freeze_for_tuning(model: TextClassifier, tune_layers: int) -> list[str]:
+def freeze_for_tuning(model: TextClassifier, tune_layers: int, embeddings: bool = False) -> list[str]:
     """Freeze embeddings and the bottom encoder layers; return the prefixes left trainable.
 
     Why: the word-embedding matrix is half the backbone's parameters, and chat slang it does
     not know stays unknown whether it is tuned or not; freezing it halves the artifact and the
-    optimizer state. `tune_layers` counts encoder layers from the top.
+    optimizer state. `tune_layers` counts encoder layers from the top; `embeddings` tunes the
+    embedding block too (an experiment: see the model card).
     """
     n_layers = int(model.backbone.config.num_hidden_layers)
     tune_layers = max(0, min(tune_layers, n_layers))
     prefixes = [f"backbone.encoder.layer.{i}." for i in range(n_layers - tune_layers, n_layers)]
+    if embeddings:
+        prefixes.insert(0, "backbone.embeddings.")
     prefixes.append("head.")
     for name, p in model.named_parameters():
         p.requires_grad = any(name.startswith(pre) for pre in prefixes)

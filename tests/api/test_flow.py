@@ -165,6 +165,22 @@ def test_metrics_show_the_text_models_batching_and_repeat_cache(make_api) -> Non
     assert after["heron_scorer_cache_entries"] >= 2
 
 
+def test_metrics_show_where_the_cpu_goes_by_thread(make_api) -> None:  # type: ignore[no-untyped-def]
+    """The text model's batcher threads, having run forward passes, show CPU seconds of their own."""
+    client, _ = make_api(scorers=["rules", "text"])
+    for i in range(8):
+        assert client.post("/v1/moderate", json={"text": f"message number {i} to score"}).status_code == 200
+    cpu: dict[str, float] = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("heron_thread_cpu_seconds_total{"):
+            name, value = line.rsplit(" ", 1)
+            cpu[name.split('thread="')[1].split('"')[0]] = float(value)
+    batchers = {k: v for k, v in cpu.items() if k.startswith("text-batcher-")}
+    assert batchers, cpu
+    assert sum(batchers.values()) > 0  # warm-up and these requests ran forward passes there
+    assert "MainThread" in cpu
+
+
 def test_a_scorer_that_fails_to_load_makes_readiness_fail_and_decisions_fail_closed(make_api) -> None:  # type: ignore[no-untyped-def]
     client, _ = make_api(scorers=["rules", "no_such_scorer"])
     ready = client.get("/readyz")

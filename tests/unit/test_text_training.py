@@ -157,3 +157,21 @@ def test_ema_run_saves_the_averaged_weights_and_reports_the_raw_ones(tmp_path: P
     raw, _, _ = load_artifact(tmp_path / "b")
     name = "backbone.encoder.layer.5.output.dense.weight"
     assert not torch.equal(averaged.state_dict()[name], raw.state_dict()[name])
+
+
+@needs_data
+def test_tuning_the_embeddings_saves_and_serves_them(tmp_path: Path) -> None:
+    """The embedding experiment's switch: its artifact carries the tuned embeddings and loads."""
+    import torch
+
+    from models.text.model import backbone_dir, load_artifact, load_backbone
+    from training.text.train import TrainConfig, train_one_seed
+
+    cfg = TrainConfig(max_examples=24, max_length=24, tune_embeddings=True, num_threads=1)
+    train_one_seed(DATA, tmp_path / "emb", cfg)
+    model, config, tokenizer = load_artifact(tmp_path / "emb")
+    assert config.tuned_prefixes[0] == "backbone.embeddings."
+    tuned = model.state_dict()["backbone.embeddings.word_embeddings.weight"]
+    pretrained = load_backbone(backbone_dir()).state_dict()["embeddings.word_embeddings.weight"]
+    cls = tokenizer.cls_token_id  # in every training text
+    assert not torch.allclose(tuned[cls], pretrained[cls].half().float())

@@ -89,6 +89,11 @@ class TrainConfig:
     # averaged weights are calibrated and saved, and the raw weights' validation scores are kept
     # in the report (`val_summary_raw`) so the two are compared on the same run.
     ema_decay: float = 0.0
+    # Tune the embedding block too (word, position and type embeddings and their LayerNorm), an
+    # experiment that did not pay (model card). The word-embedding rows get no weight decay, so rows
+    # of tokens the training texts never contain keep their pretrained values (Adam's step is zero
+    # without a gradient), up to the fp16 storage; the artifact then holds the whole matrix (+23 MB).
+    tune_embeddings: bool = False
 
 
 def set_seed(seed: int) -> None:
@@ -265,9 +270,9 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
     tokenizer = load_tokenizer()
     raws, base_texts, y_all, sources = build_training_set(data_dir, cfg)
     model = TextClassifier(load_backbone(), num_labels=len(OUTPUTS))
-    prefixes = freeze_for_tuning(model, cfg.tune_layers)
+    prefixes = freeze_for_tuning(model, cfg.tune_layers, cfg.tune_embeddings)
     encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
-    no_decay = ("bias", "LayerNorm.weight")
+    no_decay = ("bias", "LayerNorm.weight", "word_embeddings.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")
                     and not n.endswith(no_decay)], "lr": cfg.lr, "weight_decay": cfg.weight_decay},
