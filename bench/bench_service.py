@@ -180,32 +180,30 @@ def bare_figures(messages: list[str], seconds: float) -> dict[str, Any]:
     return {"rows": rows, "naive": naive, "best": best, "batch1": batch1}
 
 
-def text_counters(url: str) -> dict[str, float]:
-    """The text scorer's forward-pass and cache counters from the server's /metrics."""
+def thread_role(thread: str) -> str:
+    """Which part of the server a thread name belongs to, for the CPU split."""
+    if thread.startswith("text-batcher-"):
+        return "model"
+    return {"MainThread": "event loop", "heron-decision-writer": "decision writer"}.get(thread, "other threads")
+
+
+def server_metrics(url: str) -> dict[str, dict[str, float]]:
+    """One scrape of the server's /metrics: the text scorer's forward-pass and cache counters
+    ("text", keyed like `batches_total`) and CPU seconds so far per thread role ("threads")."""
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
-    out: dict[str, float] = {}
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith("heron_scorer_") and 'scorer="text"' in line:
-            name, value = line.rsplit(" ", 1)
-            out[name.split("{")[0].removeprefix("heron_scorer_")] = float(value)
-    return out
-
-
-def thread_cpu(url: str) -> dict[str, float]:
-    """CPU seconds so far per thread role of the server, from its /metrics (heron_thread_cpu_seconds)."""
-    import httpx
-
-    roles: dict[str, float] = {}
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if not line.startswith("heron_thread_cpu_seconds_total{"):
-            continue
-        name, value = line.rsplit(" ", 1)
-        thread = name.split('thread="', 1)[1].split('"', 1)[0]
-        role = ("model" if thread.startswith("text-batcher-") else "event loop" if thread == "MainThread"
-                else "decision writer" if thread == "heron-decision-writer" else "other threads")
-        roles[role] = roles.get(role, 0.0) + float(value)
-    return roles
+    text: dict[str, float] = {}
+    threads: dict[str, float] = {}
+    body = httpx.get(f"{url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name.startswith("heron_scorer_") and sample.labels.get("scorer") == "text":
+                text[sample.name.removeprefix("heron_scorer_")] = sample.value
+            elif sample.name == "heron_thread_cpu_seconds_total":
+                role = thread_role(sample.labels["thread"])
+                threads[role] = threads.get(role, 0.0) + sample.value
+    return {"text": text, "threads": threads}
 
 
 def model_work(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
@@ -232,20 +230,17 @@ def service_figures(messages: list[str], seconds: float, procs: int, tmp: Path) 
         lua_script(script, messages, "/v1/moderate", None, tag="s")
         # With one process, /metrics is that process's: count what the model did per phase.
         counted = procs == 1
-        m0 = text_counters(url) if counted else {}
+        m0 = server_metrics(url) if counted else {}
         cpu0 = cpu_snapshot(server.proc.pid, [])
-        threads0 = thread_cpu(url) if counted else {}
         saturation = run_wrk(url, script, seconds, 64, key)
         cpu = _cpu_delta(cpu0, cpu_snapshot(server.proc.pid, []))
-        m1 = text_counters(url) if counted else {}
+        m1 = server_metrics(url) if counted else {}
         if counted:
+            saturation["model"] = model_work(m0["text"], m1["text"], saturation["requests"])
             # Where the API process's cores went, per request: what bounds the ratio to the bare model.
-            threads1 = thread_cpu(url)
-            per = {k: round(1000 * (v - threads0.get(k, 0.0)) / max(1, saturation["requests"]), 3)
-                   for k, v in threads1.items()}
+            per = {k: round(1000 * (v - m0["threads"].get(k, 0.0)) / max(1, saturation["requests"]), 3)
+                   for k, v in m1["threads"].items()}
             saturation["thread_cpu_ms_per_request"] = dict(sorted(per.items(), key=lambda kv: -kv[1]))
-        if counted:
-            saturation["model"] = model_work(m0, m1, saturation["requests"])
         saturation["cpu_ms_per_request"] = {k: round(1000 * cpu[k] / max(1, saturation["requests"]), 3)
                                             for k in ("api", "wrk")}
         half_rate = saturation["requests_per_s"] / 2
@@ -253,7 +248,7 @@ def service_figures(messages: list[str], seconds: float, procs: int, tmp: Path) 
         lua_script(script, messages, "/v1/moderate", delay_ms=1000 * connections / half_rate, tag="h")
         half = run_wrk(url, script, seconds, connections, key)
         if counted:
-            half["model"] = model_work(m1, text_counters(url), half["requests"])
+            half["model"] = model_work(m1["text"], server_metrics(url)["text"], half["requests"])
     finally:
         server.stop()
     return {"saturation": saturation, "half_saturation": half, "api_processes": procs}
