@@ -175,3 +175,16 @@ def test_tuning_the_embeddings_saves_and_serves_them(tmp_path: Path) -> None:
     pretrained = load_backbone(backbone_dir()).state_dict()["embeddings.word_embeddings.weight"]
     cls = tokenizer.cls_token_id  # in every training text
     assert not torch.allclose(tuned[cls], pretrained[cls].half().float())
+
+
+def test_layer_decay_slows_the_lower_layers_only() -> None:
+    """With layer-wise decay the top encoder layer keeps the base rate and each layer below learns
+    at `layer_decay` times the one above; without it every tuned layer shares one rate."""
+    from training.text.train import TrainConfig, layer_lr
+
+    cfg = TrainConfig(lr=1e-4, layer_decay=0.5)
+    rates = [layer_lr(f"backbone.encoder.layer.{i}.attention.self.query.weight", cfg, 6) for i in range(6)]
+    assert rates == pytest.approx([1e-4 * 0.5 ** (5 - i) for i in range(6)])
+    assert layer_lr("backbone.embeddings.word_embeddings.weight", cfg, 6) == pytest.approx(1e-4 * 0.5 ** 6)
+    flat = TrainConfig(lr=1e-4)
+    assert {layer_lr(f"backbone.encoder.layer.{i}.output.dense.bias", flat, 6) for i in range(6)} == {1e-4}

@@ -122,6 +122,12 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
         "0.497. The rule asked for OLID +0.5 with the others within 0.5; +0.24 is within one seed's noise, so "
         "the input form was left as it is (a new form means retraining every seed). The test sets were not "
         "scored for it.")
+    add("- Also tried (2026-12-03, seed 0, validation only, not adopted; same rule): those split hashtags "
+        "together with layer-wise learning-rate decay (Howard & Ruder 2018): encoder layer i from the top "
+        "at 8e-5 × 0.85^i, so the bottom layer learns at 3.5e-5 (`TrainConfig.layer_decay`; 1,344 s with 2 "
+        "threads). Against the split hashtags alone: OLID 78.43 → 77.90, HatEval served 72.77 → 72.27, "
+        "Davidson macro 77.01 → 76.11, Davidson hate F1 0.497 → 0.473. Slowing the lower layers lost ground "
+        "on every set. The test sets were not scored for it.")
     add("- Also probed for Davidson hate (2026-12-03, seed 0, validation only, not adopted): a word 1–3-gram "
         "plus character 2–5-gram TF-IDF logistic regression on Davidson's training rows (3 classes), alone and "
         "averaged with this model's two Davidson heads (blend weight 0.2, 0.35 or 0.5 on the n-gram model). "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,6 +95,10 @@ class TrainConfig:
     # of tokens the training texts never contain keep their pretrained values (Adam's step is zero
     # without a gradient), up to the fp16 storage; the artifact then holds the whole matrix (+23 MB).
     tune_embeddings: bool = False
+    # Layer-wise learning-rate decay (Howard & Ruder 2018; Clark et al. 2020): encoder layer i from the
+    # top learns at lr * layer_decay**i, so the lower layers stay nearer their pretrained values.
+    # 1.0 = one learning rate for every tuned layer.
+    layer_decay: float = 1.0
 
 
 def set_seed(seed: int) -> None:
@@ -253,6 +258,28 @@ def build_training_set(data_dir: Path, cfg: TrainConfig) -> tuple[list[str], lis
     return raws, texts, np.concatenate(ys), sources
 
 
+def layer_lr(name: str, cfg: TrainConfig, n_layers: int) -> float:
+    """The learning rate of one encoder parameter under `cfg.layer_decay` (embeddings: below layer 0)."""
+    m = re.match(r"backbone\.encoder\.layer\.(\d+)\.", name)
+    depth = n_layers - int(m.group(1)) - 1 if m else n_layers  # 0 = the top layer
+    return cfg.lr * cfg.layer_decay ** depth
+
+
+def encoder_param_groups(model: TextClassifier, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups for the tuned encoder parameters: one per (learning rate, weight decay) pair.
+
+    Biases, LayerNorm weights and word-embedding rows get no weight decay (the rows of tokens the
+    training texts never contain should keep their pretrained values)."""
+    no_decay = ("bias", "LayerNorm.weight", "word_embeddings.weight")
+    n_layers = int(model.backbone.config.num_hidden_layers)
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad and not n.startswith("head."):
+            key = (layer_lr(n, cfg, n_layers), 0.0 if n.endswith(no_decay) else cfg.weight_decay)
+            groups.setdefault(key, []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
 def fp16_roundtrip(model: TextClassifier, prefixes: list[str]) -> None:
     """Cast the tuned encoder tensors through fp16, as stored, so every later number is the artifact's."""
     with torch.no_grad():
@@ -272,14 +299,8 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
     model = TextClassifier(load_backbone(), num_labels=len(OUTPUTS))
     prefixes = freeze_for_tuning(model, cfg.tune_layers, cfg.tune_embeddings)
     encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
-    no_decay = ("bias", "LayerNorm.weight", "word_embeddings.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")
-                    and not n.endswith(no_decay)], "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")
-                    and n.endswith(no_decay)], "lr": cfg.lr, "weight_decay": 0.0},
-        {"params": list(model.head.parameters()), "lr": cfg.head_lr, "weight_decay": 0.0},
-    ]
+    groups = encoder_param_groups(model, cfg)
+    groups.append({"params": list(model.head.parameters()), "lr": cfg.head_lr, "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(groups)
     n = len(base_texts)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
