@@ -77,11 +77,14 @@ _TASKS = Path("/proc/self/task")
 
 
 def thread_cpu_seconds() -> dict[str, float]:
-    """User + system CPU seconds of each live thread of this process, summed by thread name.
+    """CPU seconds of each live thread of this process, summed by thread name.
 
     Read from /proc (Linux only; elsewhere empty): Python has no portable way to read another
-    thread's CPU time. Threads of one pool share a name (AnyIO's workers) and are summed. A
-    thread that has exited is no longer counted, so a sum can step down when a pool shrinks.
+    thread's CPU time. `schedstat` gives the thread's time on a CPU in nanoseconds; `stat`, the
+    fallback where the kernel lacks schedstats, counts user + system time in clock ticks (10 ms),
+    too coarse for a thread that ran a few short forward passes (it then reads 0). Threads of one
+    pool share a name (AnyIO's workers) and are summed. A thread that has exited is no longer
+    counted, so a sum can step down when a pool shrinks.
     """
     if not _TASKS.is_dir():
         return {}
@@ -91,12 +94,16 @@ def thread_cpu_seconds() -> dict[str, float]:
         tid = thread.native_id
         if tid is None:
             continue
+        task = _TASKS / str(tid)
         try:
-            stat = (_TASKS / str(tid) / "stat").read_text()
+            try:
+                seconds = int((task / "schedstat").read_text().split()[0]) / 1e9
+            except (FileNotFoundError, IndexError, ValueError):  # no schedstats in this kernel
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
+                seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
         except OSError:  # it exited between enumerate() and now
             continue
-        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": fields[11], [12] = utime, stime
-        out[thread.name] = out.get(thread.name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[thread.name] = out.get(thread.name, 0.0) + seconds
     return out
 
 
