@@ -298,8 +298,8 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
     raws, base_texts, y_all, sources = build_training_set(data_dir, cfg)
     model = TextClassifier(load_backbone(), num_labels=len(OUTPUTS))
     prefixes = freeze_for_tuning(model, cfg.tune_layers, cfg.tune_embeddings)
-    encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
     groups = encoder_param_groups(model, cfg)
+    encoder_params = [p for g in groups for p in g["params"]]  # what gradient clipping covers
     groups.append({"params": list(model.head.parameters()), "lr": cfg.head_lr, "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(groups)
     n = len(base_texts)
