@@ -402,6 +402,10 @@ def main() -> None:
     best = bare["best"]["msg_per_s"]
     naive = bare["naive"][0]["msg_per_s"]
     batch1 = bare["batch1"]["p50_ms"] if bare["batch1"] else float("nan")
+    # The bare model's own batch-1 p99 (back to back, same row): chat messages run from a few tokens
+    # to the 64-token cap, so a lone forward's p99 alone is 2-3x its p50 before any HTTP or queueing;
+    # printed beside the target so the floor under "p99 <= 3x bare batch-1" is visible in the same run.
+    batch1_p99 = bare["batch1"]["p99_ms"] if bare["batch1"] else float("nan")
     table = [
         ("bare best: " + bare["best"]["name"], f"{best:,.0f} msg/s", "1.00"),
         ("naive per-request fp32", f"{naive:,.0f} msg/s", f"{naive / best:.2f}"),
@@ -419,7 +423,8 @@ def main() -> None:
             ("POST /v1/moderate at half saturation",
              f"{half['requests_per_s']:,.0f} req/s (target {half.get('target_rate', sat / 2):,.0f}), "
              f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms",
-             f"p99 / bare batch-1 {half['p99_ms'] / batch1:.1f}× (target ≤ 3; bare batch-1 {batch1:.2f} ms)"),
+             f"p99 / bare batch-1 {half['p99_ms'] / batch1:.1f}× (target ≤ 3; bare batch-1 p50 {batch1:.2f} ms, "
+             f"its own p99 {batch1_p99:.2f} ms = {batch1_p99 / batch1:.1f}×)"),
         ]
         for phase in ("saturation", "half_saturation"):
             work = service[phase].get("model")
