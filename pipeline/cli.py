@@ -182,10 +182,10 @@ def moderate(
     from pydantic import ValidationError
     from tqdm import tqdm
 
+    from pipeline.guilds import GuildConfig, lists_from_json
     from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
     from pipeline.service import ModerationService
     from pipeline.settings import get_settings
-    from pipeline.store import GuildConfig, lists_from_json
     from pipeline.types import Message
 
     logging.basicConfig(level=logging.WARNING)

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pipeline.ensemble import EnsembleConfig, combine
+from pipeline.guilds import PLATFORM_GUILD, GuildConfig
 from pipeline.normalize import normalize
 from pipeline.policy import decide
 from pipeline.scorers import registry
 from pipeline.scorers.base import Scorer, ScoringItem
-from pipeline.store import PLATFORM_GUILD, GuildConfig, decision_id_for
-from pipeline.types import Decision, Message, Signal
+from pipeline.types import Decision, Message, Signal, decision_id_for
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ import hmac
 import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline import db
+from pipeline.guilds import GuildConfig, lists_from_json
 from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
-from pipeline.scorers.base import EMPTY_LISTS, GuildLists
 from pipeline.types import Decision, Message
 
 
@@ -39,24 +38,6 @@ def _aware(ts: datetime | None) -> datetime | None:
     if ts is None:
         return None
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
-def decision_id_for(tenant_id: str, message_id: str) -> str:
-    """Deterministic: the same message always yields the same decision id, so receivers can dedupe."""
-    return "dec_" + uuid.uuid5(uuid.NAMESPACE_URL, f"heron:{tenant_id}:{message_id}").hex
-
-
-@dataclass(frozen=True)
-class GuildConfig:
-    """What scoring needs to know about a guild: its policy and word lists, with versions."""
-
-    guild_id: str | None
-    policy: GuildPolicy
-    policy_version: int
-    lists: GuildLists
-
-
-PLATFORM_GUILD = GuildConfig(None, PLATFORM_DEFAULT, 0, EMPTY_LISTS)
 
 
 @dataclass(frozen=True)
@@ -675,13 +656,3 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(db.decisions.c.payload).where(db.decisions.c.id == decision_id)).first()
         return dict(row.payload) if row else None
-
-
-def lists_from_json(body: dict[str, Any], version: int = 0) -> GuildLists:
-    return GuildLists(
-        keywords={k: tuple(v) for k, v in (body.get("keywords") or {}).items()},
-        regexes={k: tuple(v) for k, v in (body.get("regexes") or {}).items()},
-        allowlist=tuple(body.get("allowlist") or ()),
-        blocked_links=tuple(body.get("blocked_links") or ()),
-        version=version,
-    )

@@ -27,6 +27,11 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def decision_id_for(tenant_id: str, message_id: str) -> str:
+    """Deterministic: the same message always yields the same decision id, so receivers can dedupe."""
+    return "dec_" + uuid.uuid5(uuid.NAMESPACE_URL, f"heron:{tenant_id}:{message_id}").hex
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

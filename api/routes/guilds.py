@@ -18,8 +18,8 @@ router = APIRouter(prefix="/v1/guilds", tags=["guilds"])
 
 def _validate_lists(lists: ListsBody) -> dict[str, Any]:
     """Refuse lists the rules scorer could not run safely (bad regexes, empty or oversized terms)."""
+    from pipeline.guilds import lists_from_json
     from pipeline.scorers.rules import validate_lists
-    from pipeline.store import lists_from_json
 
     body = lists.model_dump()
     try:

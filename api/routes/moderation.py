@@ -13,9 +13,9 @@ from api.deps import RuntimeDep, TenantDep
 from api.errors import ApiError
 from api.metrics import DECISIONS, SYNC_LATENCY
 from api.schemas import DecisionPublic, MessageCreate, PendingPublic
+from pipeline.guilds import PLATFORM_GUILD, GuildConfig
 from pipeline.runtime import Runtime
-from pipeline.store import PLATFORM_GUILD, GuildConfig, decision_id_for
-from pipeline.types import Decision, Message
+from pipeline.types import Decision, Message, decision_id_for
 
 router = APIRouter(prefix="/v1", tags=["moderation"])
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from pipeline.guilds import PLATFORM_GUILD, GuildConfig
 from pipeline.service import ModerationService
 from pipeline.sinks import WebhookSink
-from pipeline.store import PLATFORM_GUILD, GuildConfig, Store
+from pipeline.store import Store
 from pipeline.types import Decision
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,12 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar, Self
 
+from pipeline.guilds import EMPTY_LISTS, GuildLists
 from pipeline.types import Message, Signal
 
 log = logging.getLogger(__name__)
@@ -27,23 +28,6 @@ class Modality(StrEnum):
     LINK = "link"
 
 
-@dataclass(frozen=True)
-class GuildLists:
-    """Per-guild word lists, in the spirit of Discord AutoMod.
-
-    `keywords` map a category to blocked terms (matched after evasion-aware normalisation,
-    `*` as a wildcard at either end); `regexes` map a category to patterns; `allowlist` terms
-    are never matched; `blocked_links` are extra bad domains on top of the platform list.
-    """
-
-    keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    regexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    allowlist: tuple[str, ...] = ()
-    blocked_links: tuple[str, ...] = ()
-    version: int = 0
-
-
-EMPTY_LISTS = GuildLists()
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
+from pipeline.guilds import GuildLists
 from pipeline.normalize import _INVISIBLE
-from pipeline.scorers.base import GuildLists, Modality, Scorer, ScoringItem
+from pipeline.scorers.base import Modality, Scorer, ScoringItem
 from pipeline.types import Evidence, Signal
 
 log = logging.getLogger(__name__)

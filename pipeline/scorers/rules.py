@@ -49,8 +49,9 @@ from typing import ClassVar
 
 import re2
 
+from pipeline.guilds import GuildLists
 from pipeline.normalize import _INVISIBLE, _LEET, NORMALIZER_VERSION, normalize, squeeze
-from pipeline.scorers.base import GuildLists, Modality, Scorer, ScoringItem
+from pipeline.scorers.base import Modality, Scorer, ScoringItem
 from pipeline.taxonomy import CATEGORY_NAMES
 from pipeline.types import Evidence, Signal
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from pipeline.guilds import GuildLists
 from pipeline.normalize import normalize
 from pipeline.scorers import registry
-from pipeline.scorers.base import GuildLists, Scorer, ScoringItem
+from pipeline.scorers.base import Scorer, ScoringItem
 from pipeline.taxonomy import CATEGORY_NAMES
 from pipeline.types import MAX_TEXT_CHARS, Attachment, Message, Signal
 

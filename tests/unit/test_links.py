@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.scorers.base import EMPTY_LISTS, GuildLists, ScoringItem
+from pipeline.guilds import EMPTY_LISTS, GuildLists
+from pipeline.scorers.base import ScoringItem
 from pipeline.scorers.links import DEFAULT_BLOCKLIST, ENV_BLOCKLIST, LinkScorer, extract_links
 from pipeline.types import Message, Signal
 

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from pipeline.guilds import EMPTY_LISTS, GuildLists
 from pipeline.normalize import normalize
-from pipeline.scorers.base import EMPTY_LISTS, GuildLists, ScoringItem
+from pipeline.scorers.base import ScoringItem
 from pipeline.scorers.rules import RulesScorer, validate_keyword, validate_lists, validate_regex
 from pipeline.types import Attachment, Message, Signal
 
