@@ -38,9 +38,9 @@ async def get_tenant(request: Request, runtime: RuntimeDep) -> str:
             "send an API key as 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    fresh, tenant = runtime.store.cached_tenant(raw)
+    fresh, tenant = runtime.store.tenants.cached_tenant(raw)
     if not fresh:
-        tenant = await run_in_threadpool(runtime.store.tenant_for_key, raw)
+        tenant = await run_in_threadpool(runtime.store.tenants.tenant_for_key, raw)
     if tenant is None:
         raise ApiError(
             401, "invalid_api_key", "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}

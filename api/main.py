@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.errors import ApiError, api_error_handler, http_error_handler, unhandled_handler, validation_handler
 from api.metrics import SCORER_STATS
 from api.middleware import BodyGuard
-from api.routes import admin, guilds, hooks, moderation
+from api.routes import admin, decisions, guilds, hooks, moderation
 from pipeline.runtime import Runtime
 from pipeline.settings import get_settings
 
@@ -80,7 +80,7 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unhandled_handler)
-    for r in (moderation.router, guilds.router, hooks.router, admin.router):
+    for r in (moderation.router, decisions.router, guilds.router, hooks.router, admin.router):
         app.include_router(r)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     return app

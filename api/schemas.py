@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from pipeline.policy import GuildPolicy
-from pipeline.types import Decision, Message
+from pipeline.types import Action, Decision, Message
 
 EXAMPLE_MESSAGE: dict[str, Any] = {
     "id": "1183847102938475",
@@ -109,9 +109,60 @@ class WebhookPublic(BaseModel):
 
 
 class DeliveryPublic(BaseModel):
+    """One webhook event: a decision revision on its way to the chat service."""
+
     decision_id: str
-    status: str
-    attempts: int
-    next_attempt_at: str
+    message_id: str
+    revision: int
+    event_id: str = Field(description="decision id + revision: dedupe on it (also the Heron-Event-Id header)")
+    status: Literal["pending", "delivered", "dead"]
+    attempts: int = Field(description="every attempt ever made, across redeliveries")
+    next_attempt_at: str | None = Field(description="when the next attempt is due; null once delivered or dead")
     last_error: str | None
     last_status_code: int | None
+    created_at: str
+    delivered_at: str | None = None
+    dead_at: str | None = None
+
+
+class AttemptPublic(BaseModel):
+    attempt: int
+    at: str
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: float | None
+
+
+class DeliveryDetail(DeliveryPublic):
+    history: list[AttemptPublic]
+
+
+class RevisionPublic(BaseModel):
+    """One outcome in a decision's history."""
+
+    revision: int
+    cause: str = Field(description="initial, override, image, behaviour, review, appeal, ...")
+    actor: str
+    action: str
+    created_at: str
+    decision: DecisionPublic
+
+
+class DecisionList(BaseModel):
+    items: list[DecisionPublic]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class DecisionRevise(BaseModel):
+    """A tenant's own moderator overrides Heron's outcome for a message (e.g. after a user report)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"action": "allow", "reason": "reviewed by a guild moderator: sarcasm",
+                                         "actor": "mod-17"}]},
+    )
+
+    action: Action
+    reason: str = Field(min_length=1, max_length=500)
+    actor: str = Field(default="tenant", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@\-]+$")

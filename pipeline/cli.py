@@ -54,7 +54,7 @@ def keys_create(tenant: Annotated[str, typer.Option("--tenant", help="tenant nam
 
     settings = get_settings()
     upgrade(settings.database_url)
-    tenant_id, key = Store.from_url(settings.database_url, settings.api_key_pepper).create_api_key(tenant)
+    tenant_id, key = Store.from_url(settings.database_url, settings.api_key_pepper).tenants.create_api_key(tenant)
     typer.echo(key)
     typer.echo(f"(tenant {tenant!r}, id {tenant_id}; use it as 'Authorization: Bearer <key>')", err=True)
 
@@ -114,9 +114,11 @@ def worker(
         raise typer.Exit(2)
     _setup_logging(loglevel)
     _require_schema(settings.database_url, settings.api_key_pepper)
-    from pipeline.queue.celery_app import celery_app, preload_runtime
+    from pipeline.queue.celery_app import QUEUE, make_celery
+    from pipeline.queue.worker import preload_runtime
 
-    if pool != "prefork":  # prefork children load their own after the fork (celery_app._init_child)
+    app = make_celery(settings.redis_url)
+    if pool != "prefork":  # prefork children load their own after the fork (worker._init_child)
         preload_runtime()
 
     argv = [
@@ -125,13 +127,13 @@ def worker(
         f"--pool={pool}",
         f"--concurrency={concurrency}",
         "-Q",
-        "heron",
+        QUEUE,
         "--without-gossip",
         "--without-mingle",
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    celery_app.worker_main(argv)
+    app.worker_main(argv)
 
 
 def _require_schema(database_url: str, pepper: str) -> None:

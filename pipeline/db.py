@@ -89,9 +89,29 @@ decisions = sa.Table(
     sa.Column("message_id", sa.String(128), nullable=False),
     sa.Column("guild_id", sa.String(128), nullable=True),
     sa.Column("action", sa.String(32), nullable=False, index=True),
+    sa.Column("payload", sa.JSON, nullable=False),  # the current revision's decision
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", TS, nullable=False, index=True),
+    sa.Column("updated_at", TS, nullable=True),
+    sa.UniqueConstraint("tenant_id", "message_id", name="uq_decisions_tenant_message"),
+)
+
+# Every outcome a message ever had: revision 1 is the first decision; a later image verdict, a
+# spam-wave cluster, a reviewer or an appeal adds the next. Webhook events carry one revision each.
+decision_revisions = sa.Table(
+    "decision_revisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("decision_id", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("cause", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),
     sa.Column("created_at", TS, nullable=False),
-    sa.UniqueConstraint("tenant_id", "message_id", name="uq_decisions_tenant_message"),
+    sa.UniqueConstraint("decision_id", "revision", name="uq_decision_revisions_key"),
 )
 
 audit_log = sa.Table(
@@ -102,7 +122,8 @@ audit_log = sa.Table(
     sa.Column("at", TS, nullable=False),
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("event", sa.String(64), nullable=False),
-    sa.Column("subject", sa.String(256), nullable=True),
+    # Text: a subject may be a webhook URL (up to 2,083 characters) or any id the API accepts.
+    sa.Column("subject", sa.Text, nullable=True),
     sa.Column("details", sa.JSON, nullable=True),
 )
 
@@ -115,17 +136,43 @@ webhooks = sa.Table(
     sa.Column("created_at", TS, nullable=False),
 )
 
-deliveries = sa.Table(
-    "deliveries",
+# The transactional outbox: one row per (sink, decision revision), written in the transaction that
+# stores the revision, drained by each sink with its own retries. `attempts` only grows (a
+# redelivery keeps the history); `retry_from` is where the current retry budget started.
+outbox = sa.Table(
+    "outbox",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("tenant_id", sa.String(64), nullable=False, index=True),
-    sa.Column("decision_id", sa.String(64), nullable=False, unique=True),
-    sa.Column("status", sa.String(16), nullable=False, index=True),  # pending | delivered | dead
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", TS, nullable=False),
+    sa.Column("sink", sa.String(32), nullable=False),
+    sa.Column("decision_id", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | dead
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retry_from", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", TS, nullable=True),  # None once delivered or dead
+    sa.Column("leased_until", TS, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_status_code", sa.Integer, nullable=True),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("delivered_at", TS, nullable=True),
+    sa.Column("dead_at", TS, nullable=True),
+    sa.UniqueConstraint("sink", "decision_id", "revision", name="uq_outbox_event"),
+    sa.Index("ix_outbox_due", "sink", "status", "next_attempt_at"),
+)
+
+# One row per delivery attempt: what a receiver answered and when, kept across redeliveries.
+outbox_attempts = sa.Table(
+    "outbox_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("outbox_id", sa.Integer, nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=True),
 )

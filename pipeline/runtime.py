@@ -1,7 +1,7 @@
-"""Wires settings into a store, the scoring service, the webhook sink and a dispatcher.
+"""Wires settings into a store, the scoring service, the outbox drainer and a dispatcher.
 
-The same Runtime serves `heron serve` (API + embedded worker, or API as a Celery producer),
-`heron worker` (Celery consumer) and `heron moderate` (in-process, no store).
+The same Runtime serves `heron serve` (API + embedded worker and drainer, or API as a Celery
+producer), and `heron worker` (Celery consumer and drainer).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from pipeline.queue.batching import take_batch
+from pipeline.queue.celery_app import DECIDE_TASK, QUEUE, make_celery
 from pipeline.queue.embedded import EmbeddedDispatcher
 from pipeline.queue.processing import decide_stored_messages, sweep
 from pipeline.service import ModerationService
 from pipeline.settings import Settings, get_settings
-from pipeline.sinks import WebhookSink
+from pipeline.sinks import OutboxDrainer, WebhookSink
 from pipeline.store import Store
 from pipeline.types import Decision, Message
 
@@ -48,8 +49,10 @@ class CeleryDispatcher:
     caller's 202 already means "stored", not "queued".
     """
 
-    def __init__(self, store: Store, max_batch: int = 128, max_wait_s: float = 0.1) -> None:
+    def __init__(self, store: Store, redis_url: str, max_batch: int = 128, max_wait_s: float = 0.1) -> None:
         self.store = store
+        self.redis_url = redis_url
+        self.app = make_celery(redis_url)
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._buf: list[int] = []
@@ -70,15 +73,13 @@ class CeleryDispatcher:
         return True
 
     def send_now(self, row_ids: list[int]) -> bool:
-        from pipeline.queue.celery_app import DECIDE_TASK, celery_app
-
         try:
-            celery_app.send_task(DECIDE_TASK, args=[row_ids], retry=False)
+            self.app.send_task(DECIDE_TASK, args=[row_ids], retry=False, queue=QUEUE)
         except Exception as exc:  # noqa: BLE001 - broker down: the sweeper re-sends later
             log.warning("could not enqueue %d messages (%s); they stay pending", len(row_ids), exc)
             return False
         try:
-            self.store.mark_enqueued(row_ids)
+            self.store.messages.mark_enqueued(row_ids)
         except Exception:  # noqa: BLE001
             log.exception("mark_enqueued failed")
         return True
@@ -105,13 +106,10 @@ class CeleryDispatcher:
         """Tasks waiting in the broker queue, or None when Redis cannot be asked."""
         import redis
 
-        from pipeline.queue.celery_app import celery_app
-
         if self._redis is None:
-            url = str(celery_app.conf.broker_url)
-            self._redis = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+            self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
         try:
-            return int(self._redis.llen(celery_app.conf.task_default_queue))
+            return int(self._redis.llen(QUEUE))
         except redis.RedisError:  # broker down: nothing can be sent anyway
             return None
 
@@ -129,14 +127,25 @@ class Runtime:
         self.role = role
         self.store = Store.from_url(settings.database_url, settings.api_key_pepper)
         self.sink = WebhookSink(self.store, settings)
+        self.drainer = OutboxDrainer(
+            self.store,
+            self.sink,
+            per_tenant=settings.webhook_tenant_concurrency,
+            max_inflight=settings.outbox_max_inflight,
+            poll_s=settings.outbox_poll_s,
+            breaker_threshold=settings.webhook_breaker_threshold,
+            breaker_base_s=settings.webhook_breaker_base_s,
+            breaker_max_s=settings.webhook_breaker_max_s,
+        )
         self.dispatcher: Dispatcher
         if settings.use_celery:
-            self.dispatcher = CeleryDispatcher(self.store)
+            assert settings.redis_url is not None
+            self.dispatcher = CeleryDispatcher(self.store, settings.redis_url)
         else:
             self.dispatcher = EmbeddedDispatcher(self.process, workers=settings.embedded_workers)
         self.maintenance: Maintenance | None = None
         self._late_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="heron-late")
-        self.writer = DecisionWriter(self.store)
+        self.writer = DecisionWriter(self.store, on_saved=self.drainer.wake)
         self.inbox = MessageInbox(self.store, self.dispatcher.submit)
 
     @classmethod
@@ -153,37 +162,39 @@ class Runtime:
         return {}
 
     def process(self, row_ids: list[int]) -> int:
-        return len(decide_stored_messages(self.store, self.service, self.sink, row_ids))
+        return len(decide_stored_messages(self.store, self.service, row_ids, on_decided=self.drainer.wake))
 
     def store_pending(self, tenant_id: str, message: Message) -> None:
         """The sync budget ran out: keep the message durably as pending (claimed as enqueued now),
         so that if the late computation is lost with this process, the sweeper decides it."""
-        row_id, _ = self.store.insert_message(tenant_id, message)
-        self.store.mark_enqueued([row_id])
+        row_id, _ = self.store.messages.insert(tenant_id, message)
+        self.store.messages.mark_enqueued([row_id])
 
     def finish_late(
         self, tenant_id: str, message: Message, outcome: Future[Decision] | asyncio.Future[Decision]
     ) -> None:
-        """Store a late sync decision and deliver it by webhook (off the event loop)."""
+        """Store a late sync decision (its outbox events deliver it by webhook), off the event loop."""
 
         def _save() -> None:
             if outcome.cancelled() or outcome.exception() is not None:
                 log.error("late decision for %s failed; the sweeper will retry", message.id)
                 return
             try:
-                self.store.save_decision(tenant_id, outcome.result())
-                self.sink.deliver_due()
+                if self.store.decisions.save_many([(tenant_id, outcome.result())], path="sync-late"):
+                    self.drainer.wake()
             except Exception:  # noqa: BLE001 - the sweeper retries a message left pending
                 log.exception("storing late decision for %s failed", message.id)
 
         self._late_pool.submit(_save)
 
     def start(self) -> None:
-        """Start the dispatcher and, where this process owns the queue, the maintenance loop."""
+        """Start the dispatcher and, where this process owns the queue, the maintenance loop and
+        the outbox drainer (with Celery, workers run those)."""
         self.dispatcher.start()
         if not self.settings.use_celery:
             self.maintenance = Maintenance(self)
             self.maintenance.start()
+            self.drainer.start()
 
     def stop(self) -> None:
         if self.maintenance:
@@ -192,7 +203,8 @@ class Runtime:
         self.dispatcher.stop()
         self.writer.stop()
         self._late_pool.shutdown(wait=True)
-        self.sink.close()
+        self.drainer.stop()
+        self.store.dispose()
 
 
 class MessageInbox:
@@ -226,7 +238,7 @@ class MessageInbox:
 
     def _store(self, batch: list[tuple[str, Message, Future[tuple[int, bool]]]]) -> None:
         try:
-            results = self.store.insert_messages([(t, m) for t, m, _ in batch])
+            results = self.store.messages.insert_many([(t, m) for t, m, _ in batch])
         except Exception as exc:  # noqa: BLE001 - every caller gets the error; nothing is half-stored
             for _, _, fut in batch:
                 fut.set_exception(exc)
@@ -243,11 +255,13 @@ class MessageInbox:
 
 
 class DecisionWriter:
-    """Write-behind for sync decisions: the caller already holds its answer, so the audit copy is
-    stored off the request path, batched by a background thread."""
+    """Write-behind for sync decisions: the caller already holds its answer, so the stored copy
+    (with its audit row and outbox events: sync decisions reach the sinks too) is written off the
+    request path, batched by a background thread."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, on_saved: Any = None) -> None:
         self.store = store
+        self.on_saved = on_saved
         self._queue: queue.Queue[tuple[str, Decision] | None] = queue.Queue()
         self._pending = 0  # recorded but not yet committed (approximate across threads; for flush)
         self._thread = threading.Thread(target=self._loop, name="heron-decision-writer", daemon=True)
@@ -262,7 +276,8 @@ class DecisionWriter:
             batch, stop = take_batch(self._queue, 500)
             if batch:
                 try:
-                    self.store.save_sync_decisions(batch)
+                    if self.store.decisions.save_many(batch, path="sync") and self.on_saved is not None:
+                        self.on_saved()
                 except Exception:  # noqa: BLE001
                     log.exception("could not store %d sync decisions", len(batch))
                 finally:
@@ -282,15 +297,15 @@ class DecisionWriter:
 
 
 class Maintenance:
-    """Periodic: re-enqueue messages left pending, send webhook deliveries that are due."""
+    """Periodic: re-enqueue messages left pending (a lost task, a dead worker, Redis restarted)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heron-maintenance", daemon=True)
         self._dispatcher: Dispatcher = runtime.dispatcher
-        if runtime.role == "worker" and runtime.settings.use_celery:
-            self._dispatcher = CeleryDispatcher(runtime.store)
+        if runtime.role == "worker" and runtime.settings.redis_url:
+            self._dispatcher = CeleryDispatcher(runtime.store, runtime.settings.redis_url)
 
     def start(self) -> None:
         self._thread.start()
@@ -304,7 +319,6 @@ class Maintenance:
         if backlog is not None and backlog <= self.MAX_BACKLOG_FOR_SWEEP:
             submit = getattr(self._dispatcher, "send_now", self._dispatcher.submit)
             sweep(self.rt.store, self.rt.settings.requeue_after_s, submit)
-        self.rt.sink.deliver_due()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.rt.settings.sweep_interval_s):

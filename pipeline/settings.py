@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = 1.0
     webhook_backoff_max_s: float = 300.0
     webhook_replay_window_s: int = 300
+    # Outbox drainer: attempts in flight per tenant and in all, how often it looks when not woken,
+    # and the per-tenant circuit breaker (consecutive failures to open; cooldown doubling to max).
+    webhook_tenant_concurrency: int = Field(default=4, ge=1)
+    outbox_max_inflight: int = Field(default=64, ge=1)
+    outbox_poll_s: float = Field(default=0.5, gt=0)
+    webhook_breaker_threshold: int = Field(default=5, ge=1)
+    webhook_breaker_base_s: float = Field(default=5.0, gt=0)
+    webhook_breaker_max_s: float = Field(default=300.0, gt=0)
     # A message accepted but undecided for this long is re-enqueued (Redis lost it, a worker died).
     requeue_after_s: float = 30.0
     sweep_interval_s: float = 5.0

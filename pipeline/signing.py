@@ -15,6 +15,8 @@ TIMESTAMP_HEADER = "Heron-Timestamp"
 SIGNATURE_HEADER = "Heron-Signature"
 DECISION_HEADER = "Heron-Decision-Id"
 DELIVERY_HEADER = "Heron-Delivery-Attempt"
+REVISION_HEADER = "Heron-Revision"
+EVENT_HEADER = "Heron-Event-Id"
 SCHEME = "v1"
 
 
@@ -27,8 +29,13 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"{SCHEME}={mac}"
 
 
+def event_id(decision_id: str, revision: int) -> str:
+    """What a receiver dedupes on: one id per (decision, revision), the same on every attempt."""
+    return f"{decision_id}.{revision}"
+
+
 def signed_headers(
-    secret: str, body: bytes, decision_id: str, attempt: int, timestamp: int | None = None
+    secret: str, body: bytes, decision_id: str, attempt: int, timestamp: int | None = None, revision: int = 1
 ) -> dict[str, str]:
     ts = int(time.time()) if timestamp is None else timestamp
     return {
@@ -36,6 +43,8 @@ def signed_headers(
         TIMESTAMP_HEADER: str(ts),
         SIGNATURE_HEADER: sign(secret, ts, body),
         DECISION_HEADER: decision_id,
+        REVISION_HEADER: str(revision),
+        EVENT_HEADER: event_id(decision_id, revision),
         DELIVERY_HEADER: str(attempt),
     }
 

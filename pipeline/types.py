@@ -187,6 +187,10 @@ class Decision(_Strict):
     policy_version: int = 0
     latency_ms: float = 0.0
     decided_at: datetime = Field(default_factory=utcnow)
+    revision: int = Field(
+        default=1, ge=1, description="1 for the first decision; each later outcome (an image verdict, a reviewer, "
+        "an appeal, an override) is the next revision of the same decision"
+    )
 
     def to_public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -66,5 +66,5 @@ async def metrics() -> Response:
 async def audit(
     tenant: TenantDep, rt: RuntimeDep, limit: int = Query(default=100, ge=1, le=1000)
 ) -> list[dict[str, Any]]:
-    rows = await run_in_threadpool(rt.store.audit_entries, tenant, limit)
+    rows = await run_in_threadpool(rt.store.audit.entries, tenant, limit)
     return [{**r, "at": r["at"].isoformat() if r["at"] else None} for r in rows]

@@ -45,15 +45,15 @@ def _public(row: dict[str, Any]) -> GuildPublic:
 async def put_guild(guild_id: Id, body: GuildCreate, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     lists = _validate_lists(body.lists) if body.lists is not None else None
     await run_in_threadpool(
-        lambda: rt.store.upsert_guild(tenant, guild_id, policy=body.policy, lists=lists, actor=f"tenant:{tenant}")
+        lambda: rt.store.guilds.upsert(tenant, guild_id, policy=body.policy, lists=lists, actor=f"tenant:{tenant}")
     )
-    row = await run_in_threadpool(rt.store.guild_row, tenant, guild_id)
+    row = await run_in_threadpool(rt.store.guilds.row, tenant, guild_id)
     assert row is not None
     return _public(row)
 
 
 async def _existing(rt: RuntimeDep, tenant: str, guild_id: str) -> dict[str, Any]:
-    row = await run_in_threadpool(rt.store.guild_row, tenant, guild_id)
+    row = await run_in_threadpool(rt.store.guilds.row, tenant, guild_id)
     if row is None:
         raise ApiError(404, "unknown_guild", f"guild {guild_id!r} is not registered")
     return row
@@ -67,7 +67,7 @@ async def get_guild(guild_id: Id, tenant: TenantDep, rt: RuntimeDep) -> GuildPub
 @router.put("/{guild_id}/policy", response_model=GuildPublic, summary="Replace the guild's policy (new version)")
 async def put_policy(guild_id: Id, body: GuildPolicy, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     await _existing(rt, tenant, guild_id)
-    await run_in_threadpool(lambda: rt.store.upsert_guild(tenant, guild_id, policy=body, actor=f"tenant:{tenant}"))
+    await run_in_threadpool(lambda: rt.store.guilds.upsert(tenant, guild_id, policy=body, actor=f"tenant:{tenant}"))
     return _public(await _existing(rt, tenant, guild_id))
 
 
@@ -75,14 +75,14 @@ async def put_policy(guild_id: Id, body: GuildPolicy, tenant: TenantDep, rt: Run
 async def put_lists(guild_id: Id, body: ListsBody, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     await _existing(rt, tenant, guild_id)
     lists = _validate_lists(body)
-    await run_in_threadpool(lambda: rt.store.upsert_guild(tenant, guild_id, lists=lists, actor=f"tenant:{tenant}"))
+    await run_in_threadpool(lambda: rt.store.guilds.upsert(tenant, guild_id, lists=lists, actor=f"tenant:{tenant}"))
     return _public(await _existing(rt, tenant, guild_id))
 
 
 @router.get("/{guild_id}/history", summary="Every policy and list version of the guild")
 async def history(guild_id: Id, tenant: TenantDep, rt: RuntimeDep) -> list[dict[str, Any]]:
     await _existing(rt, tenant, guild_id)
-    rows = await run_in_threadpool(rt.store.policy_history, tenant, guild_id)
+    rows = await run_in_threadpool(rt.store.guilds.history, tenant, guild_id)
     return [
         {"kind": r["kind"], "version": r["version"], "body": r["body"], "created_at": str(r["created_at"])}
         for r in rows

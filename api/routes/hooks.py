@@ -9,20 +9,30 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import RuntimeDep, TenantDep
 from api.errors import ApiError
-from api.schemas import DeliveryPublic, WebhookCreate, WebhookPublic
-from pipeline.store import Delivery
+from api.schemas import AttemptPublic, DeliveryDetail, DeliveryPublic, WebhookCreate, WebhookPublic
+from pipeline.store import OutboxEvent
 
 router = APIRouter(prefix="/v1/webhook", tags=["webhooks"])
 
 
-def _delivery(d: Delivery) -> DeliveryPublic:
+def _iso(ts: object) -> str | None:
+    return ts.isoformat() if ts is not None else None  # type: ignore[attr-defined]
+
+
+def _delivery(d: OutboxEvent) -> DeliveryPublic:
     return DeliveryPublic(
         decision_id=d.decision_id,
+        message_id=d.message_id,
+        revision=d.revision,
+        event_id=d.event_id,
         status=d.status,
         attempts=d.attempts,
-        next_attempt_at=d.next_attempt_at.isoformat(),
+        next_attempt_at=_iso(d.next_attempt_at),
         last_error=d.last_error,
         last_status_code=d.last_status_code,
+        created_at=_iso(d.created_at) or "",
+        delivered_at=_iso(d.delivered_at),
+        dead_at=_iso(d.dead_at),
     )
 
 
@@ -30,13 +40,13 @@ def _delivery(d: Delivery) -> DeliveryPublic:
 async def put_webhook(body: WebhookCreate, tenant: TenantDep, rt: RuntimeDep) -> WebhookPublic:
     if body.url.scheme not in ("http", "https"):
         raise ApiError(422, "invalid_webhook_url", "the webhook URL must be http or https")
-    hook = await run_in_threadpool(rt.store.set_webhook, tenant, str(body.url), f"tenant:{tenant}")
+    hook = await run_in_threadpool(rt.store.webhooks.set, tenant, str(body.url), f"tenant:{tenant}")
     return WebhookPublic(url=hook.url, secret=hook.secret)
 
 
 @router.get("", response_model=WebhookPublic)
 async def get_webhook(tenant: TenantDep, rt: RuntimeDep) -> WebhookPublic:
-    hook = await run_in_threadpool(rt.store.get_webhook, tenant)
+    hook = await run_in_threadpool(rt.store.webhooks.get, tenant)
     if hook is None:
         raise ApiError(404, "webhook_not_found", "no webhook registered; PUT /v1/webhook")
     return WebhookPublic(url=hook.url)
@@ -44,12 +54,13 @@ async def get_webhook(tenant: TenantDep, rt: RuntimeDep) -> WebhookPublic:
 
 @router.delete("", status_code=204)
 async def delete_webhook(tenant: TenantDep, rt: RuntimeDep) -> None:
-    if not await run_in_threadpool(rt.store.delete_webhook, tenant):
+    if not await run_in_threadpool(rt.store.webhooks.delete, tenant, f"tenant:{tenant}"):
         raise ApiError(404, "webhook_not_found", "no webhook registered")
 
 
 @router.get(
-    "/deliveries", response_model=list[DeliveryPublic], summary="Deliveries; status=dead is the dead-letter list"
+    "/deliveries", response_model=list[DeliveryPublic],
+    summary="Webhook events, newest first; status=dead is the dead-letter list",
 )
 async def deliveries(
     tenant: TenantDep,
@@ -57,24 +68,42 @@ async def deliveries(
     status: Literal["pending", "delivered", "dead"] | None = Query(default=None),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[DeliveryPublic]:
-    rows = await run_in_threadpool(rt.store.deliveries, tenant, status, limit)
+    rows = await run_in_threadpool(lambda: rt.store.outbox.list(tenant, sink="webhook", status=status, limit=limit))
     return [_delivery(d) for d in rows]
+
+
+@router.get(
+    "/deliveries/{decision_id}", response_model=list[DeliveryDetail],
+    summary="Every webhook event of one decision (one per revision) with its full attempt history",
+)
+async def delivery_history(decision_id: str, tenant: TenantDep, rt: RuntimeDep) -> list[DeliveryDetail]:
+    events = await run_in_threadpool(rt.store.outbox.for_decision, tenant, decision_id)
+    if not events:
+        raise ApiError(404, "delivery_not_found", f"no webhook event for decision {decision_id!r}")
+    out = []
+    for e in events:
+        attempts = await run_in_threadpool(rt.store.outbox.attempts, e.id)
+        out.append(DeliveryDetail(
+            **_delivery(e).model_dump(),
+            history=[AttemptPublic(attempt=a.attempt, at=a.at.isoformat(), ok=a.ok, status_code=a.status_code,
+                                   error=a.error, duration_ms=a.duration_ms) for a in attempts],
+        ))
+    return out
 
 
 @router.post(
     "/deliveries/{decision_id}/redeliver",
     response_model=DeliveryPublic,
     status_code=202,
-    summary="Send a decision again (dead-lettered or not)",
+    summary="Send a decision's current revision again (dead-lettered or not); the attempt history is kept",
 )
 async def redeliver(decision_id: str, tenant: TenantDep, rt: RuntimeDep) -> DeliveryPublic:
-    if await run_in_threadpool(rt.store.get_webhook, tenant) is None:
+    if await run_in_threadpool(rt.store.webhooks.get, tenant) is None:
         raise ApiError(409, "webhook_not_found", "register a webhook before redelivering")
-    d = await run_in_threadpool(rt.store.redeliver, tenant, decision_id, f"tenant:{tenant}")
-    if d is None:
+    event = await run_in_threadpool(
+        lambda: rt.store.outbox.redeliver(tenant, decision_id, sink="webhook", actor=f"tenant:{tenant}")
+    )
+    if event is None:
         raise ApiError(404, "decision_not_found", f"no decision {decision_id!r} for this tenant")
-    await run_in_threadpool(rt.sink.deliver_due)
-    refreshed = [
-        x for x in await run_in_threadpool(rt.store.deliveries, tenant, None, 1000) if x.decision_id == decision_id
-    ]
-    return _delivery(refreshed[0] if refreshed else d)
+    rt.drainer.wake()
+    return _delivery(event)

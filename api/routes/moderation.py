@@ -24,9 +24,9 @@ async def resolve_guild(rt: Runtime, tenant: str, guild_id: str | None) -> Guild
     """The guild's config: from the store's cache on the loop, else looked up in a thread."""
     if guild_id is None:
         return PLATFORM_GUILD
-    fresh, guild = rt.store.cached_guild(tenant, guild_id)
+    fresh, guild = rt.store.guilds.cached(tenant, guild_id)
     if not fresh:
-        guild = await run_in_threadpool(rt.store.guild, tenant, guild_id)
+        guild = await run_in_threadpool(rt.store.guilds.get, tenant, guild_id)
     if guild is None:
         raise ApiError(404, "unknown_guild", f"guild {guild_id!r} is not registered; PUT /v1/guilds/{guild_id} first")
     return guild
@@ -92,9 +92,9 @@ async def submit_message(body: MessageCreate, tenant: TenantDep, rt: RuntimeDep)
     "/decisions/{decision_id}", response_model=DecisionPublic, summary="Read a decision by decision or message id"
 )
 async def get_decision(decision_id: str, tenant: TenantDep, rt: RuntimeDep) -> Decision:
-    decision = await run_in_threadpool(rt.store.get_decision, tenant, decision_id)
+    decision = await run_in_threadpool(rt.store.decisions.get, tenant, decision_id)
     if decision is None:
-        status = await run_in_threadpool(rt.store.message_status, tenant, decision_id)
+        status = await run_in_threadpool(rt.store.messages.status, tenant, decision_id)
         if status == "pending":
             raise ApiError(404, "decision_pending", "the message is queued and not decided yet; retry shortly")
         raise ApiError(404, "decision_not_found", f"no decision {decision_id!r} for this tenant")

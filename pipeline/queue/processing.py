@@ -1,4 +1,4 @@
-"""The work a queue worker does, as plain functions over narrow interfaces (store, service, sink).
+"""The work a queue worker does, as plain functions over narrow interfaces (store, service).
 
 Celery tasks and the embedded worker are thin wrappers around these, so both paths behave the
 same and the logic is testable without a broker.
@@ -8,51 +8,51 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from pipeline.guilds import PLATFORM_GUILD, GuildConfig
 from pipeline.service import ModerationService
-from pipeline.sinks import WebhookSink
-from pipeline.store import Store
-from pipeline.types import Decision
+from pipeline.store import Store, StoredMessage
+from pipeline.types import Decision, Message
 
 log = logging.getLogger(__name__)
 
 
 def decide_stored_messages(
-    store: Store, service: ModerationService, sink: WebhookSink | None, row_ids: list[int]
+    store: Store, service: ModerationService, row_ids: list[int], on_decided: Callable[[], None] | None = None
 ) -> list[Decision]:
     """Decide stored messages by row id; idempotent: already-decided messages are skipped.
 
-    Messages of the same tenant are scored as one batch. New decisions are stored (with their
-    webhook delivery, in one transaction) and delivered right away; a failed delivery is retried
-    later by `deliver_due` with backoff.
+    Messages of the same tenant are scored as one batch. New decisions are stored with their
+    outbox events in one transaction; delivering them is the sinks' work, not this function's
+    (`on_decided` only tells a drainer in this process to look now).
     """
     if not row_ids:
         return []
-    stored = [m for m in store.load_messages(row_ids) if m.status != "decided"]
-    by_tenant: dict[str, list] = defaultdict(list)
+    stored = [m for m in store.messages.load(row_ids) if m.status != "decided"]
+    by_tenant: dict[str, list[StoredMessage]] = defaultdict(list)
     for m in stored:
         by_tenant[m.tenant_id].append(m)
     created: list[Decision] = []
     for tenant_id, msgs in by_tenant.items():
-        batch: list[tuple] = []
+        batch: list[tuple[Message, GuildConfig | None]] = []
         for m in msgs:
             guild: GuildConfig | None = PLATFORM_GUILD
             if m.message.guild_id:
-                guild = store.guild(tenant_id, m.message.guild_id) or PLATFORM_GUILD
+                guild = store.guilds.get(tenant_id, m.message.guild_id) or PLATFORM_GUILD
             batch.append((m.message, guild))
         decisions = service.decide_batch(tenant_id, batch)
-        created.extend(d for _, d in store.save_decisions([(tenant_id, d) for d in decisions]))
-    if sink is not None and created:
-        sink.deliver_due(limit=max(50, len(created)))
+        created.extend(d for _, d in store.decisions.save_many([(tenant_id, d) for d in decisions]))
+    if created and on_decided is not None:
+        on_decided()
     return created
 
 
-def sweep(store: Store, requeue_after_s: float, enqueue: object) -> int:
+def sweep(store: Store, requeue_after_s: float, enqueue: Callable[[list[int]], object]) -> int:
     """Re-enqueue messages that stayed pending too long (a lost task, a dead worker, Redis restarted)."""
-    row_ids = store.claim_stale_pending(requeue_after_s)
+    row_ids = store.messages.claim_stale_pending(requeue_after_s)
     if row_ids:
         log.warning("re-enqueuing %d stale pending messages", len(row_ids))
         for start in range(0, len(row_ids), 64):
-            enqueue(row_ids[start : start + 64])  # type: ignore[operator]
+            enqueue(row_ids[start : start + 64])
     return len(row_ids)

@@ -38,7 +38,7 @@ def make_api(tmp_path: Path) -> Iterator[Any]:
         client = TestClient(create_app(rt))
         client.__enter__()
         clients.append(client)
-        _, key = rt.store.create_api_key("acme")
+        _, key = rt.store.tenants.create_api_key("acme")
         client.headers["Authorization"] = f"Bearer {key}"
         return client, rt
 

@@ -37,7 +37,7 @@ def test_bad_input_gets_a_clear_4xx(api, golden, name, body, ctype, status, code
     assert payload["error"]["message"]
     if path == "/v1/moderate":
         golden(f"errors/{name}", {"status": r.status_code, "body": payload})
-    assert rt.store.count_decisions() == 0
+    assert rt.store.decisions.count() == 0
 
 
 def test_keys_are_required_and_checked(api, golden) -> None:  # type: ignore[no-untyped-def]

@@ -82,7 +82,7 @@ def test_async_message_is_decided_once_and_delivered_signed(api, receiver) -> No
     assert first["headers"]["Heron-Decision-Id"] == r.json()["decision_id"]
     assert wait_decision(client, "a1")["id"] == r.json()["decision_id"]
     time.sleep(0.5)
-    assert len(receiver.received) == 1 and rt.store.count_decisions() == 1
+    assert len(receiver.received) == 1 and rt.store.decisions.count() == 1
     events = [e["event"] for e in client.get("/v1/audit").json()]
     assert "decision" in events and "webhook_registered" in events
 
@@ -124,7 +124,7 @@ def test_tenants_never_see_each_other(api) -> None:  # type: ignore[no-untyped-d
     mine = client.post("/v1/moderate", json={"id": "secret-msg", "guild_id": "g1", "text": "hi"}).json()
     rt.writer.flush()
     time.sleep(0.2)
-    _, other_key = rt.store.create_api_key("globex")
+    _, other_key = rt.store.tenants.create_api_key("globex")
     other = {"Authorization": f"Bearer {other_key}"}
     assert client.get(f"/v1/decisions/{mine['id']}", headers=other).status_code == 404
     assert client.get("/v1/decisions/secret-msg", headers=other).status_code == 404
@@ -194,8 +194,8 @@ def test_a_message_stored_but_never_dispatched_is_still_decided(api) -> None:  #
     from pipeline.types import Message
 
     client, rt = api
-    tenant = rt.store.tenant_for_key(client.headers["Authorization"].split()[1])
-    rt.store.insert_message(tenant, Message(id="orphan", text="hello"))
+    tenant = rt.store.tenants.tenant_for_key(client.headers["Authorization"].split()[1])
+    rt.store.messages.insert(tenant, Message(id="orphan", text="hello"))
     assert wait_decision(client, "orphan", timeout=20)["action"] == "allow"
 
 

@@ -1,0 +1,126 @@
+"""Accepted messages: stored once per (tenant, message id) before the caller hears 202."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from pipeline import db
+from pipeline.store.engine import Database, now
+from pipeline.types import Message
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    row_id: int
+    tenant_id: str
+    message: Message
+    status: str
+    attempts: int
+
+
+class Messages:
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def insert(self, tenant_id: str, message: Message) -> tuple[int, bool]:
+        """Store an incoming message; returns (row id, created). A repeat id is not stored twice."""
+        return self.insert_many([(tenant_id, message)])[0]
+
+    def insert_many(self, items: list[tuple[str, Message]]) -> list[tuple[int, bool]]:
+        """Store many incoming messages in one transaction (group commit); (row id, created) each."""
+        if not items:
+            return []
+        ts = now()
+        rows = [
+            {
+                "tenant_id": t,
+                "message_id": m.id,
+                "guild_id": m.guild_id,
+                "payload": m.model_dump(mode="json"),
+                "status": "pending",
+                "attempts": 0,
+                "received_at": ts,
+            }
+            for t, m in items
+        ]
+        c = db.messages.c
+        with self.db.engine.begin() as conn:
+            result = conn.execute(
+                self.db.insert(db.messages).on_conflict_do_nothing().returning(c.id, c.tenant_id, c.message_id), rows
+            )
+            created = {(r.tenant_id, r.message_id): int(r.id) for r in result}
+            missing = [(t, m.id) for t, m in items if (t, m.id) not in created]
+            existing: dict[tuple[str, str], int] = {}
+            for t in {t for t, _ in missing}:
+                mids = [mid for tt, mid in missing if tt == t]
+                for r in conn.execute(sa.select(c.id, c.message_id).where(c.tenant_id == t, c.message_id.in_(mids))):
+                    existing[(t, r.message_id)] = int(r.id)
+        out: list[tuple[int, bool]] = []
+        seen: set[tuple[str, str]] = set()
+        for t, m in items:
+            key = (t, m.id)
+            if key in created and key not in seen:
+                out.append((created[key], True))
+                seen.add(key)
+            else:
+                out.append((created.get(key) or existing[key], False))
+        return out
+
+    def mark_enqueued(self, row_ids: list[int]) -> None:
+        if not row_ids:
+            return
+        with self.db.engine.begin() as conn:
+            conn.execute(db.messages.update().where(db.messages.c.id.in_(row_ids)).values(enqueued_at=now()))
+
+    def load(self, row_ids: list[int]) -> list[StoredMessage]:
+        """The messages by row id, counting this as an attempt (a message a worker keeps dying on shows it)."""
+        c = db.messages.c
+        with self.db.engine.begin() as conn:
+            conn.execute(db.messages.update().where(c.id.in_(row_ids)).values(attempts=c.attempts + 1))
+            rows = conn.execute(sa.select(db.messages).where(c.id.in_(row_ids)).order_by(c.id)).all()
+        return [StoredMessage(r.id, r.tenant_id, Message.model_validate(r.payload), r.status, r.attempts) for r in rows]
+
+    def received_at(self, tenant_id: str, message_ids: list[str]) -> dict[str, object]:
+        c = db.messages.c
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(c.message_id, c.received_at).where(c.tenant_id == tenant_id, c.message_id.in_(message_ids))
+            ).all()
+        return {r.message_id: r.received_at for r in rows}
+
+    def claim_stale_pending(self, older_than_s: float, limit: int = 500) -> list[int]:
+        """Pending messages whose task may have been lost; claimed by bumping enqueued_at.
+
+        SKIP LOCKED on PostgreSQL: two sweepers never wait on each other's rows (and never
+        deadlock); each claims what the other has not.
+        """
+        cutoff = now() - timedelta(seconds=older_than_s)
+        c = db.messages.c
+        with self.db.engine.begin() as conn:
+            q = (
+                sa.select(c.id)
+                .where(
+                    c.status == "pending",
+                    sa.or_(c.enqueued_at.is_(None), c.enqueued_at < cutoff),
+                    c.received_at < cutoff,
+                )
+                .order_by(c.id)
+                .limit(limit)
+            )
+            if self.db.is_postgres:
+                q = q.with_for_update(skip_locked=True)
+            ids = [int(r.id) for r in conn.execute(q)]
+            if ids:
+                conn.execute(db.messages.update().where(c.id.in_(ids)).values(enqueued_at=now()))
+        return ids
+
+    def status(self, tenant_id: str, message_id: str) -> str | None:
+        with self.db.engine.connect() as conn:
+            return conn.execute(  # type: ignore[no-any-return]
+                sa.select(db.messages.c.status).where(
+                    db.messages.c.tenant_id == tenant_id, db.messages.c.message_id == message_id
+                )
+            ).scalar()

@@ -1,0 +1,333 @@
+"""The transactional outbox: one event per (sink, decision revision), drained by each sink.
+
+Why an outbox: deciding and delivering are separate work. The decision's transaction writes the
+events (so a committed decision always has them, and a rolled-back one never does), and each sink
+drains its own events with its own retry policy, on its own threads, so a receiver that hangs
+slows only its own deliveries, never a decision.
+
+Leasing: a sink claims due events with `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL (two
+drainers never wait on, or deadlock over, each other's rows) and leases them for longer than its
+worst attempt, so no other drainer re-sends an event that is still in flight. Revisions of one
+message go out in order: an event is not due while an earlier revision of the same decision is
+still pending for that sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pipeline import db
+from pipeline.store.audit import write_audit
+from pipeline.store.engine import Database, aware, now
+from pipeline.types import Decision
+
+
+class SinkRoute(Protocol):
+    """Which events a sink wants, decided inside the decision's transaction."""
+
+    name: str
+
+    def select(self, conn: Connection, events: Sequence[tuple[str, Decision]]) -> list[tuple[str, Decision]]: ...
+
+
+class WebhookRoute:
+    """Every revision of every decision goes to tenants that have a webhook registered."""
+
+    name = "webhook"
+
+    def select(self, conn: Connection, events: Sequence[tuple[str, Decision]]) -> list[tuple[str, Decision]]:
+        tenants = list({t for t, _ in events})
+        hooked = set(
+            conn.execute(sa.select(db.webhooks.c.tenant_id).where(db.webhooks.c.tenant_id.in_(tenants))).scalars()
+        )
+        return [(t, d) for t, d in events if t in hooked]
+
+
+class OutboxRouter:
+    """The sinks that receive events; a later sink (review queue, chat-core module) is a new route."""
+
+    def __init__(self, routes: Iterable[SinkRoute] | None = None) -> None:
+        self.routes: tuple[SinkRoute, ...] = tuple(routes) if routes is not None else (WebhookRoute(),)
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.routes)
+
+
+def write_events(conn: Connection, router: OutboxRouter, events: Sequence[tuple[str, Decision]], ts: datetime) -> int:
+    """One outbox row per (sink, decision revision) in the caller's transaction; returns how many."""
+    rows = [
+        {
+            "tenant_id": t,
+            "sink": route.name,
+            "decision_id": d.id,
+            "message_id": d.message_id,
+            "revision": d.revision,
+            "status": "pending",
+            "attempts": 0,
+            "retry_from": 0,
+            "next_attempt_at": ts,
+            "created_at": ts,
+        }
+        for route in router.routes
+        for t, d in route.select(conn, events)
+    ]
+    if rows:
+        conn.execute(db.outbox.insert(), rows)
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    id: int
+    tenant_id: str
+    sink: str
+    decision_id: str
+    message_id: str
+    revision: int
+    status: str
+    attempts: int
+    retry_from: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    last_status_code: int | None
+    created_at: datetime
+    delivered_at: datetime | None
+    dead_at: datetime | None
+
+    @property
+    def attempts_this_round(self) -> int:
+        """Attempts since the event was last (re)queued: what the retry budget counts."""
+        return self.attempts - self.retry_from
+
+    @property
+    def event_id(self) -> str:
+        """Stable per (decision, revision): receivers dedupe on it."""
+        return f"{self.decision_id}.{self.revision}"
+
+
+def _event(row: Any) -> OutboxEvent:
+    return OutboxEvent(
+        row.id, row.tenant_id, row.sink, row.decision_id, row.message_id, row.revision, row.status, row.attempts,
+        row.retry_from, aware(row.next_attempt_at), row.last_error, row.last_status_code,
+        aware(row.created_at), aware(row.delivered_at), aware(row.dead_at),  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt: int
+    at: datetime
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: float | None
+
+
+class Outbox:
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def claim_due(
+        self,
+        sink: str,
+        *,
+        owner: str,
+        lease_s: float,
+        limit: int = 50,
+        exclude_tenants: Iterable[str] = (),
+        per_tenant: dict[str, int] | None = None,
+        default_per_tenant: int | None = None,
+    ) -> list[OutboxEvent]:
+        """Lease due events of `sink` to `owner` for `lease_s` seconds.
+
+        `exclude_tenants` (saturated, or circuit open) are not claimed at all, so one tenant's
+        backlog never fills a claim and starves the others; `per_tenant` caps how many of each
+        tenant's events this claim may take (its free delivery slots).
+        """
+        ts = now()
+        o = db.outbox
+        o2 = db.outbox.alias("earlier")
+        earlier_pending = (
+            sa.select(o2.c.id)
+            .where(
+                o2.c.sink == o.c.sink,
+                o2.c.decision_id == o.c.decision_id,
+                o2.c.revision < o.c.revision,
+                o2.c.status == "pending",
+            )
+            .exists()
+        )
+        q = (
+            sa.select(o)
+            .where(
+                o.c.sink == sink,
+                o.c.status == "pending",
+                o.c.next_attempt_at <= ts,
+                sa.or_(o.c.leased_until.is_(None), o.c.leased_until < ts),
+                ~earlier_pending,
+            )
+            .order_by(o.c.next_attempt_at, o.c.id)
+            .limit(limit)
+        )
+        excluded = list(exclude_tenants)
+        if excluded:
+            q = q.where(o.c.tenant_id.not_in(excluded))
+        if self.db.is_postgres:
+            q = q.with_for_update(skip_locked=True, of=o)
+        taken: dict[str, int] = {}
+        claimed: list[OutboxEvent] = []
+        with self.db.engine.begin() as conn:
+            for row in conn.execute(q).all():
+                cap = (per_tenant or {}).get(row.tenant_id, default_per_tenant)
+                if cap is not None and taken.get(row.tenant_id, 0) >= cap:
+                    continue
+                taken[row.tenant_id] = taken.get(row.tenant_id, 0) + 1
+                claimed.append(_event(row))
+            if claimed:
+                conn.execute(
+                    o.update()
+                    .where(o.c.id.in_([e.id for e in claimed]))
+                    .values(leased_until=ts + timedelta(seconds=lease_s), lease_owner=owner)
+                )
+        return claimed
+
+    def record_attempt(
+        self,
+        event: OutboxEvent,
+        *,
+        owner: str,
+        ok: bool,
+        status_code: int | None,
+        error: str | None,
+        duration_ms: float | None,
+        retry_at: datetime | None,
+    ) -> None:
+        """Record one attempt: delivered, retry at `retry_at`, or dead when that is None.
+
+        The history row is always written; the event itself only changes while `owner` still
+        holds its lease (a drainer that stalled past its lease must not overwrite a newer outcome).
+        """
+        ts = now()
+        o = db.outbox.c
+        values: dict[str, Any] = {
+            "attempts": o.attempts + 1,
+            "last_status_code": status_code,
+            "last_error": error,
+            "leased_until": None,
+            "lease_owner": None,
+        }
+        if ok:
+            values.update(status="delivered", delivered_at=ts, next_attempt_at=None)
+        elif retry_at is None:
+            values.update(status="dead", dead_at=ts, next_attempt_at=None)
+        else:
+            values.update(next_attempt_at=retry_at)
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                db.outbox_attempts.insert().values(
+                    outbox_id=event.id, attempt=event.attempts + 1, at=ts, ok=ok, status_code=status_code,
+                    error=error, duration_ms=duration_ms,
+                )
+            )
+            conn.execute(
+                db.outbox.update()
+                .where(o.id == event.id, o.lease_owner == owner, o.status == "pending")
+                .values(**values)
+            )
+
+    def defer(self, events: Sequence[OutboxEvent], *, owner: str, until: datetime) -> None:
+        """Give leased events back without an attempt (circuit open, shutting down): due at `until`."""
+        if not events:
+            return
+        o = db.outbox.c
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                db.outbox.update()
+                .where(o.id.in_([e.id for e in events]), o.lease_owner == owner, o.status == "pending")
+                .values(next_attempt_at=until, leased_until=None, lease_owner=None)
+            )
+
+    def list(
+        self, tenant_id: str, *, sink: str = "webhook", status: str | None = None, limit: int = 100
+    ) -> list[OutboxEvent]:
+        o = db.outbox.c
+        q = sa.select(db.outbox).where(o.tenant_id == tenant_id, o.sink == sink)
+        if status:
+            q = q.where(o.status == status)
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(q.order_by(o.id.desc()).limit(limit)).all()
+        return [_event(r) for r in rows]
+
+    def for_decision(self, tenant_id: str, decision_id: str, sink: str = "webhook") -> list[OutboxEvent]:
+        o = db.outbox.c
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.outbox)
+                .where(o.tenant_id == tenant_id, o.sink == sink,
+                       sa.or_(o.decision_id == decision_id, o.message_id == decision_id))
+                .order_by(o.revision)
+            ).all()
+        return [_event(r) for r in rows]
+
+    def attempts(self, event_id: int) -> list[Attempt]:
+        a = db.outbox_attempts.c
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(sa.select(db.outbox_attempts).where(a.outbox_id == event_id).order_by(a.attempt)).all()
+        return [Attempt(r.attempt, aware(r.at), r.ok, r.status_code, r.error, r.duration_ms)  # type: ignore[arg-type]
+                for r in rows]
+
+    def counts(self, sink: str | None = None) -> dict[str, int]:
+        """Events by status (all tenants): the backlog gauges on /metrics."""
+        o = db.outbox.c
+        q = sa.select(o.status, sa.func.count()).group_by(o.status)
+        if sink:
+            q = q.where(o.sink == sink)
+        with self.db.engine.connect() as conn:
+            return {r[0]: int(r[1]) for r in conn.execute(q)}
+
+    def redeliver(
+        self, tenant_id: str, decision_id: str, *, sink: str = "webhook", actor: str = "api"
+    ) -> OutboxEvent | None:
+        """Queue the decision's current revision again for `sink`; None if there is no such decision.
+
+        The attempt history is kept: `attempts` keeps counting and `retry_from` starts a fresh
+        retry budget. A decision decided before the webhook existed gets its event now.
+        """
+        ts = now()
+        d = db.decisions.c
+        o = db.outbox.c
+        with self.db.engine.begin() as conn:
+            dec = conn.execute(
+                sa.select(d.id, d.message_id, d.revision).where(
+                    d.tenant_id == tenant_id, sa.or_(d.id == decision_id, d.message_id == decision_id)
+                )
+            ).first()
+            if dec is None:
+                return None
+            key = (o.sink == sink, o.decision_id == dec.id, o.revision == dec.revision)
+            row = conn.execute(sa.select(db.outbox).where(*key)).first()
+            if row is None:
+                conn.execute(
+                    db.outbox.insert().values(
+                        tenant_id=tenant_id, sink=sink, decision_id=dec.id, message_id=dec.message_id,
+                        revision=dec.revision, status="pending", attempts=0, retry_from=0, next_attempt_at=ts,
+                        created_at=ts,
+                    )
+                )
+            else:
+                conn.execute(
+                    db.outbox.update()
+                    .where(*key)
+                    .values(status="pending", retry_from=o.attempts, next_attempt_at=ts, dead_at=None,
+                            leased_until=None, lease_owner=None)
+                )
+            write_audit(conn, tenant_id, actor, "redeliver", dec.id, {"sink": sink, "revision": dec.revision})
+            row = conn.execute(sa.select(db.outbox).where(*key)).one()
+        return _event(row)
