@@ -26,6 +26,8 @@ except ImportError as _exc:  # pragma: no cover - only when training/ is absent 
 
 def _setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One INFO line per webhook request would drown the worker log; failures are logged by the drainer.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @app.command()

@@ -40,11 +40,13 @@ class Receiver:
     """A real HTTP server standing in for the chat service's webhook endpoint.
 
     It verifies every signature with the secret it is given and records what arrived; `fail_next`
-    makes it answer 500 to simulate an outage.
+    makes it answer 500 to simulate an outage, and `hang()` makes it accept connections and never
+    answer (until `release()`), as a stopped or wedged chat service does.
     """
 
     def __init__(self) -> None:
         import threading
+        import time
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.secret: str | None = None
@@ -52,6 +54,8 @@ class Receiver:
         self.bad_signatures = 0
         self.fail_next = 0
         self.lock = threading.Lock()
+        self.hung = threading.Event()
+        self.hung_requests = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +63,12 @@ class Receiver:
                 from pipeline.signing import SignatureError, verify
 
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.hung.is_set():
+                    with receiver.lock:
+                        receiver.hung_requests += 1
+                    while receiver.hung.is_set():  # hold the connection open, answer nothing
+                        time.sleep(0.05)
+                    return  # the client gave up long ago; close without an answer
                 with receiver.lock:
                     if receiver.fail_next > 0:
                         receiver.fail_next -= 1
@@ -73,7 +83,9 @@ class Receiver:
                         self.send_response(401)
                         self.end_headers()
                         return
-                    receiver.received.append({"headers": dict(self.headers.items()), "body": json.loads(body)})
+                    receiver.received.append(
+                        {"headers": dict(self.headers.items()), "body": json.loads(body), "at": time.monotonic()}
+                    )
                 self.send_response(204)
                 self.end_headers()
 
@@ -85,9 +97,26 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def hang(self) -> None:
+        self.hung.set()
+
+    def release(self) -> None:
+        self.hung.clear()
+
     def decisions(self) -> dict[str, dict[str, Any]]:
+        """The latest revision received for each message id."""
         with self.lock:
-            return {r["body"]["decision"]["message_id"]: r["body"]["decision"] for r in self.received}
+            out: dict[str, dict[str, Any]] = {}
+            for r in self.received:
+                d = r["body"]["decision"]
+                if d["message_id"] not in out or d.get("revision", 1) >= out[d["message_id"]].get("revision", 1):
+                    out[d["message_id"]] = d
+            return out
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event body received, in arrival order (copies of one event included)."""
+        with self.lock:
+            return [r["body"] for r in self.received]
 
     def wait_for(self, n: int, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
         import time
@@ -101,6 +130,7 @@ class Receiver:
         raise AssertionError(f"webhook receiver got {len(self.decisions())} of {n} decisions in {timeout}s")
 
     def close(self) -> None:
+        self.hung.clear()
         self.server.shutdown()
         self.server.server_close()
 

@@ -164,32 +164,34 @@ class Outbox:
             )
             .exists()
         )
+        due = (
+            o.c.sink == sink,
+            o.c.status == "pending",
+            o.c.next_attempt_at <= ts,
+            sa.or_(o.c.leased_until.is_(None), o.c.leased_until < ts),
+        )
+        # Fair by tenant: rank each tenant's due events and take at most its free slots, *before*
+        # the LIMIT, so that one tenant's deep backlog of older events cannot fill every claim.
+        rank = sa.func.row_number().over(partition_by=o.c.tenant_id, order_by=(o.c.next_attempt_at, o.c.id))
+        ranked = sa.select(o.c.id, o.c.tenant_id, rank.label("rn")).where(*due, ~earlier_pending)
+        excluded = list(exclude_tenants)
+        if excluded:
+            ranked = ranked.where(o.c.tenant_id.not_in(excluded))
+        ranked_sq = ranked.subquery("ranked")
+        caps = {t: n for t, n in (per_tenant or {}).items() if t not in excluded}
+        default_cap = default_per_tenant if default_per_tenant is not None else limit
+        cap = sa.case(caps, value=ranked_sq.c.tenant_id, else_=default_cap) if caps else sa.literal(default_cap)
+        candidates = sa.select(ranked_sq.c.id).where(ranked_sq.c.rn <= cap)
         q = (
             sa.select(o)
-            .where(
-                o.c.sink == sink,
-                o.c.status == "pending",
-                o.c.next_attempt_at <= ts,
-                sa.or_(o.c.leased_until.is_(None), o.c.leased_until < ts),
-                ~earlier_pending,
-            )
+            .where(o.c.id.in_(candidates), *due)
             .order_by(o.c.next_attempt_at, o.c.id)
             .limit(limit)
         )
-        excluded = list(exclude_tenants)
-        if excluded:
-            q = q.where(o.c.tenant_id.not_in(excluded))
         if self.db.is_postgres:
             q = q.with_for_update(skip_locked=True, of=o)
-        taken: dict[str, int] = {}
-        claimed: list[OutboxEvent] = []
         with self.db.engine.begin() as conn:
-            for row in conn.execute(q).all():
-                cap = (per_tenant or {}).get(row.tenant_id, default_per_tenant)
-                if cap is not None and taken.get(row.tenant_id, 0) >= cap:
-                    continue
-                taken[row.tenant_id] = taken.get(row.tenant_id, 0) + 1
-                claimed.append(_event(row))
+            claimed = [_event(row) for row in conn.execute(q).all()]
             if claimed:
                 conn.execute(
                     o.update()
