@@ -29,7 +29,7 @@ import pytest
 from tests.conftest import Receiver
 from tests.integration.conftest import BIN, REPO, Stack, free_port, wait_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 RATE = 50.0  # messages per second offered, well under the two workers' capacity
 
