@@ -15,13 +15,32 @@ app = typer.Typer(help="Heron: self-hosted content moderation for chat platforms
 keys_app = typer.Typer(help="Manage tenant API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-try:  # the training CLIs import torch lazily inside their commands
-    from training.cli import eval_app, train_app
+# `train` and `eval` forward to training/cli.py, imported only when one of them runs: a serving
+# process (`heron serve`, `heron worker`, `heron moderate`) must not load the training package and
+# what it pulls in (pandas, scikit-learn's metrics, the data loaders). Help and options are
+# training/cli.py's own, so `heron train text --help` reads the same as before.
+_FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
-    app.add_typer(train_app, name="train", help="Train models from ../shared/data.")
-    app.add_typer(eval_app, name="eval", help="Evaluate models on the official test splits.")
-except ImportError as _exc:  # pragma: no cover - only when training/ is absent from an install
-    _training_error = str(_exc)
+
+def _run_training_cli(group: str, args: list[str]) -> None:
+    try:
+        from training.cli import app as training_app
+    except ImportError as exc:  # pragma: no cover - only when training/ is absent from an install
+        typer.echo(f"heron {group}: the training package is not installed here ({exc})", err=True)
+        raise typer.Exit(2) from None
+    training_app([group, *args], prog_name="heron")
+
+
+@app.command("train", context_settings=_FORWARD, add_help_option=False)
+def train(ctx: typer.Context) -> None:
+    """Train models from ../shared/data (`heron train text --help`)."""
+    _run_training_cli("train", ctx.args)
+
+
+@app.command("eval", context_settings=_FORWARD, add_help_option=False)
+def eval_(ctx: typer.Context) -> None:
+    """Evaluate models on the official test splits (`heron eval text --help`)."""
+    _run_training_cli("eval", ctx.args)
 
 
 def _setup_logging(level: str = "INFO") -> None:
