@@ -43,8 +43,27 @@ def eval_(ctx: typer.Context) -> None:
     _run_training_cli("eval", ctx.args)
 
 
-def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(level: str = "INFO") -> dict[str, Any]:
+    """Configure this process's logging per HERON_LOG_FORMAT; returns the dictConfig it applied."""
+    from pipeline.logs import configure_logging, resolve_format
+    from pipeline.settings import get_settings
+
+    return configure_logging(resolve_format(get_settings().log_format) == "json", level.upper())
+
+
+def _fresh_metrics_dir(prefix: str) -> str:
+    """Point this process and its children at a new, empty Prometheus multiprocess folder.
+
+    Before anything imports `prometheus_client` (it picks its value store at import, and forked
+    children inherit that choice); a folder from an earlier run would add its counts to this one.
+    """
+    import tempfile
+
+    if "prometheus_client" in sys.modules:  # pragma: no cover - a programming error, not a user one
+        raise RuntimeError("prometheus_client was imported before the multiprocess metrics folder was set")
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 @app.command()
@@ -86,13 +105,20 @@ def serve(
     log_level: Annotated[str, typer.Option(help="log level")] = "info",
     workers: Annotated[int, typer.Option(help="API processes, each with its own models")] = 1,
 ) -> None:
-    """Run the HTTP API (and, without HERON_REDIS_URL, the embedded worker) with the bundled models."""
+    """Run the HTTP API (and, without HERON_REDIS_URL, the embedded worker) with the bundled models.
+
+    With --workers N > 1, /metrics sums the counters of all N processes (a fresh
+    PROMETHEUS_MULTIPROC_DIR for this run, removed at exit).
+    """
+    import shutil
+
+    metrics_dir = _fresh_metrics_dir("heron-serve-metrics-") if workers > 1 else None
     import uvicorn
 
     from pipeline.migrate import upgrade
     from pipeline.settings import get_settings
 
-    _setup_logging(log_level.upper())
+    log_config = _setup_logging(log_level)
     settings = get_settings()
     if not no_migrate:
         upgrade(settings.database_url)
@@ -101,16 +127,21 @@ def serve(
         f"heron: store {_redact(settings.database_url)}, queue {mode}, scorers {', '.join(settings.scorers)}", err=True
     )
     typer.echo(f"heron: serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)", err=True)
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        workers=workers,
-    )
+    try:
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=log_config,  # uvicorn applies it again in each worker process
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            workers=workers,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()
@@ -119,11 +150,18 @@ def worker(
     pool: Annotated[str, typer.Option(help="Celery pool: solo, threads or prefork")] = "solo",
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
     loglevel: Annotated[str, typer.Option(help="log level")] = "INFO",
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve Prometheus metrics on this port (default: HERON_WORKER_METRICS_PORT; 0 = off)")] = None,
+    metrics_addr: Annotated[str, typer.Option(help="bind address of the metrics endpoint")] = "0.0.0.0",
 ) -> None:
     """Run a Celery worker (needs HERON_REDIS_URL). Start as many as you like, on any machine."""
     from pipeline.settings import get_settings
 
     settings = get_settings()
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if not 0 <= port <= 65535:
+        typer.echo(f"heron worker: --metrics-port must be 0-65535, got {port}", err=True)
+        raise typer.Exit(2)
     if not settings.redis_url:
         typer.echo(
             "heron worker needs HERON_REDIS_URL (e.g. redis://127.0.0.1:6379/0); "
@@ -131,12 +169,25 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
+    # prefork children count in their own processes: their values meet in a shared folder
+    metrics_dir = _fresh_metrics_dir("heron-worker-metrics-") if port and pool == "prefork" else None
     _setup_logging(loglevel)
     _require_schema(settings.database_url, settings.api_key_pepper)
-    from pipeline.queue.celery_app import celery_app, preload_runtime
+    from pipeline.metrics import SCORER_STATS, install_celery_task_metrics, start_metrics_server
+    from pipeline.queue import celery_app as tasks
 
+    install_celery_task_metrics()
     if pool != "prefork":  # prefork children load their own after the fork (celery_app._init_child)
-        preload_runtime()
+        tasks.preload_runtime()
+        # the runtime that takes tasks (the pool's start-up may replace it); none in a prefork parent
+        SCORER_STATS.follow(lambda: tasks._runtime.service if tasks._runtime is not None else None)
+    if port:
+        try:
+            start_metrics_server(port, metrics_addr)
+        except OSError as exc:
+            typer.echo(f"heron worker: cannot serve metrics on {metrics_addr}:{port}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", metrics_addr, port)
 
     argv = [
         "worker",
@@ -150,7 +201,13 @@ def worker(
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    celery_app.worker_main(argv)
+    try:
+        tasks.celery_app.worker_main(argv)
+    finally:
+        if metrics_dir:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _require_schema(database_url: str, pepper: str) -> None:

@@ -10,6 +10,7 @@ import logging
 from collections import defaultdict
 
 from pipeline.guilds import PLATFORM_GUILD, GuildConfig
+from pipeline.metrics import observe_decided
 from pipeline.service import ModerationService
 from pipeline.sinks import WebhookSink
 from pipeline.store import Store
@@ -43,6 +44,7 @@ def decide_stored_messages(
             batch.append((m.message, guild))
         decisions = service.decide_batch(tenant_id, batch)
         created.extend(d for _, d in store.save_decisions([(tenant_id, d) for d in decisions]))
+    observe_decided(created)
     if sink is not None and created:
         sink.deliver_due(limit=max(50, len(created)))
     return created
