@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.errors import ApiError, api_error_handler, http_error_handler, unhandled_handler, validation_handler
 from api.metrics import SCORER_STATS
 from api.middleware import BodyGuard
+from api.observability import RequestIdMiddleware
 from api.routes import admin, decisions, guilds, hooks, moderation
 from pipeline.runtime import Runtime
 from pipeline.settings import get_settings
@@ -83,4 +84,5 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
     for r in (moderation.router, decisions.router, guilds.router, hooks.router, admin.router):
         app.include_router(r)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # outermost: BodyGuard's refusals carry the id too
     return app

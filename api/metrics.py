@@ -1,9 +1,13 @@
 """Prometheus metrics exposed at /metrics.
 
 Besides the request and decision counters, the model scorers' own counters (micro-batches run,
-messages forwarded, repeat-cache hits and misses) are read at scrape time: they say whether
-batching is working under the current load (mean batch = messages / batches) and how much of a
-spam wave the cache absorbs, which request counts alone cannot show.
+messages forwarded, repeat-cache hits and misses; `pipeline.metrics.SCORER_STATS`) are read at
+scrape time: they say whether batching is working under the current load (mean batch = messages
+/ batches) and how much of a spam wave the cache absorbs, which request counts alone cannot show.
+
+With `heron serve --workers N` the counters and histograms are summed over the N processes
+(`pipeline.metrics`, multiprocess mode); the scorer stats and per-thread CPU describe one
+process's live state, so they are exported only when one process serves.
 
 CPU seconds per thread (Linux) say where a saturated service spends its cores: the text model's
 batcher threads, the event loop (HTTP, validation, the cheap scorers, the decision), or the
@@ -16,11 +20,12 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+from pipeline.metrics import SCORER_STATS as SCORER_STATS  # re-exported: api/main.py attaches the service
 
 REQUESTS = Counter("heron_http_requests_total", "HTTP requests", ["route", "status"])
 DECISIONS = Counter("heron_decisions_total", "Decisions made", ["path", "action"])
@@ -29,49 +34,6 @@ SYNC_LATENCY = Histogram(
     "Latency of POST /v1/moderate",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-
-# name in a scorer's stats() -> (metric name, help, counter?)
-_SCORER_STATS: dict[str, tuple[str, str, bool]] = {
-    "batches": ("heron_scorer_batches", "Forward passes (micro-batches) run by the scorer", True),
-    "batched_messages": ("heron_scorer_batched_messages", "Messages that went through a forward pass", True),
-    "cache_hits": ("heron_scorer_cache_hits", "Messages answered from the repeat cache", True),
-    "cache_misses": ("heron_scorer_cache_misses", "Cache lookups that found nothing", True),
-    "cache_size": ("heron_scorer_cache_entries", "Entries in the repeat cache", False),
-}
-
-
-class ScorerStatsCollector(Collector):
-    """Reads `stats()` of the serving process's scorers at scrape time.
-
-    One process serves one app, so the collector follows the service most recently attached
-    (tests that build several apps in one process see the latest one's counters)."""
-
-    def __init__(self) -> None:
-        self.service: Any = None
-
-    def attach(self, service: Any) -> None:
-        self.service = service
-
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
-        for key, (name, doc, counter) in _SCORER_STATS.items():
-            cls = CounterMetricFamily if counter else GaugeMetricFamily
-            families[key] = cls(name, doc, labels=["scorer"])
-        service = self.service
-        for scorer in getattr(service, "scorers", ()):
-            stats_fn = getattr(scorer, "stats", None)
-            if not callable(stats_fn):
-                continue
-            stats = stats_fn()
-            for key, family in families.items():
-                value = stats.get(key)
-                if isinstance(value, int | float):
-                    family.add_metric([scorer.name], float(value))
-        yield from families.values()
-
-
-SCORER_STATS = ScorerStatsCollector()
-REGISTRY.register(SCORER_STATS)
 
 _TASKS = Path("/proc/self/task")
 

@@ -64,11 +64,10 @@ class ListsBody(BaseModel):
     @field_validator("keywords", "regexes")
     @classmethod
     def _categories(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        from pipeline.taxonomy import CATEGORY_NAMES
+        from pipeline.taxonomy import parse_category
 
         for k, terms in v.items():
-            if k not in CATEGORY_NAMES:
-                raise ValueError(f"unknown category {k!r}; expected one of {', '.join(CATEGORY_NAMES)}")
+            parse_category(k)
             if len(terms) > 1000:
                 raise ValueError(f"{k}: at most 1000 terms")
             for t in terms:

@@ -15,19 +15,55 @@ app = typer.Typer(help="Heron: self-hosted content moderation for chat platforms
 keys_app = typer.Typer(help="Manage tenant API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-try:  # the training CLIs import torch lazily inside their commands
-    from training.cli import eval_app, train_app
-
-    app.add_typer(train_app, name="train", help="Train models from ../shared/data.")
-    app.add_typer(eval_app, name="eval", help="Evaluate models on the official test splits.")
-except ImportError as _exc:  # pragma: no cover - only when training/ is absent from an install
-    _training_error = str(_exc)
+# `train` and `eval` forward to training/cli.py, imported only when one of them runs: a serving
+# process (`heron serve`, `heron worker`, `heron moderate`) must not load the training package and
+# what it pulls in (pandas, scikit-learn's metrics, the data loaders). Help and options are
+# training/cli.py's own, so `heron train text --help` reads the same as before.
+_FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
-def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One INFO line per webhook request would drown the worker log; failures are logged by the drainer.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+def _run_training_cli(group: str, args: list[str]) -> None:
+    try:
+        from training.cli import app as training_app
+    except ImportError as exc:  # pragma: no cover - only when training/ is absent from an install
+        typer.echo(f"heron {group}: the training package is not installed here ({exc})", err=True)
+        raise typer.Exit(2) from None
+    training_app([group, *args], prog_name="heron")
+
+
+@app.command("train", context_settings=_FORWARD, add_help_option=False)
+def train(ctx: typer.Context) -> None:
+    """Train models from ../shared/data (`heron train text --help`)."""
+    _run_training_cli("train", ctx.args)
+
+
+@app.command("eval", context_settings=_FORWARD, add_help_option=False)
+def eval_(ctx: typer.Context) -> None:
+    """Evaluate models on the official test splits (`heron eval text --help`)."""
+    _run_training_cli("eval", ctx.args)
+
+
+def _setup_logging(level: str = "INFO") -> dict[str, Any]:
+    """Configure this process's logging per HERON_LOG_FORMAT; returns the dictConfig it applied."""
+    from pipeline.logs import configure_logging, resolve_format
+    from pipeline.settings import get_settings
+
+    return configure_logging(resolve_format(get_settings().log_format) == "json", level.upper())
+
+
+def _fresh_metrics_dir(prefix: str) -> str:
+    """Point this process and its children at a new, empty Prometheus multiprocess folder.
+
+    Before anything imports `prometheus_client` (it picks its value store at import, and forked
+    children inherit that choice); a folder from an earlier run would add its counts to this one.
+    """
+    import tempfile
+
+    if "prometheus_client" in sys.modules:  # pragma: no cover - a programming error, not a user one
+        raise RuntimeError("prometheus_client was imported before the multiprocess metrics folder was set")
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 @app.command()
@@ -69,13 +105,20 @@ def serve(
     log_level: Annotated[str, typer.Option(help="log level")] = "info",
     workers: Annotated[int, typer.Option(help="API processes, each with its own models")] = 1,
 ) -> None:
-    """Run the HTTP API (and, without HERON_REDIS_URL, the embedded worker) with the bundled models."""
+    """Run the HTTP API (and, without HERON_REDIS_URL, the embedded worker) with the bundled models.
+
+    With --workers N > 1, /metrics sums the counters of all N processes (a fresh
+    PROMETHEUS_MULTIPROC_DIR for this run, removed at exit).
+    """
+    import shutil
+
+    metrics_dir = _fresh_metrics_dir("heron-serve-metrics-") if workers > 1 else None
     import uvicorn
 
     from pipeline.migrate import upgrade
     from pipeline.settings import get_settings
 
-    _setup_logging(log_level.upper())
+    log_config = _setup_logging(log_level)
     settings = get_settings()
     if not no_migrate:
         upgrade(settings.database_url)
@@ -84,16 +127,21 @@ def serve(
         f"heron: store {_redact(settings.database_url)}, queue {mode}, scorers {', '.join(settings.scorers)}", err=True
     )
     typer.echo(f"heron: serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)", err=True)
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        workers=workers,
-    )
+    try:
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=log_config,  # uvicorn applies it again in each worker process
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            workers=workers,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()
@@ -102,11 +150,18 @@ def worker(
     pool: Annotated[str, typer.Option(help="Celery pool: solo, threads or prefork")] = "solo",
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
     loglevel: Annotated[str, typer.Option(help="log level")] = "INFO",
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve Prometheus metrics on this port (default: HERON_WORKER_METRICS_PORT; 0 = off)")] = None,
+    metrics_addr: Annotated[str, typer.Option(help="bind address of the metrics endpoint")] = "0.0.0.0",
 ) -> None:
     """Run a Celery worker (needs HERON_REDIS_URL). Start as many as you like, on any machine."""
     from pipeline.settings import get_settings
 
     settings = get_settings()
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if not 0 <= port <= 65535:
+        typer.echo(f"heron worker: --metrics-port must be 0-65535, got {port}", err=True)
+        raise typer.Exit(2)
     if not settings.redis_url:
         typer.echo(
             "heron worker needs HERON_REDIS_URL (e.g. redis://127.0.0.1:6379/0); "
@@ -114,14 +169,27 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
+    # prefork children count in their own processes: their values meet in a shared folder
+    metrics_dir = _fresh_metrics_dir("heron-worker-metrics-") if port and pool == "prefork" else None
     _setup_logging(loglevel)
     _require_schema(settings.database_url, settings.api_key_pepper)
+    from pipeline.metrics import SCORER_STATS, install_celery_task_metrics, start_metrics_server
+    from pipeline.queue import worker as tasks
     from pipeline.queue.celery_app import QUEUE, make_celery
-    from pipeline.queue.worker import preload_runtime
 
-    app = make_celery(settings.redis_url)
+    celery = make_celery(settings.redis_url)
+    install_celery_task_metrics()
     if pool != "prefork":  # prefork children load their own after the fork (worker._init_child)
-        preload_runtime()
+        tasks.preload_runtime()
+        # the runtime that takes tasks; none in a prefork parent
+        SCORER_STATS.follow(lambda: rt.service if (rt := tasks.current_runtime()) is not None else None)
+    if port:
+        try:
+            start_metrics_server(port, metrics_addr)
+        except OSError as exc:
+            typer.echo(f"heron worker: cannot serve metrics on {metrics_addr}:{port}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", metrics_addr, port)
 
     argv = [
         "worker",
@@ -135,7 +203,13 @@ def worker(
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    app.worker_main(argv)
+    try:
+        celery.worker_main(argv)
+    finally:
+        if metrics_dir:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _require_schema(database_url: str, pepper: str) -> None:

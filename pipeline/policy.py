@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.ensemble import EnsembleResult
-from pipeline.taxonomy import CATEGORY_NAMES
+from pipeline.taxonomy import CATEGORY_NAMES, parse_category
 from pipeline.types import Action, Message, Reason
 
 FailureMode = Literal["fail_open", "fail_closed"]
@@ -46,8 +46,7 @@ class GuildPolicy(BaseModel):
     @classmethod
     def _known_categories(cls, v: dict[str, list[ThresholdRule]]) -> dict[str, list[ThresholdRule]]:
         for category, rules in v.items():
-            if category not in CATEGORY_NAMES:
-                raise ValueError(f"unknown category {category!r}; expected one of {', '.join(CATEGORY_NAMES)}")
+            parse_category(category)
             v[category] = sorted(rules, key=lambda r: r.threshold)
         return v
 

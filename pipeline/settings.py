@@ -9,6 +9,7 @@ override it with `override_settings()`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,11 @@ class Settings(BaseSettings):
     text_quantize: str = "auto"
     allow_private_webhooks: bool = True
     api_key_pepper: str = "heron-dev-pepper"
+    # Log lines: "json" (one object per line, with request/message/tenant ids), "text", or "auto"
+    # (text when stderr is a terminal, JSON otherwise). See pipeline/logs.py.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # Port of a `heron worker`'s Prometheus endpoint (0 = none); `--metrics-port` overrides it.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

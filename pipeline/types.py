@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.taxonomy import CATEGORY_NAMES
+from pipeline.taxonomy import parse_category
 
 MAX_TEXT_CHARS = 4000
 MAX_ATTACHMENTS = 10
@@ -141,8 +141,7 @@ class Signal(_Strict):
     @classmethod
     def _valid_scores(cls, v: dict[str, float]) -> dict[str, float]:
         for k, s in v.items():
-            if k not in CATEGORY_NAMES:
-                raise ValueError(f"unknown category {k!r}")
+            parse_category(k)
             if not 0.0 <= s <= 1.0:
                 raise ValueError(f"score for {k} out of [0, 1]: {s}")
         return v
@@ -169,7 +168,6 @@ class Reason(_Strict):
 
 class DecisionStatus(StrEnum):
     COMPLETE = "complete"
-    PENDING = "pending"  # the sync budget ran out; the final decision arrives by webhook
 
 
 class Decision(_Strict):
@@ -191,6 +189,3 @@ class Decision(_Strict):
         default=1, ge=1, description="1 for the first decision; each later outcome (an image verdict, a reviewer, "
         "an appeal, an override) is the next revision of the same decision"
     )
-
-    def to_public(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")

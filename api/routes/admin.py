@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import RuntimeDep, TenantDep
+from pipeline.metrics import render_latest
 
 router = APIRouter(tags=["operations"])
 
@@ -59,7 +59,8 @@ async def readyz(rt: RuntimeDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = render_latest()  # summed over the API processes under `heron serve --workers N`
+    return Response(body, media_type=content_type)
 
 
 @router.get("/v1/audit", summary="The tenant's audit log, newest first")

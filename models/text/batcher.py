@@ -17,21 +17,28 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
+import cachetools
 import numpy as np
 
 
 class LRUCache:
-    """A small thread-safe LRU of text -> probability vector, with hit/miss counters."""
+    """The repeat cache: a thread-safe LRU of model-ready text -> probability vector, with hit/miss counters.
+
+    Storage and eviction are `cachetools.LRUCache`; this adds what the text scorer needs around
+    it: a lock (cachetools caches are not thread-safe, and the event loop, Celery threads and
+    batcher threads all read and write it), the counters exported as metrics, and `maxsize` 0
+    meaning "off" (cachetools refuses every item then).
+    """
 
     def __init__(self, maxsize: int = 50_000) -> None:
         self.maxsize = maxsize
-        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._data: cachetools.LRUCache[str, np.ndarray] = cachetools.LRUCache(max(1, maxsize))
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -43,9 +50,8 @@ class LRUCache:
             value = self._data.get(key)
             if value is None:
                 self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
+            else:
+                self.hits += 1
             return value
 
     def put(self, key: str, value: np.ndarray) -> None:
@@ -53,9 +59,6 @@ class LRUCache:
             return
         with self._lock:
             self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._data)

@@ -175,7 +175,7 @@ class ArtifactConfig:
     serving_heads: dict[str, str] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     untrained_categories: dict[str, str] = field(default_factory=dict)
-    # `training.text.data.CANONICAL_VERSION` the model was trained on; artifacts from before the
+    # `models.text.canonical.CANONICAL_VERSION` the model was trained on; artifacts from before the
     # field existed were trained on the version-1 form.
     canonical_version: int = 1
     format_version: int = FORMAT_VERSION
@@ -221,11 +221,10 @@ def check_input_form(config: ArtifactConfig, artifact_dir: Path) -> None:
 
     Why: a model trained on one form of its input (say emoji as the unknown token) and served
     another (emoji spelled as words) sees inputs it never learnt; every score would quietly
-    shift, with no error anywhere. Imported lazily because the text preparation lives with the
-    training code (`training.text.data`).
+    shift, with no error anywhere.
     """
+    from models.text.canonical import CANONICAL_VERSION
     from pipeline.normalize import NORMALIZER_VERSION
-    from training.text.data import CANONICAL_VERSION
 
     for what, theirs, ours in (("canonicalised", config.canonical_version, CANONICAL_VERSION),
                                ("normalised", config.normalizer_version, NORMALIZER_VERSION)):

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from pipeline.guilds import PLATFORM_GUILD, GuildConfig
+from pipeline.metrics import observe_decided
 from pipeline.service import ModerationService
 from pipeline.store import Store, StoredMessage
 from pipeline.types import Decision, Message
@@ -43,6 +44,9 @@ def decide_stored_messages(
             batch.append((m.message, guild))
         decisions = service.decide_batch(tenant_id, batch)
         created.extend(d for _, d in store.decisions.save_many([(tenant_id, d) for d in decisions]))
+    received = {m.message.id: m.received_at for m in stored}
+    observe_decided(created, [(d.decided_at - received[d.message_id]).total_seconds()
+                              for d in created if received.get(d.message_id) is not None])
     if created and on_decided is not None:
         on_decided()
     return created

@@ -7,6 +7,7 @@ Thin tasks over pure functions in `pipeline.queue.processing`; imported by worke
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -20,17 +21,24 @@ from pipeline.runtime import Maintenance, Runtime
 log = logging.getLogger(__name__)
 
 _runtime: Runtime | None = None
+_runtime_pid: int | None = None
 _runtime_lock = threading.Lock()
 _maintenance: Maintenance | None = None
 
 
 def worker_runtime() -> Runtime:
     """The worker's store/service/sinks, built once per process (after fork)."""
-    global _runtime
+    global _runtime, _runtime_pid
     with _runtime_lock:
-        if _runtime is None:
+        if _runtime is None or _runtime_pid != os.getpid():
             _runtime = Runtime.build(role="worker")
+            _runtime_pid = os.getpid()
         return _runtime
+
+
+def current_runtime() -> Runtime | None:
+    """This process's worker runtime if it has been built (metrics read its scorers' stats)."""
+    return _runtime if _runtime_pid == os.getpid() else None
 
 
 def preload_runtime() -> Runtime:
@@ -73,8 +81,10 @@ def decide_messages(self: Any, row_ids: list[int]) -> int:
 
 @worker_process_init.connect
 def _init_child(**_: Any) -> None:
-    global _runtime
-    _runtime = None  # never share a parent's engine or model threads across fork
+    """A prefork child builds its own runtime: never a parent's engine or model threads across fork.
+
+    The solo pool fires this signal in the process that already preloaded its runtime; the pid
+    check in `worker_runtime` keeps that one instead of loading the models a second time."""
     preload_runtime()
 
 

@@ -40,19 +40,19 @@ import threading
 import time
 import unicodedata
 from bisect import bisect_left
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 from typing import ClassVar
 
+import cachetools
 import re2
 
 from pipeline.guilds import GuildLists
 from pipeline.normalize import _INVISIBLE, _LEET, NORMALIZER_VERSION, normalize, squeeze
 from pipeline.scorers.base import Modality, Scorer, ScoringItem
-from pipeline.taxonomy import CATEGORY_NAMES
+from pipeline.taxonomy import CATEGORY_NAMES, parse_category
 from pipeline.types import Evidence, Signal
 
 log = logging.getLogger(__name__)
@@ -336,8 +336,10 @@ def validate_lists(lists: GuildLists) -> None:
         ("regexes", lists.regexes, MAX_REGEXES_PER_CATEGORY),
     ):
         for category, items in groups.items():
-            if category not in CATEGORY_NAMES:
-                raise ValueError(f"{kind}: unknown category {category!r}; expected one of {', '.join(CATEGORY_NAMES)}")
+            try:
+                parse_category(category)
+            except ValueError as e:
+                raise ValueError(f"{kind}: {e}") from None
             if len(items) > limit:
                 raise ValueError(f"{kind}[{category}] has {len(items)} entries; the limit is {limit}")
             for item in items:
@@ -509,9 +511,10 @@ class RulesScorer(Scorer):
     version = f"1+norm{NORMALIZER_VERSION}"
 
     def __init__(self, cache_size: int = 512) -> None:
-        self._cache_size = cache_size
-        self._by_id: OrderedDict[int, tuple[GuildLists, _Matcher]] = OrderedDict()
-        self._by_content: OrderedDict[tuple[object, ...], _Matcher] = OrderedDict()
+        # cachetools LRUs, guarded by one lock: they are not thread-safe, and the event loop and
+        # the queue workers' threads look matchers up concurrently.
+        self._by_id: cachetools.LRUCache[int, tuple[GuildLists, _Matcher]] = cachetools.LRUCache(max(1, cache_size))
+        self._by_content: cachetools.LRUCache[tuple[object, ...], _Matcher] = cachetools.LRUCache(max(1, cache_size))
         self._lock = threading.Lock()
 
     def matcher_for(self, lists: GuildLists) -> _Matcher:
@@ -522,9 +525,8 @@ class RulesScorer(Scorer):
         policy layer that rebuilds an equal GuildLists per request.
         """
         with self._lock:
-            hit = self._by_id.get(id(lists))
+            hit = self._by_id.get(id(lists))  # a lookup refreshes the entry's recency
             if hit is not None and hit[0] is lists:
-                self._by_id.move_to_end(id(lists))
                 return hit[1]
         key = _content_key(lists)
         with self._lock:
@@ -533,12 +535,7 @@ class RulesScorer(Scorer):
             matcher = _build_matcher(lists)
         with self._lock:
             self._by_content[key] = matcher
-            self._by_content.move_to_end(key)
             self._by_id[id(lists)] = (lists, matcher)
-            self._by_id.move_to_end(id(lists))
-            for cache in (self._by_content, self._by_id):
-                while len(cache) > self._cache_size:
-                    cache.popitem(last=False)
         return matcher
 
     def applies_to(self, item: ScoringItem) -> bool:

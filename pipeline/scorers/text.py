@@ -26,8 +26,6 @@ text's last decimals can depend on its batch-mates. The cache pins the first ans
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import time
 from collections.abc import Sequence
@@ -35,6 +33,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from models.text.canonical import canonicalize
+from models.text.quantize import serving_quantize
 from pipeline.normalize import normalize
 from pipeline.scorers.base import Modality, Scorer, ScoringItem
 from pipeline.types import Evidence, Signal
@@ -126,8 +126,6 @@ class TextScorer(Scorer):
     @staticmethod
     def model_text(item: ScoringItem) -> str:
         """What the model reads: the item's normalised text with mentions and links canonicalised."""
-        from training.text.data import canonicalize
-
         normalized = item.normalized_text
         if not normalized.strip():
             normalized = normalize(item.message.text)
@@ -255,26 +253,3 @@ class TextScorer(Scorer):
             "batched_messages": b.forwarded if b else 0,
         }
 
-
-def serving_quantize(directory: Path) -> str:
-    """The forward path `heron eval text` chose for this artifact (metrics.json), or the nearest
-    one this installation can run: onnx-int8 when the SmoothQuant maxima are missing, torch-int8
-    without onnxruntime, fp32 when nothing was measured."""
-    metrics = directory / "metrics.json"
-    if not metrics.is_file():
-        return "fp32"
-    chosen = json.loads(metrics.read_text("utf-8")).get("quantization", {}).get("chosen")
-    if not chosen:
-        return "fp32"
-    from models.text.model import ACT_MAX_FILE
-
-    if chosen == "onnx-int8-sq" and not (directory / ACT_MAX_FILE).is_file():
-        logging.getLogger(__name__).warning(
-            "metrics.json chose onnx-int8-sq but %s lacks %s; serving onnx-int8", directory, ACT_MAX_FILE)
-        chosen = "onnx-int8"
-    if chosen.startswith("onnx-"):
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return "torch-int8"
-    return str(chosen)

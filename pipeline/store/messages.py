@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from pipeline import db
-from pipeline.store.engine import Database, now
+from pipeline.store.engine import Database, aware, now
 from pipeline.types import Message
 
 
@@ -19,6 +19,7 @@ class StoredMessage:
     message: Message
     status: str
     attempts: int
+    received_at: datetime | None = None
 
 
 class Messages:
@@ -81,7 +82,11 @@ class Messages:
         with self.db.engine.begin() as conn:
             conn.execute(db.messages.update().where(c.id.in_(row_ids)).values(attempts=c.attempts + 1))
             rows = conn.execute(sa.select(db.messages).where(c.id.in_(row_ids)).order_by(c.id)).all()
-        return [StoredMessage(r.id, r.tenant_id, Message.model_validate(r.payload), r.status, r.attempts) for r in rows]
+        return [
+            StoredMessage(r.id, r.tenant_id, Message.model_validate(r.payload), r.status, r.attempts,
+                          aware(r.received_at))
+            for r in rows
+        ]
 
     def received_at(self, tenant_id: str, message_ids: list[str]) -> dict[str, object]:
         c = db.messages.c

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.text.engine import SQ_ALPHA
 from models.text.model import ACT_MAX_TEXTS, CONFIG_FILE, WEIGHTS_FILE, ArtifactConfig
+from models.text.quantize import SQ_ALPHA
 from training.text.data import LABELS, UNTRAINED, label_map_markdown
 from training.text.identity import GROUPS
 from training.text.identity import sentences as identity_sentences

@@ -11,9 +11,7 @@ the repository); nothing is copied into the repository.
 
 from __future__ import annotations
 
-import html
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,7 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.normalize import normalize
+# The model's input form lives with the model (serving must not import training); re-exported
+# here for the training code and notebooks that know it by this name.
+from models.text.canonical import CANONICAL_VERSION as CANONICAL_VERSION
+from models.text.canonical import canonicalize as canonicalize
+from models.text.canonical import model_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,34 +110,6 @@ LABEL_MAP: dict[str, dict[str, dict[str, int | None]]] = {
         "neutral": {"toxicity": 0, "hate": 0, "spam": 0},
     },
 }
-
-_MENTION = re.compile(r"<@!?\d+>|<user>|(?<!\w)@\w+")
-_URL = re.compile(r"(?:https?://|www\.)\S+|<url>|\burl\b")
-_RETWEET = re.compile(r"(?<!\w)rt(?=\s+@user)")
-_SPACES = re.compile(r"\s+")
-
-# Bump when `canonicalize` changes what the model reads: an artifact trained on another form is
-# refused at load (`models.text.model.check_input_form`). 1: mentions, links, "rt" as below.
-CANONICAL_VERSION = 1
-
-
-def canonicalize(normalized: str) -> str:
-    """Map mentions and links to one token each, as the training sets anonymise them.
-
-    Runs after `pipeline.normalize.normalize`, at training and at serving time alike: OLID
-    writes `@USER`/`URL`, HatEval `@user`, HateXplain `<user>`, Discord `<@123>`; the model
-    should see one form.
-    """
-    text = _MENTION.sub("@user", normalized)
-    text = _URL.sub("url", text)
-    text = _RETWEET.sub("", text)  # Davidson's "rt @user:" is a Twitter artefact, absent from chat
-    return _SPACES.sub(" ", text).strip()
-
-
-def model_text(raw: str) -> str:
-    """Raw data-set text -> what the model reads (HTML entities decoded, normalised, canonical)."""
-    return canonicalize(normalize(html.unescape(raw)))
-
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     """`data_dir`, else $HERON_DATA_DIR, else ../shared/data relative to the repository root."""

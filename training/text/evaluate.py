@@ -26,9 +26,11 @@ from sklearn.metrics import (
 )
 from tqdm.auto import tqdm
 
+from models.text.canonical import model_text
 from models.text.engine import TextEngine
 from models.text.model import ACT_MAX_FILE, CONFIG_FILE, DEFAULT_ARTIFACT_DIR, ArtifactConfig
-from training.text.data import LABELS, Split, load_sets, model_text
+from models.text.quantize import FASTEST_FIRST, QUANTIZE_MODES
+from training.text.data import LABELS, Split, load_sets
 from training.text.evasion import evasion_suite
 from training.text.train import davidson_predict, seed_dir, write_act_max
 
@@ -190,8 +192,7 @@ def _path_quality(artifact: Path, mode: str, val: dict[str, Split], tests: dict[
     return r
 
 
-QUANT_PATHS = ("fp32", "torch-int8", "onnx-int8", "onnx-int8-sq")
-FASTEST_FIRST = ("onnx-int8-sq", "onnx-int8", "torch-int8")  # by bench/bench_text.py's bare rows
+QUANT_PATHS = QUANTIZE_MODES
 
 
 def quantization_report(artifacts: dict[str, Path], val: dict[str, Split], tests: dict[str, Split]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from tqdm.auto import tqdm
 
+from models.text.canonical import CANONICAL_VERSION, model_text
 from models.text.model import (
     ACT_MAX_FILE,
     ACT_MAX_TEXTS,
@@ -42,9 +43,9 @@ from models.text.model import (
     load_tokenizer,
     save_artifact,
 )
+from models.text.quantize import measure_act_max
 from pipeline.normalize import NORMALIZER_VERSION
 from training.text.data import (
-    CANONICAL_VERSION,
     DAVIDSON_CLASSES,
     LABELS,
     OUTPUTS,
@@ -52,7 +53,6 @@ from training.text.data import (
     Split,
     identity_neutral,
     load_sets,
-    model_text,
 )
 from training.text.evasion import evade
 
@@ -447,7 +447,8 @@ def write_act_max(artifact_dir: Path, data_dir: Path, max_examples: int | None =
                   n: int = ACT_MAX_TEXTS) -> Path:
     """Measure and save the per-channel maxima of |input| of every feed-forward output projection.
 
-    The SmoothQuant int8 path (`models.text.engine.smooth_ffn_out`) sizes its scales from them.
+    The SmoothQuant int8 path (`models.text.quantize.smooth_ffn_out`) sizes its scales from them;
+    `models.text.quantize.measure_act_max` does the measuring, this picks the texts.
     Measured on `n` seeded training texts (a third each from OLID, HatEval and Davidson train),
     never validation or test, with the saved artifact's own (fp16-stored) weights, so the
     statistics match the model that is exported.
@@ -463,28 +464,9 @@ def write_act_max(artifact_dir: Path, data_dir: Path, max_examples: int | None =
             pool = train[name].texts
             texts += [pool[i] for i in rng.choice(len(pool), min(len(pool), n // len(ACT_MAX_SETS)), replace=False)]
     seqs = tokenize(tokenizer, texts, config.max_length)
-    layers = model.backbone.encoder.layer
-    amax = {f"layer.{i}": torch.zeros(layer.output.dense.in_features) for i, layer in enumerate(layers)}
-
-    # Padded positions count too: dynamic int8 takes one scale over the whole padded tensor, so
-    # their activations are part of what the scales must cover (measured on seed 0's model, OLID
-    # validation: maxima over real tokens only gave 77.06 macro-F1, over every position 77.46).
-    def hook_for(key: str) -> Any:
-        def hook(_mod: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-            x = inputs[0].detach().abs()
-            amax[key] = torch.maximum(amax[key], x.reshape(-1, x.shape[-1]).amax(0))
-        return hook
-
-    handles = [layer.output.dense.register_forward_hook(hook_for(f"layer.{i}")) for i, layer in enumerate(layers)]
     order = np.argsort([len(s) for s in seqs], kind="stable")
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), 32):
-                ids, mask = pad_batch([seqs[i] for i in order[start:start + 32]])
-                model(ids, mask)
-    finally:
-        for handle in handles:
-            handle.remove()
+    amax = measure_act_max(model, (pad_batch([seqs[i] for i in order[start:start + 32]])
+                                   for start in range(0, len(order), 32)))
     path = artifact_dir / ACT_MAX_FILE
     save_file({k: v.contiguous() for k, v in amax.items()}, str(path),
               metadata={"texts": str(len(texts)), "sets": ",".join(ACT_MAX_SETS), "version": config.version})
