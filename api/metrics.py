@@ -16,11 +16,14 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from pipeline.service import ModerationService
 
 REQUESTS = Counter("heron_http_requests_total", "HTTP requests", ["route", "status"])
 DECISIONS = Counter("heron_decisions_total", "Decisions made", ["path", "action"])
@@ -47,9 +50,9 @@ class ScorerStatsCollector(Collector):
     (tests that build several apps in one process see the latest one's counters)."""
 
     def __init__(self) -> None:
-        self.service: Any = None
+        self.service: ModerationService | None = None
 
-    def attach(self, service: Any) -> None:
+    def attach(self, service: ModerationService) -> None:
         self.service = service
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
@@ -58,11 +61,8 @@ class ScorerStatsCollector(Collector):
             cls = CounterMetricFamily if counter else GaugeMetricFamily
             families[key] = cls(name, doc, labels=["scorer"])
         service = self.service
-        for scorer in getattr(service, "scorers", ()):
-            stats_fn = getattr(scorer, "stats", None)
-            if not callable(stats_fn):
-                continue
-            stats = stats_fn()
+        for scorer in service.scorers if service is not None else ():
+            stats = scorer.stats()  # the Scorer contract: {} for scorers without counters
             for key, family in families.items():
                 value = stats.get(key)
                 if isinstance(value, int | float):

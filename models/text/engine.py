@@ -40,6 +40,7 @@ from models.text.model import (
     backbone_dir,
     load_artifact,
 )
+from pipeline.settings import get_settings
 
 QUANTIZE_MODES = ("fp32", "torch-int8", "onnx-int8", "onnx-int8-sq")
 # ONNX int8 recipe, chosen by measurement on OLID validation with the first trained model: plain
@@ -117,8 +118,10 @@ def load_act_max(artifact_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def onnx_cache_dir() -> Path:
-    """Where exported ONNX files go: $HERON_CACHE_DIR, else a per-user temp folder (never the repo)."""
-    base = os.environ.get("HERON_CACHE_DIR") or os.path.join(tempfile.gettempdir(), f"heron-cache-{os.getuid()}")
+    """Where exported ONNX files go: `Settings.cache_dir` (HERON_CACHE_DIR), else a per-user temp
+    folder (never the repo)."""
+    configured = get_settings().cache_dir
+    base = configured or Path(tempfile.gettempdir()) / f"heron-cache-{os.getuid()}"
     return Path(base) / "text-onnx"
 
 
