@@ -187,7 +187,7 @@ def bare_figures(messages: list[str], seconds: float) -> dict[str, Any]:
     from pipeline.scorers.text import TextScorer
     from pipeline.types import Message
 
-    model_texts = [TextScorer.model_text(ScoringItem(Message(text=t), "")) for t in messages]
+    model_texts = [TextScorer.model_text(ScoringItem(Message(text=t))) for t in messages]
     rows: list[dict[str, Any]] = []
     seqs: list[list[int]] = []
     for mode in onnx_modes(DEFAULT_ARTIFACT_DIR):

@@ -281,7 +281,7 @@ def open_loop(submit: Callable[[str], Any], messages: list[str], rate: float, se
 
 
 def item(text: str) -> ScoringItem:
-    return ScoringItem(Message(text=text), normalize(text))
+    return ScoringItem(Message(text=text))
 
 
 def scorer_rows(artifact: Path, messages: list[str], seconds: float, callers: int, quantize: str,

@@ -141,11 +141,8 @@ class ScorerStatsCollector(Collector):
             cls = CounterMetricFamily if counter else GaugeMetricFamily
             families[key] = cls(name, doc, labels=["scorer"])
         service = self._source() if self._source is not None else self.service
-        for scorer in getattr(service, "scorers", ()):
-            stats_fn = getattr(scorer, "stats", None)
-            if not callable(stats_fn):
-                continue
-            stats = stats_fn()
+        for scorer in service.scorers if service is not None else ():
+            stats = scorer.stats()  # the Scorer contract: {} for scorers without counters
             for key, family in families.items():
                 value = stats.get(key)
                 if isinstance(value, int | float):

@@ -154,12 +154,7 @@ class Runtime:
 
     @cached_property
     def service(self) -> ModerationService:
-        return ModerationService.from_names(self.settings.scorers, scorer_kwargs=self.scorer_kwargs())
-
-    def scorer_kwargs(self) -> dict[str, dict[str, Any]]:
-        if self.settings.text_quantize != "auto":
-            return {"text": {"quantize": self.settings.text_quantize}}
-        return {}
+        return ModerationService.from_settings(self.settings)
 
     def process(self, row_ids: list[int]) -> int:
         return len(decide_stored_messages(self.store, self.service, row_ids, on_decided=self.drainer.wake))

@@ -1,8 +1,11 @@
-"""moderate(): scorers → ensemble → policy → Decision. Knows nothing about HTTP or queues.
+"""moderate(): features → scorers → ensemble → policy → Decision. Knows nothing about HTTP or queues.
 
-Scorers run batched. A scorer that raises, returns the wrong number of signals, or failed to load
-at start-up becomes an error signal for the affected messages: the decision lists it in
-`missing_signals`, and the guild's fail-open/fail-closed choice applies.
+The feature stage fills each message's context once (normalised text, links, attachment
+references; later decoded media and behaviour counters), running only the extractors some scorer
+`needs`. Scorers run batched and are driven by their declared capabilities (`scorers/base.py`).
+A scorer that raises, returns the wrong number of signals, failed to load at start-up, or needs
+a feature whose extractor failed becomes an error signal for the affected messages: the
+decision lists it in `missing_signals`, and the guild's fail-open/fail-closed choice applies.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pipeline.ensemble import EnsembleConfig, combine
+from pipeline.features import FeatureStage, build_stage
+from pipeline.features.context import Feature
 from pipeline.guilds import PLATFORM_GUILD, GuildConfig
-from pipeline.normalize import normalize
 from pipeline.policy import decide
 from pipeline.scorers import registry
 from pipeline.scorers.base import Scorer, ScoringItem
+from pipeline.settings import Settings, get_settings
 from pipeline.types import Decision, Message, Signal, decision_id_for
 
 log = logging.getLogger(__name__)
@@ -33,44 +38,51 @@ class ScorerStatus:
     detail: dict[str, object] = field(default_factory=dict)
 
 
+def needed_features(scorers: Sequence[Scorer]) -> frozenset[Feature]:
+    """The features at least one of `scorers` reads: the only extractors worth running."""
+    return frozenset().union(*(s.needs for s in scorers))
+
+
 class ModerationService:
     def __init__(
         self,
         scorers: Sequence[Scorer],
         ensemble: EnsembleConfig | None = None,
         unavailable: dict[str, str] | None = None,
+        features: FeatureStage | None = None,
     ) -> None:
+        """`features` None: a stage with the extractors the scorers need (`Scorer.needs`)."""
         self.scorers = list(scorers)
         self.ensemble = ensemble or EnsembleConfig()
         self.unavailable = dict(unavailable or {})
+        self.features = features if features is not None else build_stage(needed_features(self.scorers))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, ensemble: EnsembleConfig | None = None) -> ModerationService:
+        """The scorers named in `settings.scorers`, each built by its `from_settings`."""
+        return cls.from_names(settings.scorers, ensemble, settings)
 
     @classmethod
     def from_names(
-        cls,
-        names: Sequence[str],
-        ensemble: EnsembleConfig | None = None,
-        scorer_kwargs: dict[str, dict[str, object]] | None = None,
+        cls, names: Sequence[str], ensemble: EnsembleConfig | None = None, settings: Settings | None = None
     ) -> ModerationService:
-        """Build the registered scorers by name; one that fails to load is reported, not fatal."""
+        """Build the registered scorers by name (from `settings`, default the process's); one that
+        fails to load is reported, not fatal."""
+        settings = settings or get_settings()
         scorers: list[Scorer] = []
         unavailable: dict[str, str] = {}
         for name in names:
             try:
-                entry = registry.get_entry(name)
-                scorer = entry.load_class()(**(scorer_kwargs or {}).get(name, {})).load()
-                scorers.append(scorer)
+                scorers.append(registry.get_entry(name).load_class().from_settings(settings).load())
             except Exception as exc:  # noqa: BLE001 - any load failure makes the signal unavailable
                 log.exception("scorer %s failed to load", name)
                 unavailable[name] = f"failed to load: {type(exc).__name__}: {exc}"
-        return cls(scorers, ensemble, unavailable)
+        return cls(scorers, ensemble, unavailable, build_stage(needed_features(scorers), settings))
 
     def status(self) -> list[ScorerStatus]:
         out = []
         for s in self.scorers:
-            detail: dict[str, object] = {}
-            status_fn = getattr(s, "status", None)
-            if callable(status_fn):
-                detail = dict(status_fn())
+            detail = dict(s.status())
             out.append(ScorerStatus(s.name, bool(detail.get("ok", True)), s.version, None, detail))
         out += [ScorerStatus(n, False, None, e) for n, e in self.unavailable.items()]
         return out
@@ -78,10 +90,20 @@ class ModerationService:
     def versions(self) -> dict[str, str]:
         return {s.name: s.version for s in self.scorers}
 
+    def _items(self, tenant_id: str, batch: Sequence[tuple[Message, GuildConfig | None]]) -> list[ScoringItem]:
+        return [ScoringItem(m, tenant_id=tenant_id, lists=(g or PLATFORM_GUILD).lists) for m, g in batch]
+
     def _run_scorer(self, scorer: Scorer, items: Sequence[ScoringItem]) -> list[Signal | None]:
-        """Signals for the items this scorer applies to (None elsewhere)."""
-        idx = [i for i, it in enumerate(items) if scorer.applies_to(it)]
+        """Signals for the items this scorer applies to (None elsewhere); an error signal where a
+        feature it needs failed (whether it would apply cannot be known then)."""
         out: list[Signal | None] = [None] * len(items)
+        idx = []
+        for i, it in enumerate(items):
+            missing = it.context.missing(scorer.needs)
+            if missing is not None:
+                out[i] = scorer.error_signal(missing)
+            elif scorer.applies_to(it):
+                idx.append(i)
         if not idx:
             return out
         started = time.perf_counter()
@@ -100,7 +122,8 @@ class ModerationService:
     def decide_batch(self, tenant_id: str, batch: Sequence[tuple[Message, GuildConfig | None]]) -> list[Decision]:
         """Decide a batch of messages (each with its guild's config) in one pass per scorer."""
         started = time.perf_counter()
-        items = [ScoringItem(m, normalize(m.text), (g or PLATFORM_GUILD).lists) for m, g in batch]
+        items = self._items(tenant_id, batch)
+        self.features.run(items)
         per_scorer = [self._run_scorer(s, items) for s in self.scorers]
         elapsed_ms = (time.perf_counter() - started) * 1000
         return [
@@ -131,25 +154,35 @@ class ModerationService:
         )
 
     async def decide_one_async(self, tenant_id: str, message: Message, guild: GuildConfig | None = None) -> Decision:
-        """One message on the event loop: micro-batching scorers (`submit`) are awaited, so
-        concurrent requests share a forward pass; cheap list scorers run inline."""
+        """One message on the event loop: `async_single` scorers are awaited (the text model's
+        micro-batcher, so concurrent requests share a forward pass); `inline` scorers run right
+        here; the rest on a thread. Inline extractors (all of today's) run without a coroutine."""
         started = time.perf_counter()
-        item = ScoringItem(message, normalize(message.text), (guild or PLATFORM_GUILD).lists)
+        item = ScoringItem(message, tenant_id=tenant_id, lists=(guild or PLATFORM_GUILD).lists)
+        items = (item,)
+        if self.features.sync_only:
+            self.features.run(items)
+        else:
+            await self.features.run_async(items)
         signals: list[Signal] = []
         waits = []
+        failed = item.context.failed
         for scorer in self.scorers:
-            score_async = getattr(scorer, "score_one_async", None)
-            if score_async is not None:
-                if scorer.applies_to(item):
-                    waits.append(score_async(item))
-                continue
-            if scorer.inline:
-                sig = self._run_scorer(scorer, [item])[0]
+            if scorer.inline and not scorer.async_single:
+                sig = self._run_scorer(scorer, items)[0]
                 if sig is not None:
                     signals.append(sig)
-            elif scorer.applies_to(item):
+                continue
+            missing = item.context.missing(scorer.needs) if failed else None
+            if missing is not None:
+                signals.append(scorer.error_signal(missing))
+            elif not scorer.applies_to(item):
+                continue
+            elif scorer.async_single:
+                waits.append(scorer.score_one_async(item))
+            else:
                 loop = asyncio.get_running_loop()
-                waits.append(loop.run_in_executor(None, lambda s=scorer: self._run_scorer(s, [item])[0]))
+                waits.append(loop.run_in_executor(None, lambda s=scorer: self._run_scorer(s, items)[0]))
         if len(waits) == 1:  # the common case (one model scorer): no gather, no extra task
             got = await waits[0]
             if got is not None:
@@ -171,14 +204,16 @@ class ModerationService:
         texts = ["hello there", "you are a complete idiot and everyone hates you " * 3, "free nitro at discord.gift"]
         messages = [Message(text=t) for t in texts]
         self.decide_batch("warm-up", [(m, None) for m in messages])
+        items = self._items("warm-up", [(m, None) for m in messages * 4])
+        self.features.run(items)
         for scorer in self.scorers:
-            submit = getattr(scorer, "submit", None)
-            if submit is None:
+            if not scorer.micro_batching:
                 continue
-            futures = [submit(ScoringItem(m, normalize(m.text))) for m in messages * 4]
+            futures = [scorer.submit(it) for it in items]
             for f in futures:
                 f.result(timeout=120)
 
     def close(self) -> None:
         for s in self.scorers:
             s.close()
+        self.features.close()

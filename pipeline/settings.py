@@ -8,6 +8,7 @@ override it with `override_settings()`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -44,7 +45,21 @@ class Settings(BaseSettings):
     requeue_after_s: float = 30.0
     sweep_interval_s: float = 5.0
     embedded_workers: int = 2
+    # The text model's serving knobs (pipeline/scorers/text.py; defaults measured with
+    # bench/bench_text.py on 2 cores). quantize: auto | onnx-int8-sq | onnx-int8 | torch-int8 |
+    # fp32, where auto is the path `heron eval text` chose by measurement.
     text_quantize: str = "auto"
+    text_max_batch: int = Field(default=8, ge=1, description="messages per forward pass")
+    text_group: int = Field(default=8, ge=1, description="batches' worth of queued requests sorted by length together")
+    text_max_wait_ms: float = Field(default=0.0, ge=0, description="how long a batch waits for company")
+    text_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="model threads")
+    text_threads: int | None = Field(default=None, ge=1, description="threads per worker; None: cores / workers")
+    text_cache_size: int = Field(default=50_000, ge=0, description="repeat cache entries (0 turns it off)")
+    # The platform phishing list(s) for the link scorer, several paths joined by os.pathsep; unset:
+    # ../shared/data/discord_phishing_links/domain-list.json next to the repository when present.
+    link_blocklist: str | None = None
+    # Where derived model files (the exported ONNX graphs) are cached; unset: a per-user temp folder.
+    cache_dir: Path | None = None
     allow_private_webhooks: bool = True
     api_key_pepper: str = "heron-dev-pepper"
     # Log lines: "json" (one object per line, with request/message/tenant ids), "text", or "auto"

@@ -112,8 +112,12 @@ def load_act_max(artifact_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def onnx_cache_dir() -> Path:
-    """Where exported ONNX files go: $HERON_CACHE_DIR, else a per-user temp folder (never the repo)."""
-    base = os.environ.get("HERON_CACHE_DIR") or os.path.join(tempfile.gettempdir(), f"heron-cache-{os.getuid()}")
+    """Where exported ONNX files go: `Settings.cache_dir` (HERON_CACHE_DIR), else a per-user temp
+    folder (never the repo)."""
+    from pipeline.settings import get_settings
+
+    configured = get_settings().cache_dir
+    base = configured or Path(tempfile.gettempdir()) / f"heron-cache-{os.getuid()}"
     return Path(base) / "text-onnx"
 
 

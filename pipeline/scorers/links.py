@@ -1,10 +1,8 @@
 """Known-bad link matching: the platform phishing list plus each guild's own blocked links.
 
-URLs are pulled from the raw message text (the normalised text drops the dots between letters),
-however they are written: with or without a scheme (``discord-nitro.gift/abc``), inside markdown
-``[label](url)`` (the label too: ``[discord.com](https://evil.ru)`` is the classic masked link),
-inside ``<url>``, defanged (``hxxp://evil[.]com``), followed by punctuation, in upper case, with
-full-width letters or zero-width characters, and as Unicode or punycode (IDNA) host names.
+The links come from the feature stage (`pipeline.features.links`, `ItemContext.links`): found
+once per message, however they are written (no scheme, markdown masks, ``<url>``, defanged,
+full-width or zero-width characters, Unicode or punycode host names). This scorer only matches.
 
 A host matches an entry for itself or for any parent domain (``a.b.evil.com`` hits ``evil.com``);
 entries with a path (``bit.ly/abc``, how the list blocks single short links) match that path and
@@ -16,7 +14,7 @@ is safe (new phishing domains appear daily); a learned link score is the link mo
 links at all: ``applies_to`` is False and the Signal has empty scores.
 
 The platform list is a JSON file ``{"domains": [...]}`` read at start-up from, in order: the
-constructor's ``blocklist_path``, the ``HERON_LINK_BLOCKLIST`` environment variable (several
+constructor's ``blocklist_path``, ``Settings.link_blocklist`` (``HERON_LINK_BLOCKLIST``, several
 paths separated by ``os.pathsep``), or ``<repo root>/../shared/data/discord_phishing_links/
 domain-list.json`` when that exists. The data is never copied into the repository. Without a
 list the scorer still runs guild lists and ``status()`` says the platform list is missing, so
@@ -31,22 +29,22 @@ import os
 import re
 import threading
 import time
-import unicodedata
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
-from urllib.parse import urlsplit
 
+from cachetools import LRUCache
+
+from pipeline.features.context import ExtractedLink, Feature
+from pipeline.features.links import to_ascii_host
 from pipeline.guilds import GuildLists
-from pipeline.normalize import _INVISIBLE
 from pipeline.scorers.base import Modality, Scorer, ScoringItem
+from pipeline.settings import Settings, get_settings
 from pipeline.types import Evidence, Signal
 
 log = logging.getLogger(__name__)
 
-ENV_BLOCKLIST = "HERON_LINK_BLOCKLIST"
 DEFAULT_BLOCKLIST = (
     Path(__file__).resolve().parents[2].parent / "shared" / "data" / "discord_phishing_links" / "domain-list.json"
 )
@@ -54,144 +52,7 @@ DEFAULT_BLOCKLIST = (
 # flagging them as definitive scams would block ordinary messages in gaming guilds.
 KNOWN_FALSE_POSITIVES: frozenset[str] = frozenset({"counter-strike.net"})
 MAX_EVIDENCE = 10
-
-# --- extraction -------------------------------------------------------------------------------
-
-# Defanged spellings people (and threat feeds) use so a link is not clickable.
-_DEFANG = re.compile(
-    r"hxxp(s?)(?=\[?:)|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\{dot\}|\[:\]|\[/\]",
-    re.IGNORECASE,
-)
-_DOTS = {"\u3002": ".", "\uff0e": ".", "\uff61": "."}  # ideographic full stops that IDNA reads as dots
-
-_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
-_TLD = r"(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})"
-_SCHEME_URL = re.compile(r"(?<![\w.+-])[a-z][a-z0-9+.-]{1,15}://[^\s<>\"'`]+", re.IGNORECASE)
-_BARE_URL = re.compile(
-    rf"(?<![\w@.:/-])((?:{_LABEL}\.)+{_TLD})\.?(?::\d{{1,5}})?(?![\w-])(?:[/?#][^\s<>\"'`]*)?",
-    re.IGNORECASE,
-)
-_TRAILING = ".,;:!?'\"*_~"
-_PAIRS = {")": "(", "]": "[", "}": "{", ">": "<"}
-
-
-@dataclass(frozen=True)
-class Link:
-    """One link found in a message."""
-
-    host: str  # ASCII (punycode) lower-case host name, no trailing dot
-    path: str  # lower-case path without the leading '/', query or fragment
-    text: str  # the link as written in the message
-    span: tuple[int, int]  # in the original message text
-
-
-def _clean(text: str) -> tuple[str, list[int]]:
-    """NFKC-fold characters, drop invisible ones and refang, keeping a map back to original offsets."""
-    chars: list[str] = []
-    index: list[int] = []
-    for i, ch in enumerate(text):
-        if ch.isascii():
-            chars.append(ch)
-            index.append(i)
-            continue
-        if ord(ch) in _INVISIBLE:
-            continue
-        folded = _DOTS.get(ch) or unicodedata.normalize("NFKC", ch)
-        for c in folded:
-            chars.append(_DOTS.get(c, c))
-            index.append(i)
-    folded_text = "".join(chars)
-    out: list[str] = []
-    out_index: list[int] = []
-    pos = 0
-    for m in _DEFANG.finditer(folded_text):
-        out.append(folded_text[pos : m.start()])
-        out_index.extend(index[pos : m.start()])
-        token = m.group(0).lower()
-        repl = "http" + m.group(1) if token.startswith("hxxp") else token.strip("[](){}").replace("dot", ".")
-        out.append(repl)
-        out_index.extend([index[m.start()]] * len(repl))
-        pos = m.end()
-    out.append(folded_text[pos:])
-    out_index.extend(index[pos:])
-    return "".join(out), out_index
-
-
-def _trim(url: str) -> str:
-    """Drop trailing punctuation and closing brackets that are not part of the URL."""
-    while url:
-        last = url[-1]
-        if last in _TRAILING:
-            url = url[:-1]
-        elif last in _PAIRS and url.count(last) > url.count(_PAIRS[last]):
-            url = url[:-1]
-        else:
-            break
-    return url
-
-
-def to_ascii_host(host: str) -> str:
-    """Lower-case ASCII (IDNA/punycode) form of a host name; list entries and links meet here."""
-    host = host.strip().strip(".").lower()
-    if host.isascii():
-        return host
-    labels = []
-    for label in host.split("."):
-        if label.isascii():
-            labels.append(label)
-            continue
-        try:
-            labels.append(label.encode("idna").decode("ascii"))
-        except UnicodeError:
-            try:
-                labels.append("xn--" + label.encode("punycode").decode("ascii"))
-            except UnicodeError:
-                labels.append(label)
-    return ".".join(labels)
-
-
-def _split(url: str, has_scheme: bool) -> tuple[str, str] | None:
-    try:
-        parts = urlsplit(url if has_scheme else "//" + url)
-        host = parts.hostname or ""
-    except ValueError:  # e.g. an invalid port or IPv6 literal
-        return None
-    if not host or "." not in host.strip("."):
-        return None
-    return to_ascii_host(host), parts.path.lstrip("/").lower()
-
-
-def extract_links(text: str) -> list[Link]:
-    """Every link in `text`, in order of appearance, each host once per path."""
-    clean, index = _clean(text)
-    found: list[Link] = []
-    seen: set[tuple[str, str]] = set()
-    taken: list[tuple[int, int]] = []
-
-    def add(start: int, raw: str, has_scheme: bool) -> None:
-        url = _trim(raw)
-        if not url:
-            return
-        split = _split(url, has_scheme)
-        if split is None:
-            return
-        end = start + len(url)
-        span = (index[start], index[end - 1] + 1)
-        taken.append((start, end))
-        if split in seen:
-            return
-        seen.add(split)
-        found.append(Link(host=split[0], path=split[1], text=text[span[0] : span[1]], span=span))
-
-    for m in _SCHEME_URL.finditer(clean):
-        add(m.start(), m.group(0), True)
-    for m in _BARE_URL.finditer(clean):
-        if any(a <= m.start() < b for a, b in taken):
-            continue
-        add(m.start(), m.group(0), False)
-    found.sort(key=lambda link: link.span)
-    return found
-
+GUILD_CACHE_SIZE = 512  # compiled guild lists kept; a guild's list is compiled again after eviction
 
 # --- lists ------------------------------------------------------------------------------------
 
@@ -226,7 +87,7 @@ class LinkList:
     def __len__(self) -> int:
         return len(self.domains) + sum(len(p) for p in self.paths.values())
 
-    def match(self, link: Link) -> str | None:
+    def match(self, link: ExtractedLink) -> str | None:
         """The entry `link` hits (its host or a parent domain, or a host/path prefix), else None."""
         labels = link.host.split(".")
         for i in range(len(labels) - 1):
@@ -241,13 +102,16 @@ class LinkList:
         return None
 
 
-def _configured_paths(explicit: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None) -> list[Path]:
+BlocklistPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def _configured_paths(explicit: BlocklistPaths | None, configured: str | None) -> list[Path]:
+    """The explicit path(s), else the setting's os.pathsep-separated list, else the shared list."""
     if explicit is not None:
         items = [explicit] if isinstance(explicit, str | os.PathLike) else list(explicit)
         return [Path(p) for p in items]
-    env = os.environ.get(ENV_BLOCKLIST, "").strip()
-    if env:
-        return [Path(p) for p in env.split(os.pathsep) if p.strip()]
+    if configured and configured.strip():
+        return [Path(p) for p in configured.split(os.pathsep) if p.strip()]
     return [DEFAULT_BLOCKLIST]
 
 
@@ -263,29 +127,36 @@ def load_blocklist(path: Path) -> list[str]:
 class LinkScorer(Scorer):
     """Flags links to known phishing/scam domains (platform list and per-guild `blocked_links`)."""
 
-    inline: ClassVar[bool] = True  # compiled matchers, sub-millisecond: safe on the event loop
-
     name: ClassVar[str] = "links"
     modality: ClassVar[Modality] = Modality.LINK
     labels: ClassVar[tuple[str, ...]] = ("scam",)
     version = "1"
+    inline: ClassVar[bool] = True  # set look-ups, sub-millisecond: safe on the event loop
+    needs: ClassVar[frozenset[Feature]] = frozenset({Feature.LINKS})
 
     def __init__(
         self,
-        blocklist_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        blocklist_path: BlocklistPaths | None = None,
         never_block: Iterable[str] = KNOWN_FALSE_POSITIVES,
+        settings: Settings | None = None,
     ) -> None:
+        """`blocklist_path` None: `settings.link_blocklist` (default: the process settings)."""
         self._explicit = blocklist_path
+        self._configured = (settings or get_settings()).link_blocklist if blocklist_path is None else None
         self._never_block = frozenset(never_block)
         self._platform: LinkList | None = None
         self._status: dict[str, Any] = {"ok": False, "detail": "not loaded yet", "paths": [], "entries": 0}
-        self._guild_cache: OrderedDict[tuple[str, ...], LinkList] = OrderedDict()
-        self._lock = threading.Lock()
+        self._guild_cache: LRUCache[tuple[str, ...], LinkList] = LRUCache(maxsize=GUILD_CACHE_SIZE)
+        self._lock = threading.Lock()  # cachetools caches are not thread-safe
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(settings=settings)
 
     def load(self, artifact_dir: Path | None = None) -> Self:
         """Read the platform list. A missing or broken file is reported by status(), not raised:
         guild lists still work, and readiness decides whether that is good enough."""
-        paths = _configured_paths(self._explicit)
+        paths = _configured_paths(self._explicit, self._configured)
         entries: list[str] = []
         problems: list[str] = []
         for p in paths:
@@ -310,9 +181,6 @@ class LinkScorer(Scorer):
         """For readiness: `ok`, a human `detail`, the list `paths` tried and how many `entries` loaded."""
         return dict(self._status)
 
-    def applies_to(self, item: ScoringItem) -> bool:
-        return bool(extract_links(item.message.text))
-
     def _guild_list(self, lists: GuildLists) -> LinkList | None:
         """The guild's compiled extra list, cached by content: the policy layer may build a new
         GuildLists per request, and these lists are short, so the content is a cheap key."""
@@ -321,14 +189,11 @@ class LinkScorer(Scorer):
         key = tuple(lists.blocked_links)
         with self._lock:
             hit = self._guild_cache.get(key)
-            if hit is not None:
-                self._guild_cache.move_to_end(key)
-                return hit
-        compiled = LinkList.from_entries(key)
+        if hit is not None:
+            return hit
+        compiled = LinkList.from_entries(key)  # outside the lock: other guilds need not wait
         with self._lock:
             self._guild_cache[key] = compiled
-            while len(self._guild_cache) > 512:
-                self._guild_cache.popitem(last=False)
         return compiled
 
     def score(self, items: Sequence[ScoringItem]) -> list[Signal]:
@@ -337,7 +202,7 @@ class LinkScorer(Scorer):
         return self.score_each(items, self._score_one)
 
     def _score_one(self, item: ScoringItem, started: float) -> Signal:
-        links = extract_links(item.message.text)
+        links = item.context.links
         if not links:
             return Signal(scorer=self.name, version=self.version, latency_ms=_ms(started))
         platform = self._platform or LinkList()

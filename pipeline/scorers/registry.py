@@ -10,14 +10,13 @@ import importlib
 from dataclasses import dataclass
 
 from pipeline.scorers.base import Scorer
+from pipeline.settings import Settings, get_settings
 
 
 @dataclass(frozen=True)
 class ScorerEntry:
     name: str
     target: str  # "module:Class"
-    default_enabled: bool = True
-    needs_artifact: bool = False
 
     def load_class(self) -> type[Scorer]:
         module, _, cls = self.target.partition(":")
@@ -27,7 +26,7 @@ class ScorerEntry:
 REGISTRY: tuple[ScorerEntry, ...] = (
     ScorerEntry("rules", "pipeline.scorers.rules:RulesScorer"),
     ScorerEntry("links", "pipeline.scorers.links:LinkScorer"),
-    ScorerEntry("text", "pipeline.scorers.text:TextScorer", needs_artifact=True),
+    ScorerEntry("text", "pipeline.scorers.text:TextScorer"),
 )
 
 _names = [e.name for e in REGISTRY]
@@ -44,6 +43,6 @@ def get_entry(name: str) -> ScorerEntry:
         raise KeyError(f"unknown scorer {name!r}; registered: {', '.join(BY_NAME)}") from None
 
 
-def build(name: str, **kwargs: object) -> Scorer:
-    """Instantiate and load a registered scorer with its default artifact."""
-    return get_entry(name).load_class()(**kwargs).load()
+def build(name: str, settings: Settings | None = None) -> Scorer:
+    """Build a registered scorer from the settings (default: the process's) and load it."""
+    return get_entry(name).load_class().from_settings(settings or get_settings()).load()

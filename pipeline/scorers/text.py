@@ -12,10 +12,10 @@ read from the network output named in the artifact's `serving_heads` (toxicity c
 head when it separates OLID validation better than the shared head, as it did for the committed
 artifact).
 
-Knobs (constructor kwargs, defaulting to environment variables):
-HERON_TEXT_QUANTIZE (auto | onnx-int8-sq | onnx-int8 | torch-int8 | fp32; auto = the path `heron eval text`
-chose by measurement), HERON_TEXT_MAX_BATCH, HERON_TEXT_MAX_WAIT_MS, HERON_TEXT_THREADS,
-HERON_TEXT_WORKERS, HERON_TEXT_GROUP, HERON_TEXT_CACHE_SIZE. Defaults were measured with
+Knobs: `Settings.text_*` (HERON_TEXT_QUANTIZE: auto | onnx-int8-sq | onnx-int8 | torch-int8 | fp32,
+auto = the path `heron eval text` chose by measurement; HERON_TEXT_MAX_BATCH, HERON_TEXT_MAX_WAIT_MS,
+HERON_TEXT_THREADS, HERON_TEXT_WORKERS, HERON_TEXT_GROUP, HERON_TEXT_CACHE_SIZE), passed in by
+`from_settings`; constructor kwargs (for tests and benches) override them. Defaults were measured with
 bench/bench_text.py on 2 cores: small length-sorted batches (8) drawn from up to 8 batches' worth of
 queued requests, on 2 one-thread workers, beat batches of 32 (310 vs 196 msg/s under 64 callers),
 because chat messages vary in length and a batch pads to its longest.
@@ -37,6 +37,7 @@ from models.text.canonical import canonicalize
 from models.text.quantize import serving_quantize
 from pipeline.normalize import normalize
 from pipeline.scorers.base import Modality, Scorer, ScoringItem
+from pipeline.settings import Settings, get_settings
 from pipeline.types import Evidence, Signal
 
 if TYPE_CHECKING:
@@ -49,33 +50,38 @@ TRAINED_LABELS: tuple[str, ...] = ("toxicity", "hate", "spam")
 SCORE_DECIMALS = 4
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
 class TextScorer(Scorer):
     """Multi-label text model scores (calibrated probabilities) for toxicity, hate and spam."""
 
     name: ClassVar[str] = "text"
     modality: ClassVar[Modality] = Modality.TEXT
     labels: ClassVar[tuple[str, ...]] = TRAINED_LABELS
+    batched: ClassVar[bool] = True  # one padded forward pass per batch
+    async_single: ClassVar[bool] = True  # score_one_async awaits the micro-batcher, no thread hop
+    micro_batching: ClassVar[bool] = True  # submit() gathers concurrent callers into shared batches
 
     def __init__(self, quantize: str | None = None, max_batch: int | None = None, max_wait_ms: float | None = None,
                  num_threads: int | None = None, workers: int | None = None, cache_size: int | None = None,
-                 artifact_dir: Path | str | None = None, group: int | None = None) -> None:
-        self.quantize = quantize or _env("HERON_TEXT_QUANTIZE", "auto")
-        self.max_batch = max_batch or int(_env("HERON_TEXT_MAX_BATCH", "8"))
-        self.group = group or int(_env("HERON_TEXT_GROUP", "8"))
-        self.max_wait_ms = max_wait_ms if max_wait_ms is not None else float(_env("HERON_TEXT_MAX_WAIT_MS", "0"))
-        self.workers = workers or int(_env("HERON_TEXT_WORKERS", str(min(2, os.cpu_count() or 1))))
-        threads_env = os.environ.get("HERON_TEXT_THREADS")
-        self.num_threads = num_threads or (int(threads_env) if threads_env else None)
-        self.cache_size = cache_size if cache_size is not None else int(_env("HERON_TEXT_CACHE_SIZE", "50000"))
+                 artifact_dir: Path | str | None = None, group: int | None = None,
+                 settings: Settings | None = None) -> None:
+        """Kwargs left None come from `settings` (default: the process settings)."""
+        cfg = settings or get_settings()
+        self.quantize = quantize or cfg.text_quantize
+        self.max_batch = max_batch or cfg.text_max_batch
+        self.group = group or cfg.text_group
+        self.max_wait_ms = max_wait_ms if max_wait_ms is not None else cfg.text_max_wait_ms
+        self.workers = workers or cfg.text_workers
+        self.num_threads = num_threads or cfg.text_threads
+        self.cache_size = cache_size if cache_size is not None else cfg.text_cache_size
         self.artifact_dir = Path(artifact_dir) if artifact_dir else None
         self.version = "unloaded"
         self.engine: TextEngine | None = None
         self.cache: LRUCache | None = None
         self._batcher: MicroBatcher | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(settings=settings)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def load(self, artifact_dir: Path | None = None) -> Self:

@@ -1,16 +1,18 @@
-"""LinkScorer: URL extraction however links are written, and list matching."""
+"""Links: extraction however they are written (the feature stage), and list matching (LinkScorer)."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
+from pipeline.features import extract_links, prepare
 from pipeline.guilds import EMPTY_LISTS, GuildLists
-from pipeline.scorers.base import ScoringItem
-from pipeline.scorers.links import DEFAULT_BLOCKLIST, ENV_BLOCKLIST, LinkScorer, extract_links
+from pipeline.scorers.links import DEFAULT_BLOCKLIST, LinkScorer
+from pipeline.settings import Settings
 from pipeline.types import Message, Signal
 
 BAD = ["steamcommunity-gift.ru", "discord-nitro.gift", "evil.example", "bit.ly/3bad", "xn--dscord-pvf.com"]
@@ -29,7 +31,7 @@ def scorer(blocklist: Path) -> LinkScorer:
 
 
 def run(scorer: LinkScorer, text: str, lists: GuildLists = EMPTY_LISTS) -> Signal:
-    return scorer.score([ScoringItem(Message(text=text), text.lower(), lists)])[0]
+    return scorer.score([prepare(Message(text=text), lists)])[0]
 
 
 # --- extraction -------------------------------------------------------------------------------
@@ -51,6 +53,8 @@ def run(scorer: LinkScorer, text: str, lists: GuildLists = EMPTY_LISTS) -> Signa
         ("dіscord.com", "xn--dscord-pvf.com", "", "dіscord.com"),  # Cyrillic і, as punycode
         ("https://discord.com@evil.example/x", "evil.example", "x", "https://discord.com@evil.example/x"),
         ("visit evil.example.", "evil.example", "", "evil.example"),
+        ("EVIL[DOT]EXAMPLE/x", "evil.example", "x", "EVIL[DOT]EXAMPLE/x"),  # no '.' at all: not skipped
+        ("evil\u3002example", "evil.example", "", "evil\u3002example"),  # ideographic full stop
     ],
 )
 def test_extraction(text: str, host: str, path: str, written: str) -> None:
@@ -72,6 +76,31 @@ def test_parentheses_inside_urls_are_kept() -> None:
 @pytest.mark.parametrize("text", ["ok.", "e.g. this", "version 1.2.3", "mail me at a@b.com", "3.14", "no links"])
 def test_not_links(text: str) -> None:
     assert extract_links(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("join discord.gg/AbC123 now", "AbC123"),  # invite codes are case-sensitive: kept as written
+        ("https://discord.com/invite/heron-dev", "heron-dev"),
+        ("discordapp.com/invite/XyZ/", "XyZ"),
+        ("discord.com/channels/1/2", None),
+        ("https://example.gg/AbC123", None),
+        ("discord.gg/", None),
+    ],
+)
+def test_discord_invites(text: str, code: str | None) -> None:
+    (link,) = extract_links(text)
+    assert link.invite == code
+
+
+def test_links_are_read_from_the_item_context(scorer: LinkScorer) -> None:
+    """The scorer matches what the feature stage found; it does not look at the text again."""
+    item = prepare(Message(text="nothing to see"))
+    assert not scorer.applies_to(item)
+    item.context.links = tuple(extract_links("steamcommunity-gift.ru"))
+    assert scorer.applies_to(item)
+    assert scorer.score([item])[0].scores == {"scam": 1.0}
 
 
 # --- matching ---------------------------------------------------------------------------------
@@ -125,7 +154,7 @@ def test_benign_links_are_a_real_zero(scorer: LinkScorer, text: str) -> None:
 
 
 def test_no_links_means_no_scores(scorer: LinkScorer) -> None:
-    item = ScoringItem(Message(text="hello there"), "hello there")
+    item = prepare(Message(text="hello there"))
     assert not scorer.applies_to(item)
     assert scorer.score([item])[0].scores == {}
 
@@ -140,10 +169,32 @@ def test_missing_list_is_reported_not_raised(tmp_path: Path) -> None:
     assert run(scorer, "steamcommunity-gift.ru").scores == {"scam": 0.0}  # still scores, from no list
 
 
-def test_env_variable_names_the_list(blocklist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ENV_BLOCKLIST, str(blocklist))
-    scorer = LinkScorer().load()
+def test_env_variable_names_the_list(blocklist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERON_LINK_BLOCKLIST", str(blocklist))
+    scorer = LinkScorer.from_settings(Settings()).load()
     assert scorer.status()["ok"] and scorer.status()["entries"] == len(BAD)
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps(["more-evil.example"]), "utf-8")
+    monkeypatch.setenv("HERON_LINK_BLOCKLIST", f"{blocklist}{os.pathsep}{extra}")  # several lists
+    scorer = LinkScorer.from_settings(Settings()).load()
+    assert scorer.status()["entries"] == len(BAD) + 1
+    assert run(scorer, "more-evil.example/x").scores == {"scam": 1.0}
+
+
+def test_guild_lists_are_compiled_once_per_content(scorer: LinkScorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.scorers import links
+
+    compiled: list[tuple[str, ...]] = []
+    original = links.LinkList.from_entries.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[links.LinkList], entries: tuple[str, ...], exclude: tuple[str, ...] = ()) -> links.LinkList:
+        compiled.append(tuple(entries))
+        return original(cls, entries, exclude)
+
+    monkeypatch.setattr(links.LinkList, "from_entries", classmethod(counting))
+    for _ in range(3):  # a policy layer that builds an equal GuildLists per request
+        assert run(scorer, "rival.example", GuildLists(blocked_links=("rival.example",))).scores == {"scam": 1.0}
+    assert compiled == [("rival.example",)]
 
 
 def test_broken_list_is_reported(tmp_path: Path) -> None:

@@ -7,8 +7,7 @@ import time
 import pytest
 
 from pipeline.guilds import EMPTY_LISTS, GuildLists
-from pipeline.normalize import normalize
-from pipeline.scorers.base import ScoringItem
+from pipeline.scorers.base import ItemContext, ScoringItem
 from pipeline.scorers.rules import RulesScorer, validate_keyword, validate_lists, validate_regex
 from pipeline.types import Attachment, Message, Signal
 
@@ -24,7 +23,7 @@ LISTS = GuildLists(
 
 
 def run(text: str, lists: GuildLists = LISTS, scorer: RulesScorer | None = None) -> Signal:
-    item = ScoringItem(Message(text=text), normalize(text), lists)
+    item = ScoringItem(Message(text=text), lists=lists)
     return (scorer or RulesScorer()).score([item])[0]
 
 
@@ -147,12 +146,13 @@ def test_no_lists_means_empty_scores_not_an_error() -> None:
 
 def test_attachment_only_message_has_no_scores() -> None:
     msg = Message(attachments=[Attachment(url="https://cdn.example/x.png")])
-    sig = RulesScorer().score([ScoringItem(msg, "", LISTS)])[0]
+    sig = RulesScorer().score([ScoringItem(msg, lists=LISTS, context=ItemContext(normalized_text=""))])[0]
     assert sig.ok and sig.scores == {}
 
 
 def test_missing_normalized_text_is_computed() -> None:
-    sig = RulesScorer().score([ScoringItem(Message(text="you 1d10t"), "", LISTS)])[0]
+    empty = ItemContext(normalized_text="")  # as if normalisation had produced nothing
+    sig = RulesScorer().score([ScoringItem(Message(text="you 1d10t"), lists=LISTS, context=empty)])[0]
     assert sig.scores["toxicity"] == 1.0
 
 

@@ -27,8 +27,8 @@ from models.text.model import (
     load_artifact,
     verify_backbone,
 )
-from pipeline.normalize import NORMALIZER_VERSION, normalize
-from pipeline.scorers.base import ScoringItem
+from pipeline.normalize import NORMALIZER_VERSION
+from pipeline.scorers.base import ItemContext, ScoringItem
 from pipeline.scorers.text import TRAINED_LABELS, TextScorer
 from pipeline.types import Message
 from training.text.data import CANONICAL_VERSION
@@ -42,7 +42,7 @@ FRIENDLY = "Thanks so much for helping me with my homework, have a lovely evenin
 
 
 def item(text: str) -> ScoringItem:
-    return ScoringItem(Message(text=text), normalize(text))
+    return ScoringItem(Message(text=text))
 
 
 @pytest.fixture(scope="module")
@@ -196,8 +196,9 @@ def test_unreadable_and_empty_items_are_errors_not_zeros(fp32_scorer: TextScorer
         def __getattr__(self, name: str) -> object:
             raise RuntimeError("unreadable")
 
-    empty = ScoringItem(Message(text=" ", attachments=[{"url": "https://cdn.example/a.png"}]), "")
-    sigs = fp32_scorer.score([item(INSULT), ScoringItem(Broken(), "", Broken()), empty])  # type: ignore[arg-type]
+    empty = ScoringItem(Message(text=" ", attachments=[{"url": "https://cdn.example/a.png"}]),
+                        context=ItemContext(normalized_text=""))
+    sigs = fp32_scorer.score([item(INSULT), ScoringItem(Broken(), context=Broken()), empty])  # type: ignore[arg-type]
     assert sigs[0].ok
     assert sigs[1].error and sigs[1].scores == {}
     assert sigs[2].error and sigs[2].scores == {}

@@ -65,14 +65,13 @@ def test_train_text_tiny_run_writes_a_loadable_artifact(tmp_path: Path) -> None:
     preds = np.load(out / "eval_predictions.npz")
     assert preds["seed0/test/olid"].shape == (64, len(OUTPUTS))
 
-    from pipeline.normalize import normalize
     from pipeline.scorers.base import ScoringItem
     from pipeline.scorers.text import TextScorer
     from pipeline.types import Message
 
     s = TextScorer(quantize="fp32", artifact_dir=out).load()
     try:
-        (sig,) = s.score([ScoringItem(Message(text="hello there"), normalize("hello there"))])
+        (sig,) = s.score([ScoringItem(Message(text="hello there"))])
         assert sig.ok and set(sig.scores) == set(LABELS) and s.version.endswith("+fp32")
     finally:
         s.close()
