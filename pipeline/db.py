@@ -78,6 +78,8 @@ messages = sa.Table(
     sa.Column("received_at", TS, nullable=False),
     sa.Column("enqueued_at", TS, nullable=True),
     sa.Column("decided_at", TS, nullable=True),
+    # The API request that brought it: logs of the worker and the sinks carry it on.
+    sa.Column("request_id", sa.String(128), nullable=True),
     sa.UniqueConstraint("tenant_id", "message_id", name="uq_messages_tenant_message"),
 )
 
@@ -148,6 +150,7 @@ outbox = sa.Table(
     sa.Column("decision_id", sa.String(64), nullable=False),
     sa.Column("message_id", sa.String(128), nullable=False),
     sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=True),
     sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | dead
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("retry_from", sa.Integer, nullable=False, server_default="0"),

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from typing import Any, Protocol
 
+from pipeline.logs import request_id as current_request_id
 from pipeline.queue.batching import take_batch
 from pipeline.queue.celery_app import DECIDE_TASK, QUEUE, make_celery
 from pipeline.queue.embedded import EmbeddedDispatcher
@@ -169,13 +170,16 @@ class Runtime:
         self, tenant_id: str, message: Message, outcome: Future[Decision] | asyncio.Future[Decision]
     ) -> None:
         """Store a late sync decision (its outbox events deliver it by webhook), off the event loop."""
+        rid = current_request_id.get()
 
         def _save() -> None:
             if outcome.cancelled() or outcome.exception() is not None:
                 log.error("late decision for %s failed; the sweeper will retry", message.id)
                 return
             try:
-                if self.store.decisions.save_many([(tenant_id, outcome.result())], path="sync-late"):
+                decision = outcome.result()
+                if self.store.decisions.save_many([(tenant_id, decision)], path="sync-late",
+                                                  request_ids={decision.message_id: rid}):
                     self.drainer.wake()
             except Exception:  # noqa: BLE001 - the sweeper retries a message left pending
                 log.exception("storing late decision for %s failed", message.id)
@@ -214,13 +218,13 @@ class MessageInbox:
         self.store = store
         self.on_stored = on_stored
         self.max_batch = max_batch
-        self._queue: queue.Queue[tuple[str, Message, Future[tuple[int, bool]]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Message, str | None, Future[tuple[int, bool]]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="heron-inbox", daemon=True)
         self._thread.start()
 
     def put(self, tenant_id: str, message: Message) -> Future[tuple[int, bool]]:
         fut: Future[tuple[int, bool]] = Future()
-        self._queue.put((tenant_id, message, fut))
+        self._queue.put((tenant_id, message, current_request_id.get(), fut))
         return fut
 
     def _loop(self) -> None:
@@ -231,14 +235,14 @@ class MessageInbox:
             if stop:
                 return
 
-    def _store(self, batch: list[tuple[str, Message, Future[tuple[int, bool]]]]) -> None:
+    def _store(self, batch: list[tuple[str, Message, str | None, Future[tuple[int, bool]]]]) -> None:
         try:
-            results = self.store.messages.insert_many([(t, m) for t, m, _ in batch])
+            results = self.store.messages.insert_many([(t, m) for t, m, _, _ in batch], [r for _, _, r, _ in batch])
         except Exception as exc:  # noqa: BLE001 - every caller gets the error; nothing is half-stored
-            for _, _, fut in batch:
+            for _, _, _, fut in batch:
                 fut.set_exception(exc)
             return
-        for (_, _, fut), res in zip(batch, results, strict=True):
+        for (_, _, _, fut), res in zip(batch, results, strict=True):
             fut.set_result(res)
         new_ids = [rid for rid, created in results if created]
         if new_ids:
@@ -257,21 +261,24 @@ class DecisionWriter:
     def __init__(self, store: Store, on_saved: Any = None) -> None:
         self.store = store
         self.on_saved = on_saved
-        self._queue: queue.Queue[tuple[str, Decision] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Decision, str | None] | None] = queue.Queue()
         self._pending = 0  # recorded but not yet committed (approximate across threads; for flush)
         self._thread = threading.Thread(target=self._loop, name="heron-decision-writer", daemon=True)
         self._thread.start()
 
     def record(self, tenant_id: str, decision: Decision) -> None:
         self._pending += 1
-        self._queue.put((tenant_id, decision))
+        self._queue.put((tenant_id, decision, current_request_id.get()))
 
     def _loop(self) -> None:
         while True:
             batch, stop = take_batch(self._queue, 500)
             if batch:
                 try:
-                    if self.store.decisions.save_many(batch, path="sync") and self.on_saved is not None:
+                    saved = self.store.decisions.save_many(
+                        [(t, d) for t, d, _ in batch], path="sync", request_ids={d.message_id: r for _, d, r in batch}
+                    )
+                    if saved and self.on_saved is not None:
                         self.on_saved()
                 except Exception:  # noqa: BLE001
                     log.exception("could not store %d sync decisions", len(batch))

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import RuntimeDep, TenantDep
 from api.errors import ApiError
 from api.schemas import DecisionList, DecisionPublic, DecisionRevise, RevisionPublic
+from pipeline.logs import request_id as current_request_id
 from pipeline.types import Action, Decision, Id, Reason
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
@@ -74,8 +75,10 @@ async def override(decision_id: Id, body: DecisionRevise, tenant: TenantDep, rt:
         "reasons": [*current.reasons, Reason(action=body.action, source="override",
                                              text=f"overridden to {body.action.value} by {body.actor}: {body.reason}")],
     })
+    rid = current_request_id.get()
     new = await run_in_threadpool(
-        lambda: rt.store.decisions.revise(tenant, revised, cause="override", actor=actor, note=body.reason)
+        lambda: rt.store.decisions.revise(tenant, revised, cause="override", actor=actor, note=body.reason,
+                                          request_id=rid)
     )
     rt.drainer.wake()
     return new

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from pipeline.guilds import PLATFORM_GUILD, GuildConfig
+from pipeline.logs import log_context
 from pipeline.metrics import observe_decided
 from pipeline.service import ModerationService
 from pipeline.store import Store, StoredMessage
@@ -43,7 +44,12 @@ def decide_stored_messages(
                 guild = store.guilds.get(tenant_id, m.message.guild_id) or PLATFORM_GUILD
             batch.append((m.message, guild))
         decisions = service.decide_batch(tenant_id, batch)
-        created.extend(d for _, d in store.decisions.save_many([(tenant_id, d) for d in decisions]))
+        request_ids = {m.message.id: m.request_id for m in msgs}
+        new = store.decisions.save_many([(tenant_id, d) for d in decisions], request_ids=request_ids)
+        for _, d in new:
+            with log_context(request_id=request_ids.get(d.message_id), message_id=d.message_id, tenant_id=tenant_id):
+                log.info("decided: %s", d.action.value, extra={"decision_id": d.id, "action": d.action.value})
+        created.extend(d for _, d in new)
     received = {m.message.id: m.received_at for m in stored}
     observe_decided(created, [(d.decided_at - received[d.message_id]).total_seconds()
                               for d in created if received.get(d.message_id) is not None])

@@ -31,6 +31,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from pipeline.logs import log_context
 from pipeline.sinks.base import DeliveryResult, Sink
 from pipeline.store import OutboxEvent, Store
 
@@ -223,6 +224,11 @@ class OutboxDrainer:
         return len(events)
 
     async def _attempt(self, event: OutboxEvent, prepared: Any) -> None:
+        # Each task runs in its own copy of the context: these ids are this event's alone.
+        with log_context(request_id=event.request_id, message_id=event.message_id, tenant_id=event.tenant_id):
+            await self._attempt_in_context(event, prepared)
+
+    async def _attempt_in_context(self, event: OutboxEvent, prepared: Any) -> None:
         started = time.perf_counter()
         try:
             try:
@@ -241,6 +247,7 @@ class OutboxDrainer:
             ATTEMPTS.labels(self.sink.name, outcome).inc()
             ATTEMPT_SECONDS.labels(self.sink.name).observe(duration)
             if result.ok:
+                log.info("%s event %s delivered (attempt %d)", self.sink.name, event.event_id, event.attempts + 1)
                 DELIVERY_LAG.labels(self.sink.name).observe(
                     max(0.0, (datetime.now(UTC) - event.created_at).total_seconds())
                 )

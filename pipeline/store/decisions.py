@@ -70,6 +70,7 @@ class Decisions:
         *,
         actor: str = "system:pipeline",
         path: str = "async",
+        request_ids: dict[str, str | None] | None = None,
     ) -> list[tuple[str, Decision]]:
         """Store first decisions in one transaction; returns those that were new.
 
@@ -139,7 +140,7 @@ class Decisions:
                     for t, d in new
                 ],
             )
-            write_events(conn, self.router, [(t, d) for t, d in new], ts)
+            write_events(conn, self.router, [(t, d) for t, d in new], ts, request_ids)
         return new
 
     @staticmethod
@@ -157,7 +158,8 @@ class Decisions:
         }
 
     def revise(
-        self, tenant_id: str, decision: Decision, *, cause: str, actor: str, note: str | None = None
+        self, tenant_id: str, decision: Decision, *, cause: str, actor: str, note: str | None = None,
+        request_id: str | None = None,
     ) -> Decision:
         """Make `decision` the next revision of its message's decision (or its first, if none yet).
 
@@ -196,7 +198,7 @@ class Decisions:
                 {"decision_id": new.id, "revision": revision, "cause": cause, "action": new.action.value,
                  **({"note": note} if note else {})},
             )
-            write_events(conn, self.router, [(tenant_id, new)], ts)
+            write_events(conn, self.router, [(tenant_id, new)], ts, {new.message_id: request_id})
         return new
 
     # ---- reading -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ class StoredMessage:
     status: str
     attempts: int
     received_at: datetime | None = None
+    request_id: str | None = None
 
 
 class Messages:
@@ -30,11 +31,17 @@ class Messages:
         """Store an incoming message; returns (row id, created). A repeat id is not stored twice."""
         return self.insert_many([(tenant_id, message)])[0]
 
-    def insert_many(self, items: list[tuple[str, Message]]) -> list[tuple[int, bool]]:
-        """Store many incoming messages in one transaction (group commit); (row id, created) each."""
+    def insert_many(
+        self, items: list[tuple[str, Message]], request_ids: list[str | None] | None = None
+    ) -> list[tuple[int, bool]]:
+        """Store many incoming messages in one transaction (group commit); (row id, created) each.
+
+        `request_ids` (one per item) name the API requests that brought them, for the logs of the
+        worker and the sinks that handle them later."""
         if not items:
             return []
         ts = now()
+        rids = request_ids or [None] * len(items)
         rows = [
             {
                 "tenant_id": t,
@@ -44,8 +51,9 @@ class Messages:
                 "status": "pending",
                 "attempts": 0,
                 "received_at": ts,
+                "request_id": rid,
             }
-            for t, m in items
+            for (t, m), rid in zip(items, rids, strict=True)
         ]
         c = db.messages.c
         with self.db.engine.begin() as conn:
@@ -84,7 +92,7 @@ class Messages:
             rows = conn.execute(sa.select(db.messages).where(c.id.in_(row_ids)).order_by(c.id)).all()
         return [
             StoredMessage(r.id, r.tenant_id, Message.model_validate(r.payload), r.status, r.attempts,
-                          aware(r.received_at))
+                          aware(r.received_at), r.request_id)
             for r in rows
         ]
 

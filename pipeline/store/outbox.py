@@ -60,8 +60,17 @@ class OutboxRouter:
         return tuple(r.name for r in self.routes)
 
 
-def write_events(conn: Connection, router: OutboxRouter, events: Sequence[tuple[str, Decision]], ts: datetime) -> int:
-    """One outbox row per (sink, decision revision) in the caller's transaction; returns how many."""
+def write_events(
+    conn: Connection,
+    router: OutboxRouter,
+    events: Sequence[tuple[str, Decision]],
+    ts: datetime,
+    request_ids: dict[str, str | None] | None = None,
+) -> int:
+    """One outbox row per (sink, decision revision) in the caller's transaction; returns how many.
+
+    `request_ids` (by message id) follow each event into its sink's logs."""
+    rids = request_ids or {}
     rows = [
         {
             "tenant_id": t,
@@ -69,6 +78,7 @@ def write_events(conn: Connection, router: OutboxRouter, events: Sequence[tuple[
             "decision_id": d.id,
             "message_id": d.message_id,
             "revision": d.revision,
+            "request_id": rids.get(d.message_id),
             "status": "pending",
             "attempts": 0,
             "retry_from": 0,
@@ -100,6 +110,7 @@ class OutboxEvent:
     created_at: datetime
     delivered_at: datetime | None
     dead_at: datetime | None
+    request_id: str | None = None
 
     @property
     def attempts_this_round(self) -> int:
@@ -116,7 +127,7 @@ def _event(row: Any) -> OutboxEvent:
     return OutboxEvent(
         row.id, row.tenant_id, row.sink, row.decision_id, row.message_id, row.revision, row.status, row.attempts,
         row.retry_from, aware(row.next_attempt_at), row.last_error, row.last_status_code,
-        aware(row.created_at), aware(row.delivered_at), aware(row.dead_at),  # type: ignore[arg-type]
+        aware(row.created_at), aware(row.delivered_at), aware(row.dead_at), row.request_id,  # type: ignore[arg-type]
     )
 
 

@@ -123,3 +123,25 @@ def test_worker_refuses_a_database_without_the_schema(pg_url: str, tmp_path: Any
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "has no Heron schema" in done.stderr and "heron migrate" in done.stderr
+
+
+def test_a_request_id_follows_the_message_from_api_to_worker_to_webhook(stack, receiver) -> None:  # type: ignore[no-untyped-def]
+    """An operator greps one id across processes: the worker's decision and the sink's delivery
+    log lines (JSON, since the logs are files) carry the request id the chat service sent."""
+    stack.start_api()
+    w1 = stack.start_worker("w1")
+    receiver.secret = stack.client.put("/v1/webhook", json={"url": receiver.url}).json()["secret"]
+    r = stack.client.post("/v1/messages", json={"id": "traced-1", "text": "hello"},
+                          headers={"X-Request-Id": "req-trace-42"})
+    assert r.status_code == 202 and r.headers["X-Request-Id"] == "req-trace-42"
+    receiver.wait_for(1)
+    deadline = time.monotonic() + 20
+    mine: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in w1.output().splitlines() if x.startswith("{")]
+        mine = [x for x in lines if x.get("request_id") == "req-trace-42"]
+        if any("delivered" in x["message"] for x in mine):
+            break
+        time.sleep(0.2)
+    assert any(x["message"].startswith("decided") and x["message_id"] == "traced-1" for x in mine), mine
+    assert any("delivered" in x["message"] and x["message_id"] == "traced-1" for x in mine), mine

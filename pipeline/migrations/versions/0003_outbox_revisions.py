@@ -27,6 +27,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("revision", sa.Integer(), nullable=False, server_default="1"))
         batch_op.add_column(sa.Column("updated_at", TS, nullable=True))
         batch_op.create_index("ix_decisions_created_at", ["created_at"], unique=False)
+    with op.batch_alter_table("messages") as batch_op:
+        batch_op.add_column(sa.Column("request_id", sa.String(128), nullable=True))
 
     op.create_table(
         "decision_revisions",
@@ -57,6 +59,7 @@ def upgrade() -> None:
         sa.Column("decision_id", sa.String(64), nullable=False),
         sa.Column("message_id", sa.String(128), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("request_id", sa.String(128), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("retry_from", sa.Integer(), nullable=False, server_default="0"),
@@ -116,6 +119,8 @@ def downgrade() -> None:
     op.drop_table("outbox_attempts")
     op.drop_table("outbox")
     op.drop_table("decision_revisions")
+    with op.batch_alter_table("messages") as batch_op:
+        batch_op.drop_column("request_id")
     with op.batch_alter_table("decisions") as batch_op:
         batch_op.drop_index("ix_decisions_created_at")
         batch_op.drop_column("updated_at")
