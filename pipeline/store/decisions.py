@@ -103,17 +103,20 @@ class Decisions:
             )
             created_ids = {r.id for r in result}
             new = [(t, d) for t, d in items if d.id in created_ids]
-            if not new:
-                return []
+            # Every message here has a decision now, new or not: one decided on the sync path and
+            # then submitted to the async one must not stay pending (and be re-swept) forever.
             by_tenant: dict[str, list[str]] = {}
-            for t, d in new:
+            for t, d in items:
                 by_tenant.setdefault(t, []).append(d.message_id)
+            m = db.messages.c
             for t, mids in by_tenant.items():
                 conn.execute(
                     db.messages.update()
-                    .where(db.messages.c.tenant_id == t, db.messages.c.message_id.in_(mids))
+                    .where(m.tenant_id == t, m.message_id.in_(mids), m.status == "pending")
                     .values(status="decided", decided_at=ts)
                 )
+            if not new:
+                return []
             conn.execute(
                 db.decision_revisions.insert(),
                 [self._revision_row(t, d, "initial", actor, ts) for t, d in new],

@@ -52,3 +52,17 @@ def test_a_later_revision_waits_for_the_earlier_one(store: Store) -> None:
                                 retry_at=None)  # revision 1 dead: revision 2 may go
     second = store.outbox.claim_due("webhook", owner="d", lease_s=60, limit=10)
     assert [e.revision for e in second] == [2]
+
+
+def test_a_message_decided_on_the_sync_path_and_then_queued_is_not_left_pending(store: Store) -> None:
+    """Found by schemathesis: POST /v1/moderate, then POST /v1/messages with the same id, left the
+    message pending forever (its decision existed, so saving it again marked nothing decided)."""
+    from pipeline.types import Message
+
+    t = store.tenants.ensure("a")
+    store.decisions.save_many([(t, decision(t, "m1"))], path="sync")
+    row_id, created = store.messages.insert(t, Message(id="m1", text="hi"))
+    assert created
+    assert store.decisions.save_many([(t, decision(t, "m1"))]) == []  # the worker's attempt: no new decision
+    assert store.messages.status(t, "m1") == "decided"
+    assert store.messages.claim_stale_pending(0.0) == []
