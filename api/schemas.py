@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, UrlConstraints, field_validator
 
 from pipeline.policy import GuildPolicy
-from pipeline.types import Decision, Message
+from pipeline.scorers.rules import (
+    MAX_ALLOWLIST,
+    MAX_KEYWORD_CHARS,
+    MAX_KEYWORDS_PER_CATEGORY,
+    MAX_REGEX_CHARS,
+    MAX_REGEXES_PER_CATEGORY,
+)
+from pipeline.types import MAX_URL_CHARS, Decision, Message
+
+MAX_BLOCKED_LINKS = 10_000
+
+
+class ErrorDetail(BaseModel):
+    """One problem in the request; validation errors name the field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    field: str | None = None
+    type: str | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable, machine-readable; listed in docs/errors.md")
+    message: str = Field(description="for people; may change between versions")
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorPublic(BaseModel):
+    """Every 4xx and 5xx answer has this shape."""
+
+    error: ErrorBody
 
 EXAMPLE_MESSAGE: dict[str, Any] = {
     "id": "1183847102938475",
@@ -39,6 +70,18 @@ class PendingPublic(BaseModel):
     detail: str
 
 
+def _not_blank(term: str) -> str:
+    if not term.strip():
+        raise ValueError("a term must not be blank")
+    return term
+
+
+# The limits come from the scorers that run the lists, so the schema documents what they accept.
+Keyword = Annotated[str, Field(min_length=1, max_length=MAX_KEYWORD_CHARS), AfterValidator(_not_blank)]
+Regex = Annotated[str, Field(min_length=1, max_length=MAX_REGEX_CHARS), AfterValidator(_not_blank)]
+LinkEntry = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS), AfterValidator(_not_blank)]
+
+
 class ListsBody(BaseModel):
     """Per-guild lists (AutoMod style). Keys of keywords/regexes are taxonomy categories."""
 
@@ -56,24 +99,26 @@ class ListsBody(BaseModel):
         },
     )
 
-    keywords: dict[str, list[str]] = Field(default_factory=dict)
-    regexes: dict[str, list[str]] = Field(default_factory=dict)
-    allowlist: list[str] = Field(default_factory=list, max_length=1000)
-    blocked_links: list[str] = Field(default_factory=list, max_length=10000)
+    keywords: dict[str, Annotated[list[Keyword], Field(max_length=MAX_KEYWORDS_PER_CATEGORY)]] = Field(
+        default_factory=dict,
+        description=f"category -> terms ('word', 'word*', '*word', '*word*'), each at most {MAX_KEYWORD_CHARS} chars",
+    )
+    regexes: dict[str, Annotated[list[Regex], Field(max_length=MAX_REGEXES_PER_CATEGORY)]] = Field(
+        default_factory=dict, description=f"category -> RE2 patterns, each at most {MAX_REGEX_CHARS} chars"
+    )
+    allowlist: list[Keyword] = Field(default_factory=list, max_length=MAX_ALLOWLIST)
+    blocked_links: list[LinkEntry] = Field(
+        default_factory=list, max_length=MAX_BLOCKED_LINKS, description="domains or URL prefixes"
+    )
 
     @field_validator("keywords", "regexes")
     @classmethod
     def _categories(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         from pipeline.taxonomy import CATEGORY_NAMES
 
-        for k, terms in v.items():
+        for k in v:
             if k not in CATEGORY_NAMES:
                 raise ValueError(f"unknown category {k!r}; expected one of {', '.join(CATEGORY_NAMES)}")
-            if len(terms) > 1000:
-                raise ValueError(f"{k}: at most 1000 terms")
-            for t in terms:
-                if not t.strip() or len(t) > 200:
-                    raise ValueError(f"{k}: terms must be 1-200 characters")
         return v
 
 
@@ -98,7 +143,21 @@ class WebhookCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"url": "https://chat.example/heron-hook"}]}
     )
 
-    url: HttpUrl
+    url: Annotated[HttpUrl, UrlConstraints(max_length=MAX_URL_CHARS)] = Field(
+        description=(
+            f"http(s), at most {MAX_URL_CHARS} characters (also once normalised); the host must resolve to "
+            "public addresses only unless HERON_ALLOW_PRIVATE_WEBHOOKS is set"
+        )
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _normalised_fits(cls, v: HttpUrl) -> HttpUrl:
+        # Normalising percent-encodes non-ASCII and punycodes the host, so a URL under the limit
+        # can grow past it; the stored form is the normalised one.
+        if len(str(v)) > MAX_URL_CHARS:
+            raise ValueError(f"the URL is longer than {MAX_URL_CHARS} characters once normalised")
+        return v
 
 
 class WebhookPublic(BaseModel):

@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 5.0
     embedded_workers: int = 2
     text_quantize: str = "auto"
-    allow_private_webhooks: bool = True
+    # Webhook URLs may target loopback/private/link-local addresses (development, tests, a receiver
+    # on the same LAN). Off by default: a tenant must not reach Redis, PostgreSQL or the LAN through
+    # Heron (pipeline/netguard.py). Cloud metadata addresses stay refused either way.
+    allow_private_webhooks: bool = False
     api_key_pepper: str = "heron-dev-pepper"
 
     @model_validator(mode="after")

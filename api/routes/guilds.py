@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import RuntimeDep, TenantDep
-from api.errors import ApiError
 from api.schemas import GuildCreate, GuildPublic, ListsBody
+from pipeline.errors import InvalidInput, NotFound
 from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
 from pipeline.types import Id
 
@@ -26,7 +26,7 @@ def _validate_lists(lists: ListsBody) -> dict[str, Any]:
         validate_lists(lists_from_json(body))
     except ValueError as exc:
         code = "invalid_regex" if "regex" in str(exc) else "invalid_list"
-        raise ApiError(422, code, str(exc)) from None
+        raise InvalidInput(str(exc), code=code) from None
     return body
 
 
@@ -55,7 +55,7 @@ async def put_guild(guild_id: Id, body: GuildCreate, tenant: TenantDep, rt: Runt
 async def _existing(rt: RuntimeDep, tenant: str, guild_id: str) -> dict[str, Any]:
     row = await run_in_threadpool(rt.store.guild_row, tenant, guild_id)
     if row is None:
-        raise ApiError(404, "unknown_guild", f"guild {guild_id!r} is not registered")
+        raise NotFound(f"guild {guild_id!r} is not registered", code="unknown_guild")
     return row
 
 

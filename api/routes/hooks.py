@@ -10,6 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import RuntimeDep, TenantDep
 from api.errors import ApiError
 from api.schemas import DeliveryPublic, WebhookCreate, WebhookPublic
+from pipeline.errors import InvalidInput
+from pipeline.netguard import UnsafeURLError, check_url
 from pipeline.store import Delivery
 
 router = APIRouter(prefix="/v1/webhook", tags=["webhooks"])
@@ -28,9 +30,16 @@ def _delivery(d: Delivery) -> DeliveryPublic:
 
 @router.put("", response_model=WebhookPublic, summary="Register the webhook (returns the signing secret once)")
 async def put_webhook(body: WebhookCreate, tenant: TenantDep, rt: RuntimeDep) -> WebhookPublic:
-    if body.url.scheme not in ("http", "https"):
-        raise ApiError(422, "invalid_webhook_url", "the webhook URL must be http or https")
-    hook = await run_in_threadpool(rt.store.set_webhook, tenant, str(body.url), f"tenant:{tenant}")
+    """The URL must resolve to public addresses only (no loopback, private, link-local or cloud
+    metadata address) unless HERON_ALLOW_PRIVATE_WEBHOOKS is set; every delivery checks again at
+    connect time, so a DNS answer that changes later is refused too."""
+    url = str(body.url)
+    try:
+        # getaddrinfo blocks: run it in a thread, not on the event loop.
+        await run_in_threadpool(check_url, url, allow_private=rt.settings.allow_private_webhooks)
+    except UnsafeURLError as exc:
+        raise InvalidInput(f"the webhook URL is refused: {exc.reason}", code="unsafe_webhook_url") from None
+    hook = await run_in_threadpool(rt.store.set_webhook, tenant, url, f"tenant:{tenant}")
     return WebhookPublic(url=hook.url, secret=hook.secret)
 
 
