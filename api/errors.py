@@ -12,6 +12,7 @@ taxonomy does not name.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from fastapi import Request
@@ -147,8 +148,40 @@ _HTTP_CODES = {
 }
 
 
-async def http_error_handler(_: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the API documents for this path, for the `Allow` header of a 405.
+
+    FastAPI registers one route per method and Starlette's 405 names only the first route whose
+    path matched, so its `Allow` misses the others. The OpenAPI document is the public list of
+    what each path answers to (and what clients compare `Allow` with)."""
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = []
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            methods = sorted(m.upper() for m in operations if m.upper() in _HTTP_METHODS)
+            table.append((re.compile(pattern + "$"), ", ".join(methods)))
+        request.app.state.allowed_methods = table
+    for pattern, methods in table:
+        if pattern.match(request.url.path):
+            return str(methods)
+    return None
+
+
+_HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allow = _allowed_methods(request)
+        if allow:
+            return error_response(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed here; use {allow}",
+                headers={"Allow": allow},
+            )
     if exc.status_code == 400 and exc.__cause__ is not None:
         # FastAPI turns any body-parsing failure that is not a JSONDecodeError into a bare 400.
         # For a JSON body that is the parser's recursion limit or int digit limit: name them.

@@ -14,6 +14,7 @@ from pipeline.scorers.rules import (
     MAX_REGEX_CHARS,
     MAX_REGEXES_PER_CATEGORY,
 )
+from pipeline.taxonomy import CATEGORY_NAMES
 from pipeline.types import MAX_URL_CHARS, Decision, Message
 
 MAX_BLOCKED_LINKS = 10_000
@@ -55,7 +56,17 @@ EXAMPLE_MESSAGE: dict[str, Any] = {
 
 
 class MessageCreate(Message):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_MESSAGE]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [EXAMPLE_MESSAGE],
+            # Message._not_empty, stated in the schema: non-blank text or at least one attachment.
+            "anyOf": [
+                {"required": ["text"], "properties": {"text": {"pattern": r"\S"}}},
+                {"required": ["attachments"], "properties": {"attachments": {"minItems": 1}}},
+            ],
+        },
+    )
 
 
 class DecisionPublic(Decision):
@@ -77,9 +88,19 @@ def _not_blank(term: str) -> str:
 
 
 # The limits come from the scorers that run the lists, so the schema documents what they accept.
-Keyword = Annotated[str, Field(min_length=1, max_length=MAX_KEYWORD_CHARS), AfterValidator(_not_blank)]
-Regex = Annotated[str, Field(min_length=1, max_length=MAX_REGEX_CHARS), AfterValidator(_not_blank)]
-LinkEntry = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS), AfterValidator(_not_blank)]
+# "pattern" is for the schema only (a readable error comes from _not_blank).
+_NOT_BLANK = {"pattern": r"\S"}
+Keyword = Annotated[
+    str, Field(min_length=1, max_length=MAX_KEYWORD_CHARS, json_schema_extra=_NOT_BLANK), AfterValidator(_not_blank)
+]
+Regex = Annotated[
+    str, Field(min_length=1, max_length=MAX_REGEX_CHARS, json_schema_extra=_NOT_BLANK), AfterValidator(_not_blank)
+]
+LinkEntry = Annotated[
+    str, Field(min_length=1, max_length=MAX_URL_CHARS, json_schema_extra=_NOT_BLANK), AfterValidator(_not_blank)
+]
+# Keys of keywords/regexes are categories; the validator below gives the readable error.
+_CATEGORY_KEYS: dict[str, Any] = {"propertyNames": {"enum": list(CATEGORY_NAMES)}}
 
 
 class ListsBody(BaseModel):
@@ -102,9 +123,12 @@ class ListsBody(BaseModel):
     keywords: dict[str, Annotated[list[Keyword], Field(max_length=MAX_KEYWORDS_PER_CATEGORY)]] = Field(
         default_factory=dict,
         description=f"category -> terms ('word', 'word*', '*word', '*word*'), each at most {MAX_KEYWORD_CHARS} chars",
+        json_schema_extra=_CATEGORY_KEYS,
     )
     regexes: dict[str, Annotated[list[Regex], Field(max_length=MAX_REGEXES_PER_CATEGORY)]] = Field(
-        default_factory=dict, description=f"category -> RE2 patterns, each at most {MAX_REGEX_CHARS} chars"
+        default_factory=dict,
+        description=f"category -> RE2 patterns, each at most {MAX_REGEX_CHARS} chars",
+        json_schema_extra=_CATEGORY_KEYS,
     )
     allowlist: list[Keyword] = Field(default_factory=list, max_length=MAX_ALLOWLIST)
     blocked_links: list[LinkEntry] = Field(
@@ -114,8 +138,6 @@ class ListsBody(BaseModel):
     @field_validator("keywords", "regexes")
     @classmethod
     def _categories(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        from pipeline.taxonomy import CATEGORY_NAMES
-
         for k in v:
             if k not in CATEGORY_NAMES:
                 raise ValueError(f"unknown category {k!r}; expected one of {', '.join(CATEGORY_NAMES)}")

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
@@ -52,6 +53,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _iso_timestamp(value: Any) -> Any:
+    """Timestamps are ISO 8601 strings (or datetimes in Python): pydantic would also take a number
+    as Unix seconds, which the schema does not offer and which hides a client sending ms."""
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 date-time string, e.g. 2026-11-20T09:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_timestamp)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -60,10 +72,10 @@ class Author(_Strict):
     """Who wrote the message; account age and guild tenure feed the spam-behaviour signals."""
 
     id: Id = "unknown"
-    created_at: datetime | None = Field(default=None, description="account creation time")
-    joined_at: datetime | None = Field(default=None, description="when the author joined the guild")
+    created_at: Timestamp | None = Field(default=None, description="account creation time")
+    joined_at: Timestamp | None = Field(default=None, description="when the author joined the guild")
     roles: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=250)
-    bot: bool = False
+    bot: bool = Field(default=False, strict=True)  # 1 or "yes" is a client bug, not a bot
 
 
 _HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
@@ -147,7 +159,7 @@ class Message(_Strict):
     text: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] = ""
     attachments: list[Attachment] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
     context: Context = Field(default_factory=Context)
-    timestamp: datetime = Field(default_factory=utcnow)
+    timestamp: Timestamp = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Message:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import RuntimeDep, TenantDep
 from api.schemas import GuildCreate, GuildPublic, ListsBody
-from pipeline.errors import InvalidInput, NotFound
+from pipeline.errors import Conflict, InvalidInput, NotFound
 from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
 from pipeline.types import Id
 
@@ -30,6 +31,26 @@ def _validate_lists(lists: ListsBody) -> dict[str, Any]:
     return body
 
 
+async def _upsert(rt: RuntimeDep, tenant: str, guild_id: str, **changes: Any) -> None:
+    """Write a guild's new policy/lists version, retrying a lost race for the version number.
+
+    Two writers of one guild can read the same current version (SQLite ignores FOR UPDATE, and a
+    brand-new guild has no row to lock); the loser's insert then hits the unique key. Reading the
+    version again settles it. (This belongs in the store's upsert_guild; it lives here until the
+    store is split by role, see issue #17.)"""
+    for attempt in range(3):
+        try:
+            await run_in_threadpool(
+                lambda: rt.store.upsert_guild(tenant, guild_id, actor=f"tenant:{tenant}", **changes)
+            )
+            return
+        except sqlalchemy.exc.IntegrityError:
+            if attempt == 2:
+                raise Conflict(
+                    f"guild {guild_id!r} is being changed by another request; retry", code="concurrent_update"
+                ) from None
+
+
 def _public(row: dict[str, Any]) -> GuildPublic:
     return GuildPublic(
         guild_id=row["guild_id"],
@@ -44,9 +65,7 @@ def _public(row: dict[str, Any]) -> GuildPublic:
 @router.put("/{guild_id}", response_model=GuildPublic, summary="Register a guild (optionally with policy and lists)")
 async def put_guild(guild_id: Id, body: GuildCreate, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     lists = _validate_lists(body.lists) if body.lists is not None else None
-    await run_in_threadpool(
-        lambda: rt.store.upsert_guild(tenant, guild_id, policy=body.policy, lists=lists, actor=f"tenant:{tenant}")
-    )
+    await _upsert(rt, tenant, guild_id, policy=body.policy, lists=lists)
     row = await run_in_threadpool(rt.store.guild_row, tenant, guild_id)
     assert row is not None
     return _public(row)
@@ -67,7 +86,7 @@ async def get_guild(guild_id: Id, tenant: TenantDep, rt: RuntimeDep) -> GuildPub
 @router.put("/{guild_id}/policy", response_model=GuildPublic, summary="Replace the guild's policy (new version)")
 async def put_policy(guild_id: Id, body: GuildPolicy, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     await _existing(rt, tenant, guild_id)
-    await run_in_threadpool(lambda: rt.store.upsert_guild(tenant, guild_id, policy=body, actor=f"tenant:{tenant}"))
+    await _upsert(rt, tenant, guild_id, policy=body)
     return _public(await _existing(rt, tenant, guild_id))
 
 
@@ -75,7 +94,7 @@ async def put_policy(guild_id: Id, body: GuildPolicy, tenant: TenantDep, rt: Run
 async def put_lists(guild_id: Id, body: ListsBody, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     await _existing(rt, tenant, guild_id)
     lists = _validate_lists(body)
-    await run_in_threadpool(lambda: rt.store.upsert_guild(tenant, guild_id, lists=lists, actor=f"tenant:{tenant}"))
+    await _upsert(rt, tenant, guild_id, lists=lists)
     return _public(await _existing(rt, tenant, guild_id))
 
 
