@@ -107,7 +107,9 @@ def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dic
             code = "unknown_field" if code == "validation_error" else code
         elif kind == "missing" and code == "validation_error":
             code = "missing_field"
-        details.append({"field": ".".join(loc), "type": kind, "message": err.get("msg", "")})
+        # pydantic prefixes a validator's own sentence with "Value error, "; the sentence is enough.
+        message = str(err.get("msg", "")).removeprefix("Value error, ")
+        details.append({"field": ".".join(loc), "type": kind, "message": message})
     if code == "unknown_field":
         names = ", ".join(d["field"] for d in details if d["type"] == "extra_forbidden")
         return code, f"unknown field(s): {names}", details
@@ -188,7 +190,8 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
         cause = exc.__cause__
         if isinstance(cause, RecursionError):
             return error_response(400, "json_too_deep", "the JSON body is nested too deeply to parse")
-        return error_response(400, "malformed_json", "the request body is not valid JSON", [{"message": str(cause)}])
+        reason = "a number has more than 4,300 digits" if "digits" in str(cause) else str(cause)
+        return error_response(400, "malformed_json", "the request body is not valid JSON", [{"message": reason}])
     code = _HTTP_CODES.get(exc.status_code, "client_error" if exc.status_code < 500 else "server_error")
     return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
