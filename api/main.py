@@ -12,15 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.errors import (
-    ERROR_RESPONSES,
-    ApiError,
-    api_error_handler,
-    heron_error_handler,
-    http_error_handler,
-    unhandled_handler,
-    validation_handler,
-)
+from api.errors import ERROR_RESPONSES, heron_error_handler, http_error_handler, unhandled_handler, validation_handler
 from api.metrics import SCORER_STATS
 from api.middleware import BodyGuard
 from api.routes import admin, guilds, hooks, moderation
@@ -85,8 +77,7 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
     _offline_docs(app)
     if runtime is not None:
         app.state.runtime = runtime
-    app.add_exception_handler(ApiError, api_error_handler)
-    app.add_exception_handler(HeronError, heron_error_handler)
+    app.add_exception_handler(HeronError, heron_error_handler)  # ApiError is a HeronError
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unhandled_handler)

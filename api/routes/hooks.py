@@ -31,8 +31,9 @@ def _delivery(d: Delivery) -> DeliveryPublic:
 @router.put("", response_model=WebhookPublic, summary="Register the webhook (returns the signing secret once)")
 async def put_webhook(body: WebhookCreate, tenant: TenantDep, rt: RuntimeDep) -> WebhookPublic:
     """The URL must resolve to public addresses only (no loopback, private, link-local or cloud
-    metadata address) unless HERON_ALLOW_PRIVATE_WEBHOOKS is set; every delivery checks again at
-    connect time, so a DNS answer that changes later is refused too."""
+    metadata address) unless HERON_ALLOW_PRIVATE_WEBHOOKS is set. Deliveries check again at
+    connect time (the sink's `pipeline.netguard.safe_transport`), so a DNS answer that changes
+    later is refused too."""
     url = str(body.url)
     try:
         # getaddrinfo blocks: run it in a thread, not on the event loop.

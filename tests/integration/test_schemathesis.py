@@ -23,9 +23,9 @@ from tests.integration.conftest import BIN, REPO, SCORERS, Proc, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MIN_CASES = 2000
-# Per operation and phase; ~15 operations over the examples, coverage and fuzzing phases give
+# Per operation and phase; 17 operations over the examples, coverage, fuzzing and stateful phases give
 # well over MIN_CASES while the run stays within a few minutes on two cores.
-MAX_EXAMPLES = 80
+MAX_EXAMPLES = 100
 # Every check but positive_data_acceptance: some valid-looking input is refused on purpose by
 # rules a JSON schema cannot state (an RE2 regex that could backtrack, a policy whose higher
 # threshold maps to a milder action, a webhook host that resolves to a private address), and
@@ -123,7 +123,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(tmp_path: 
                 "--checks",
                 CHECKS,
                 "--phases",
-                "examples,coverage,fuzzing",
+                "examples,coverage,fuzzing,stateful",
                 "--max-examples",
                 str(MAX_EXAMPLES),
                 "--workers",
