@@ -12,11 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.errors import ApiError, api_error_handler, http_error_handler, unhandled_handler, validation_handler
+from api.errors import ERROR_RESPONSES, heron_error_handler, http_error_handler, unhandled_handler, validation_handler
 from api.metrics import SCORER_STATS
 from api.middleware import BodyGuard
 from api.observability import RequestIdMiddleware
 from api.routes import admin, decisions, guilds, hooks, moderation
+from pipeline.errors import HeronError
 from pipeline.runtime import Runtime
 from pipeline.settings import get_settings
 
@@ -73,11 +74,11 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
                 rt.stop()
 
     app = FastAPI(title="Heron moderation API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, responses=ERROR_RESPONSES)
     _offline_docs(app)
     if runtime is not None:
         app.state.runtime = runtime
-    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(HeronError, heron_error_handler)  # ApiError is a HeronError
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unhandled_handler)

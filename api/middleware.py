@@ -1,8 +1,9 @@
-"""ASGI guard in front of every route: body size and UTF-8, checked before any parsing.
+"""ASGI guard in front of every route: body size, media type and UTF-8, checked before any parsing.
 
 Doing this at the ASGI layer means an oversized upload is refused while it streams in (not
-after buffering all of it) and invalid UTF-8 gets its own clear code instead of a generic
-JSON error.
+after buffering all of it), a body that is not declared JSON gets 415 (FastAPI would otherwise
+leave it unparsed and answer a confusing 422), and invalid UTF-8 gets its own clear code
+instead of a generic JSON error.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ from typing import Any
 from api.errors import error_body
 
 Scope = dict[str, Any]
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    """application/json or a structured-syntax JSON type (application/merge-patch+json ...),
+    the types FastAPI parses as JSON; a missing Content-Type is not JSON."""
+    if not content_type:
+        return False
+    mime = content_type.split(b";")[0].strip().lower()
+    return mime == b"application/json" or (mime.startswith(b"application/") and mime.endswith(b"+json"))
 
 
 class BodyGuard:
@@ -55,9 +65,10 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if body and ctype not in (b"application/json", b"", b"application/x-ndjson"):
-            await self._reject(send, 415, "unsupported_media_type", "send the body as application/json")
+        if body and not _is_json(headers.get(b"content-type")):
+            await self._reject(
+                send, 415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'"
+            )
             return
         if body:
             try:

@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, UrlConstraints, field_validator
 
 from pipeline.policy import GuildPolicy
-from pipeline.types import Action, Decision, Message
+from pipeline.scorers.rules import (
+    MAX_ALLOWLIST,
+    MAX_KEYWORD_CHARS,
+    MAX_KEYWORDS_PER_CATEGORY,
+    MAX_REGEX_CHARS,
+    MAX_REGEXES_PER_CATEGORY,
+)
+from pipeline.taxonomy import CATEGORY_NAMES, parse_category
+from pipeline.types import MAX_URL_CHARS, Action, Decision, Message
+
+MAX_BLOCKED_LINKS = 10_000
+
+
+class ErrorDetail(BaseModel):
+    """One problem in the request; validation errors name the field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    field: str | None = None
+    type: str | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable, machine-readable; listed in docs/errors.md")
+    message: str = Field(description="for people; may change between versions")
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorPublic(BaseModel):
+    """Every 4xx and 5xx answer has this shape."""
+
+    error: ErrorBody
 
 EXAMPLE_MESSAGE: dict[str, Any] = {
     "id": "1183847102938475",
@@ -24,7 +56,17 @@ EXAMPLE_MESSAGE: dict[str, Any] = {
 
 
 class MessageCreate(Message):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_MESSAGE]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [EXAMPLE_MESSAGE],
+            # Message._not_empty, stated in the schema: non-blank text or at least one attachment.
+            "anyOf": [
+                {"required": ["text"], "properties": {"text": {"pattern": r"\S"}}},
+                {"required": ["attachments"], "properties": {"attachments": {"minItems": 1}}},
+            ],
+        },
+    )
 
 
 class DecisionPublic(Decision):
@@ -37,6 +79,28 @@ class PendingPublic(BaseModel):
     decision_id: str
     duplicate: bool = False
     detail: str
+
+
+def _not_blank(term: str) -> str:
+    if not term.strip():
+        raise ValueError("a term must not be blank")
+    return term
+
+
+# The limits come from the scorers that run the lists, so the schema documents what they accept.
+# "pattern" is for the schema only (a readable error comes from _not_blank).
+_NOT_BLANK = {"pattern": r"\S"}
+Keyword = Annotated[
+    str, Field(min_length=1, max_length=MAX_KEYWORD_CHARS, json_schema_extra=_NOT_BLANK), AfterValidator(_not_blank)
+]
+Regex = Annotated[
+    str, Field(min_length=1, max_length=MAX_REGEX_CHARS, json_schema_extra=_NOT_BLANK), AfterValidator(_not_blank)
+]
+LinkEntry = Annotated[
+    str, Field(min_length=1, max_length=MAX_URL_CHARS, json_schema_extra=_NOT_BLANK), AfterValidator(_not_blank)
+]
+# Keys of keywords/regexes are categories; the validator below gives the readable error.
+_CATEGORY_KEYS: dict[str, Any] = {"propertyNames": {"enum": list(CATEGORY_NAMES)}}
 
 
 class ListsBody(BaseModel):
@@ -56,23 +120,26 @@ class ListsBody(BaseModel):
         },
     )
 
-    keywords: dict[str, list[str]] = Field(default_factory=dict)
-    regexes: dict[str, list[str]] = Field(default_factory=dict)
-    allowlist: list[str] = Field(default_factory=list, max_length=1000)
-    blocked_links: list[str] = Field(default_factory=list, max_length=10000)
+    keywords: dict[str, Annotated[list[Keyword], Field(max_length=MAX_KEYWORDS_PER_CATEGORY)]] = Field(
+        default_factory=dict,
+        description=f"category -> terms ('word', 'word*', '*word', '*word*'), each at most {MAX_KEYWORD_CHARS} chars",
+        json_schema_extra=_CATEGORY_KEYS,
+    )
+    regexes: dict[str, Annotated[list[Regex], Field(max_length=MAX_REGEXES_PER_CATEGORY)]] = Field(
+        default_factory=dict,
+        description=f"category -> RE2 patterns, each at most {MAX_REGEX_CHARS} chars",
+        json_schema_extra=_CATEGORY_KEYS,
+    )
+    allowlist: list[Keyword] = Field(default_factory=list, max_length=MAX_ALLOWLIST)
+    blocked_links: list[LinkEntry] = Field(
+        default_factory=list, max_length=MAX_BLOCKED_LINKS, description="domains or URL prefixes"
+    )
 
     @field_validator("keywords", "regexes")
     @classmethod
     def _categories(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        from pipeline.taxonomy import parse_category
-
-        for k, terms in v.items():
+        for k in v:
             parse_category(k)
-            if len(terms) > 1000:
-                raise ValueError(f"{k}: at most 1000 terms")
-            for t in terms:
-                if not t.strip() or len(t) > 200:
-                    raise ValueError(f"{k}: terms must be 1-200 characters")
         return v
 
 
@@ -97,7 +164,21 @@ class WebhookCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"url": "https://chat.example/heron-hook"}]}
     )
 
-    url: HttpUrl
+    url: Annotated[HttpUrl, UrlConstraints(max_length=MAX_URL_CHARS)] = Field(
+        description=(
+            f"http(s), at most {MAX_URL_CHARS} characters (also once normalised); the host must resolve to "
+            "public addresses only unless HERON_ALLOW_PRIVATE_WEBHOOKS is set"
+        )
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _normalised_fits(cls, v: HttpUrl) -> HttpUrl:
+        # Normalising percent-encodes non-ASCII and punycodes the host, so a URL under the limit
+        # can grow past it; the stored form is the normalised one.
+        if len(str(v)) > MAX_URL_CHARS:
+            raise ValueError(f"the URL is longer than {MAX_URL_CHARS} characters once normalised")
+        return v
 
 
 class WebhookPublic(BaseModel):

@@ -124,8 +124,9 @@ audit_log = sa.Table(
     sa.Column("at", TS, nullable=False),
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("event", sa.String(64), nullable=False),
-    # Text: a subject may be a webhook URL (up to 2,083 characters) or any id the API accepts.
-    sa.Column("subject", sa.Text, nullable=True),
+    # What the event is about: a guild or message id (128), a decision id, or a webhook URL (2048,
+    # the widest thing the API accepts; migration 0002 widened it from 256).
+    sa.Column("subject", sa.String(2048), nullable=True),
     sa.Column("details", sa.JSON, nullable=True),
 )
 

@@ -7,7 +7,7 @@ the reasons; storage and versioning live in the store. A guild without its own p
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,7 +23,7 @@ class ThresholdRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(ge=0.0, le=1.0)
+    threshold: float = Field(ge=0.0, le=1.0, strict=True)  # not true/false or "0.5"
     action: Action
 
 
@@ -37,9 +37,12 @@ class GuildPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    thresholds: dict[str, list[ThresholdRule]] = Field(default_factory=dict)
-    exempt_roles: list[str] = Field(default_factory=list, max_length=250)
-    exempt_channels: list[str] = Field(default_factory=list, max_length=500)
+    thresholds: dict[str, list[ThresholdRule]] = Field(
+        default_factory=dict, json_schema_extra={"propertyNames": {"enum": list(CATEGORY_NAMES)}}
+    )
+    # Item limits as for Author.roles and channel ids (pipeline/types.py).
+    exempt_roles: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=250)
+    exempt_channels: list[Annotated[str, Field(max_length=128)]] = Field(default_factory=list, max_length=500)
     on_scorer_failure: FailureMode = "fail_closed"
 
     @field_validator("thresholds")

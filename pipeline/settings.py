@@ -60,7 +60,10 @@ class Settings(BaseSettings):
     link_blocklist: str | None = None
     # Where derived model files (the exported ONNX graphs) are cached; unset: a per-user temp folder.
     cache_dir: Path | None = None
-    allow_private_webhooks: bool = True
+    # Webhook URLs may target loopback/private/link-local addresses (development, tests, a receiver
+    # on the same LAN). Off by default: a tenant must not reach Redis, PostgreSQL or the LAN through
+    # Heron (pipeline/netguard.py). Cloud metadata addresses stay refused either way.
+    allow_private_webhooks: bool = False
     api_key_pepper: str = "heron-dev-pepper"
     # Log lines: "json" (one object per line, with request/message/tenant ids), "text", or "auto"
     # (text when stderr is a terminal, JSON otherwise). See pipeline/logs.py.

@@ -7,17 +7,34 @@ a silently dropped one.
 
 from __future__ import annotations
 
+import binascii
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.taxonomy import parse_category
 
 MAX_TEXT_CHARS = 4000
 MAX_ATTACHMENTS = 10
+# URLs anywhere (attachments, webhooks, blocked links): the webhooks.url column is this wide.
+MAX_URL_CHARS = 2048
+# One inline attachment, base64: 960,000 characters (720,000 bytes decoded). Chosen so that a
+# message carrying one still fits the default HERON_MAX_BODY_BYTES (1,000,000) with room for its
+# text and context; several inline attachments share that body limit.
+MAX_ATTACHMENT_BASE64_CHARS = 960_000
 
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
@@ -36,6 +53,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _iso_timestamp(value: Any) -> Any:
+    """Timestamps are ISO 8601 strings (or datetimes in Python): pydantic would also take a number
+    as Unix seconds, which the schema does not offer and which hides a client sending ms."""
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 date-time string, e.g. 2026-11-20T09:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_timestamp)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -44,17 +72,61 @@ class Author(_Strict):
     """Who wrote the message; account age and guild tenure feed the spam-behaviour signals."""
 
     id: Id = "unknown"
-    created_at: datetime | None = Field(default=None, description="account creation time")
-    joined_at: datetime | None = Field(default=None, description="when the author joined the guild")
+    created_at: Timestamp | None = Field(default=None, description="account creation time")
+    joined_at: Timestamp | None = Field(default=None, description="when the author joined the guild")
     roles: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=250)
-    bot: bool = False
+    bot: bool = Field(default=False, strict=True)  # 1 or "yes" is a client bug, not a bot
+
+
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def _http_url(value: str) -> str:
+    """An absolute http(s) URL with a host; the string is kept as sent (the chat service's own)."""
+    try:
+        url = _HTTP_URL.validate_python(value)
+    except ValueError:
+        raise ValueError("must be an absolute http or https URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("must be an absolute http or https URL")
+    return value
+
+
+def _base64(value: str) -> str:
+    """Standard base64 with padding; refused here rather than when a scorer first decodes it."""
+    try:
+        binascii.a2b_base64(value, strict_mode=True)
+    except binascii.Error as exc:
+        raise ValueError(f"is not valid base64 ({exc})") from None
+    return value
 
 
 class Attachment(_Strict):
     """A file sent with the message: either a URL the chat service hosts, or inline base64 bytes."""
 
-    url: Annotated[str, Field(max_length=2048)] | None = None
-    content_base64: Annotated[str, Field(max_length=14_000_000)] | None = None
+    url: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_URL_CHARS,
+            json_schema_extra={"format": "uri"},
+            description=f"absolute http(s) URL, at most {MAX_URL_CHARS} characters",
+        ),
+        AfterValidator(_http_url),
+    ] | None = None
+    content_base64: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_ATTACHMENT_BASE64_CHARS,
+            description=(
+                f"standard base64 with padding, at most {MAX_ATTACHMENT_BASE64_CHARS:,} characters "
+                f"({MAX_ATTACHMENT_BASE64_CHARS // 4 * 3:,} bytes decoded); the whole request must also fit "
+                "HERON_MAX_BODY_BYTES (default 1,000,000 bytes)"
+            ),
+        ),
+        AfterValidator(_base64),
+    ] | None = None
     content_type: Annotated[str, Field(max_length=100)] | None = None
     filename: Annotated[str, Field(max_length=255)] | None = None
 
@@ -87,7 +159,7 @@ class Message(_Strict):
     text: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] = ""
     attachments: list[Attachment] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
     context: Context = Field(default_factory=Context)
-    timestamp: datetime = Field(default_factory=utcnow)
+    timestamp: Timestamp = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Message:

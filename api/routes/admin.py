@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
 
 from api.deps import RuntimeDep, TenantDep
 from pipeline.metrics import render_latest
@@ -51,13 +53,28 @@ def _readiness(rt: Any) -> tuple[bool, dict[str, Any]]:
     return ok, checks
 
 
-@router.get("/readyz", summary="Readiness: every dependency and every model")
+class ReadinessPublic(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Any] = Field(description="database, queue and one entry per scorer, each with `ok`")
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: every dependency and every model",
+    response_model=ReadinessPublic,
+    responses={503: {"model": ReadinessPublic, "description": "a dependency or a model is not ready"}},
+)
 async def readyz(rt: RuntimeDep) -> JSONResponse:
     ok, checks = await run_in_threadpool(_readiness, rt)
     return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
+)
 async def metrics() -> Response:
     body, content_type = render_latest()  # summed over the API processes under `heron serve --workers N`
     return Response(body, media_type=content_type)

@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import RuntimeDep, TenantDep
-from api.errors import ApiError
 from api.schemas import GuildCreate, GuildPublic, ListsBody
+from pipeline.errors import InvalidInput, NotFound
 from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
 from pipeline.types import Id
 
@@ -26,8 +26,13 @@ def _validate_lists(lists: ListsBody) -> dict[str, Any]:
         validate_lists(lists_from_json(body))
     except ValueError as exc:
         code = "invalid_regex" if "regex" in str(exc) else "invalid_list"
-        raise ApiError(422, code, str(exc)) from None
+        raise InvalidInput(str(exc), code=code) from None
     return body
+
+
+async def _upsert(rt: RuntimeDep, tenant: str, guild_id: str, **changes: Any) -> None:
+    """A new policy/lists version (the store settles concurrent writers: 409 concurrent_update)."""
+    await run_in_threadpool(lambda: rt.store.guilds.upsert(tenant, guild_id, actor=f"tenant:{tenant}", **changes))
 
 
 def _public(row: dict[str, Any]) -> GuildPublic:
@@ -44,9 +49,7 @@ def _public(row: dict[str, Any]) -> GuildPublic:
 @router.put("/{guild_id}", response_model=GuildPublic, summary="Register a guild (optionally with policy and lists)")
 async def put_guild(guild_id: Id, body: GuildCreate, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     lists = _validate_lists(body.lists) if body.lists is not None else None
-    await run_in_threadpool(
-        lambda: rt.store.guilds.upsert(tenant, guild_id, policy=body.policy, lists=lists, actor=f"tenant:{tenant}")
-    )
+    await _upsert(rt, tenant, guild_id, policy=body.policy, lists=lists)
     row = await run_in_threadpool(rt.store.guilds.row, tenant, guild_id)
     assert row is not None
     return _public(row)
@@ -55,7 +58,7 @@ async def put_guild(guild_id: Id, body: GuildCreate, tenant: TenantDep, rt: Runt
 async def _existing(rt: RuntimeDep, tenant: str, guild_id: str) -> dict[str, Any]:
     row = await run_in_threadpool(rt.store.guilds.row, tenant, guild_id)
     if row is None:
-        raise ApiError(404, "unknown_guild", f"guild {guild_id!r} is not registered")
+        raise NotFound(f"guild {guild_id!r} is not registered", code="unknown_guild")
     return row
 
 
@@ -67,7 +70,7 @@ async def get_guild(guild_id: Id, tenant: TenantDep, rt: RuntimeDep) -> GuildPub
 @router.put("/{guild_id}/policy", response_model=GuildPublic, summary="Replace the guild's policy (new version)")
 async def put_policy(guild_id: Id, body: GuildPolicy, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     await _existing(rt, tenant, guild_id)
-    await run_in_threadpool(lambda: rt.store.guilds.upsert(tenant, guild_id, policy=body, actor=f"tenant:{tenant}"))
+    await _upsert(rt, tenant, guild_id, policy=body)
     return _public(await _existing(rt, tenant, guild_id))
 
 
@@ -75,7 +78,7 @@ async def put_policy(guild_id: Id, body: GuildPolicy, tenant: TenantDep, rt: Run
 async def put_lists(guild_id: Id, body: ListsBody, tenant: TenantDep, rt: RuntimeDep) -> GuildPublic:
     await _existing(rt, tenant, guild_id)
     lists = _validate_lists(body)
-    await run_in_threadpool(lambda: rt.store.guilds.upsert(tenant, guild_id, lists=lists, actor=f"tenant:{tenant}"))
+    await _upsert(rt, tenant, guild_id, lists=lists)
     return _public(await _existing(rt, tenant, guild_id))
 
 

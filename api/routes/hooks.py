@@ -10,6 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import RuntimeDep, TenantDep
 from api.errors import ApiError
 from api.schemas import AttemptPublic, DeliveryDetail, DeliveryPublic, WebhookCreate, WebhookPublic
+from pipeline.errors import InvalidInput
+from pipeline.netguard import UnsafeURLError, check_url
 from pipeline.store import OutboxEvent
 
 router = APIRouter(prefix="/v1/webhook", tags=["webhooks"])
@@ -38,9 +40,17 @@ def _delivery(d: OutboxEvent) -> DeliveryPublic:
 
 @router.put("", response_model=WebhookPublic, summary="Register the webhook (returns the signing secret once)")
 async def put_webhook(body: WebhookCreate, tenant: TenantDep, rt: RuntimeDep) -> WebhookPublic:
-    if body.url.scheme not in ("http", "https"):
-        raise ApiError(422, "invalid_webhook_url", "the webhook URL must be http or https")
-    hook = await run_in_threadpool(rt.store.webhooks.set, tenant, str(body.url), f"tenant:{tenant}")
+    """The URL must resolve to public addresses only (no loopback, private, link-local or cloud
+    metadata address) unless HERON_ALLOW_PRIVATE_WEBHOOKS is set. Deliveries check again at
+    connect time (the sink's `pipeline.netguard.safe_transport`), so a DNS answer that changes
+    later is refused too."""
+    url = str(body.url)
+    try:
+        # getaddrinfo blocks: run it in a thread, not on the event loop.
+        await run_in_threadpool(check_url, url, allow_private=rt.settings.allow_private_webhooks)
+    except UnsafeURLError as exc:
+        raise InvalidInput(f"the webhook URL is refused: {exc.reason}", code="unsafe_webhook_url") from None
+    hook = await run_in_threadpool(rt.store.webhooks.set, tenant, url, f"tenant:{tenant}")
     return WebhookPublic(url=hook.url, secret=hook.secret)
 
 

@@ -19,6 +19,7 @@ import httpx
 import sqlalchemy as sa
 
 from pipeline import db
+from pipeline.netguard import RefusedConnection, safe_async_transport
 from pipeline.settings import Settings
 from pipeline.signing import event_id, signed_headers
 from pipeline.sinks.base import DeliveryResult, backoff_delay
@@ -62,11 +63,9 @@ class WebhookSink:
         return backoff_delay(attempt, self.settings.webhook_backoff_base_s, self.settings.webhook_backoff_max_s)
 
     def _make_client(self) -> httpx.AsyncClient:
-        transport = self._transport
-        if transport is None and not self.settings.allow_private_webhooks:
-            from pipeline.netguard import safe_async_transport
-
-            transport = safe_async_transport(allow_private=False)
+        # The connection itself re-checks the resolved address (DNS rebinding cannot pass);
+        # with HERON_ALLOW_PRIVATE_WEBHOOKS only metadata and unspecified addresses stay refused.
+        transport = self._transport or safe_async_transport(allow_private=self.settings.allow_private_webhooks)
         return httpx.AsyncClient(
             timeout=httpx.Timeout(self.attempt_timeout_s),
             follow_redirects=False,
@@ -111,6 +110,8 @@ class WebhookSink:
             )
         except TimeoutError:
             return DeliveryResult(False, error=f"timed out after {self.attempt_timeout_s:g}s")
+        except RefusedConnection as exc:  # an address Heron may not call: no retry can help
+            return DeliveryResult(False, error=f"refused: {exc}"[:500], permanent=True)
         except httpx.HTTPError as exc:
             return DeliveryResult(False, error=f"{type(exc).__name__}: {exc}"[:500])
         status = response.status_code

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from cachetools import TTLCache
 
 from pipeline import db
+from pipeline.errors import Conflict
 from pipeline.guilds import GuildConfig, lists_from_json
 from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
 from pipeline.store.audit import write_audit
@@ -59,7 +60,29 @@ class Guilds:
         lists: dict[str, Any] | None = None,
         actor: str = "api",
     ) -> GuildConfig:
-        """Create the guild if new; a given policy or lists becomes a new version, kept in history."""
+        """Create the guild if new; a given policy or lists becomes a new version, kept in history.
+
+        Two writers of one guild can read the same current version (SQLite has no row locks, and
+        a brand-new guild has no row to lock yet); the loser's insert hits the unique version key,
+        and reading the version again settles it. After three lost races: `Conflict`."""
+        for attempt in range(3):
+            try:
+                return self._upsert_once(tenant_id, guild_id, policy=policy, lists=lists, actor=actor)
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise Conflict(f"guild {guild_id!r} is being changed by another request; retry",
+                                   code="concurrent_update") from None
+        raise AssertionError("unreachable")
+
+    def _upsert_once(
+        self,
+        tenant_id: str,
+        guild_id: str,
+        *,
+        policy: GuildPolicy | None,
+        lists: dict[str, Any] | None,
+        actor: str,
+    ) -> GuildConfig:
         ts = now()
         g = db.guilds.c
         with self.db.engine.begin() as conn:

@@ -30,6 +30,8 @@ def make_api(tmp_path: Path) -> Iterator[Any]:
             "webhook_backoff_max_s": 0.2,
             "max_body_bytes": 20_000,
             "sync_budget_ms": 10_000,  # a loaded CI machine must not turn 200s into 202s
+            # The test receivers listen on 127.0.0.1; the SSRF tests turn this off again.
+            "allow_private_webhooks": True,
         }
         values.update(overrides)
         settings = override_settings(**values)

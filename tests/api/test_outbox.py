@@ -164,3 +164,18 @@ def test_a_circuit_breaker_stops_hammering_a_failing_receiver(make_api, receiver
     got = receiver.wait_for(10, timeout=30)
     assert len(got) == 10
     assert client.get("/v1/webhook/deliveries", params={"status": "dead"}).json() == []
+
+
+def test_a_webhook_that_now_points_inward_is_refused_at_send_time(make_api, receiver) -> None:  # type: ignore[no-untyped-def]
+    """A URL that passed registration and later resolves to a loopback address (DNS rebinding, an
+    edited row) is refused when the drainer connects: dead at once, nothing reaches the address."""
+    client, rt = make_api(allow_private_webhooks=False)
+    r = client.put("/v1/webhook", json={"url": receiver.url})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unsafe_webhook_url"
+    tenant = rt.store.tenants.tenant_for_key(client.headers["Authorization"].split()[1])
+    rt.store.webhooks.set(tenant, receiver.url)  # as if its name had been re-pointed after registration
+    decision_id = client.post("/v1/messages", json={"id": "ssrf1", "text": "hi"}).json()["decision_id"]
+    dead = wait(lambda: client.get("/v1/webhook/deliveries", params={"status": "dead"}).json())
+    assert dead[0]["decision_id"] == decision_id and dead[0]["attempts"] == 1
+    assert "refused" in dead[0]["last_error"] and "loopback" in dead[0]["last_error"]
+    assert receiver.received == []

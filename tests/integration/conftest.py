@@ -163,6 +163,8 @@ class Stack:
             "HERON_WEBHOOK_BACKOFF_BASE_S": "0.2",
             "HERON_WEBHOOK_BACKOFF_MAX_S": "1",
             "HERON_SYNC_BUDGET_MS": "5000",
+            # The test receivers listen on 127.0.0.1, which the SSRF guard refuses by default.
+            "HERON_ALLOW_PRIVATE_WEBHOOKS": "true",
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
         }

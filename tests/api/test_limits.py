@@ -1,0 +1,224 @@
+"""Every documented limit holds end to end: the schema, the validation and the database agree.
+
+Walks every string field of every JSON request body in the OpenAPI document. At its documented
+maxLength the request must succeed (and be stored: on PostgreSQL a value longer than its varchar
+column would be a 500), and one character more must be a 422 naming the field. A string field
+without a documented maximum fails the walk, and so does a field no base body below covers, so
+a new field cannot skip it. Runs on SQLite and PostgreSQL, because only PostgreSQL enforces
+varchar widths.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from api.schemas import EXAMPLE_MESSAGE
+from pipeline.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("HERON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+GUILD = "guild-1"
+KEY = object()  # stands for "any key" of a dict (additionalProperties) in a field path
+
+Path = tuple[Any, ...]
+
+LISTS = {
+    "keywords": {"toxicity": ["idiot"]},
+    "regexes": {"spam": [r"free\s+nitro"]},
+    "allowlist": ["scunthorpe"],
+    "blocked_links": ["evil.example"],
+}
+POLICY = {
+    "thresholds": {"toxicity": [{"threshold": 0.5, "action": "flag"}]},
+    "exempt_roles": ["mod"],
+    "exempt_channels": ["staff"],
+}
+MESSAGE = {
+    **EXAMPLE_MESSAGE,
+    "guild_id": GUILD,
+    "context": {
+        "reply_to_id": "m-1",
+        "reply_to_text": "hello",
+        "thread_id": "t-1",
+        "previous_texts": ["hi"],
+    },
+}
+WITH_URL = {
+    **MESSAGE,
+    "attachments": [
+        {"url": "https://cdn.example/a.png", "content_type": "image/png", "filename": "a.png"},
+    ],
+}
+WITH_BYTES = {**MESSAGE, "attachments": [{"content_base64": "aGVsbG8=", "content_type": "text/plain"}]}
+
+# Valid bodies per operation that between them contain every field of its schema.
+BASES: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("post", "/v1/moderate"): [WITH_URL, WITH_BYTES],
+    ("post", "/v1/messages"): [WITH_URL, WITH_BYTES],
+    ("put", "/v1/guilds/{guild_id}"): [{"policy": POLICY, "lists": LISTS}],
+    ("put", "/v1/guilds/{guild_id}/policy"): [POLICY],
+    ("put", "/v1/guilds/{guild_id}/lists"): [LISTS],
+    ("put", "/v1/webhook"): [{"url": "http://127.0.0.1:9/hook"}],
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/limits.db"
+        return
+    name = "heron_limits_" + secrets.token_hex(4)
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not answering: {exc}")
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def string_fields(spec: dict[str, Any], schema: dict[str, Any], path: Path = ()) -> Iterator[tuple[Path, dict]]:
+    """(path, schema) of every free-text string in a body schema (not enums, not date-times)."""
+    schema = _resolve(spec, schema)
+    for branch in schema.get("anyOf", []) + schema.get("oneOf", []) + schema.get("allOf", []):
+        if _resolve(spec, branch).get("type") != "null" and "required" not in branch:
+            yield from string_fields(spec, branch, path)
+    kind = schema.get("type")
+    if kind == "string" and "enum" not in schema and "const" not in schema and schema.get("format") != "date-time":
+        yield path, schema
+    for name, sub in schema.get("properties", {}).items():
+        yield from string_fields(spec, sub, (*path, name))
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from string_fields(spec, schema["additionalProperties"], (*path, KEY))
+    if kind == "array" and "items" in schema:
+        yield from string_fields(spec, schema["items"], (*path, 0))
+
+
+def _has(body: Any, path: Path) -> bool:
+    for step in path:
+        if step is KEY:
+            if not isinstance(body, dict) or not body:
+                return False
+            body = next(iter(body.values()))
+        elif isinstance(step, int):
+            if not isinstance(body, list) or not body:
+                return False
+            body = body[0]
+        else:
+            if not isinstance(body, dict) or step not in body:
+                return False
+            body = body[step]
+    return isinstance(body, str)
+
+
+def _set(body: Any, path: Path, value: str) -> None:
+    for step in path[:-1]:
+        body = next(iter(body.values())) if step is KEY else body[step]
+    last = path[-1]
+    if last is KEY:
+        last = next(iter(body))
+    body[last] = value
+
+
+def value_of_length(path: Path, n: int) -> str:
+    """A valid string of exactly n characters for the field at `path`."""
+    name = next((p for p in reversed(path) if isinstance(p, str)), "")
+    if name == "url":
+        prefix = "http://127.0.0.1:9/" if len(path) == 1 else "https://cdn.example/"
+        return prefix + "a" * (n - len(prefix))
+    if name == "content_base64":
+        return "A" * n  # 'AAAA' is valid base64 of three zero bytes; n over the limit is still refused by length
+    return "a" * n
+
+
+def _field(path: Path) -> str:
+    return ".".join("<key>" if p is KEY else str(p) for p in path)
+
+
+def _concrete(body: Any, path: Path) -> str:
+    """The field as the API names it in error details (dict keys filled in from `body`)."""
+    names = []
+    for step in path:
+        if step is KEY:
+            step = next(iter(body))
+        names.append(str(step))
+        body = body[step]
+    return ".".join(names)
+
+
+def test_every_string_field_works_at_its_documented_maximum_and_not_one_past(make_api: Any, database_url: str) -> None:
+    client, rt = make_api(database_url=database_url, max_body_bytes=Settings().max_body_bytes)
+    for guild in (GUILD, "a" * 128):  # the guild a message names at guild_id's maximum must exist
+        assert client.put(f"/v1/guilds/{guild}", json={}).status_code == 200
+    spec = client.get("/openapi.json").json()
+    walked = 0
+    for template, operations in spec["paths"].items():
+        for method, op in operations.items():
+            content = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if content is None:
+                continue
+            bases = BASES.get((method, template))
+            assert bases, f"{method.upper()} {template} has a JSON body: add valid base bodies to BASES"
+            url = template.replace("{guild_id}", GUILD)
+            for base in bases:  # the base bodies themselves are valid
+                r = client.request(method, url, json=base)
+                assert r.status_code in (200, 202), (method, url, r.text)
+            for path, schema in string_fields(spec, content["schema"]):
+                field = _field(path)
+                limit = schema.get("maxLength")
+                assert limit is not None, f"{method.upper()} {template}: {field} documents no maxLength"
+                base = next((b for b in bases if _has(b, path)), None)
+                assert base is not None, f"{method.upper()} {template}: no base body has {field}; extend BASES"
+
+                at_max = copy.deepcopy(base)
+                _set(at_max, path, value_of_length(path, limit))
+                r = client.request(method, url, json=at_max)
+                assert r.status_code in (200, 202), f"{method.upper()} {template} {field} at {limit}: {r.text[:500]}"
+
+                over = copy.deepcopy(base)
+                _set(over, path, value_of_length(path, limit + 1))
+                r = client.request(method, url, json=over)
+                assert r.status_code == 422, f"{method.upper()} {template} {field} at {limit + 1}: {r.text[:500]}"
+                error = r.json()["error"]
+                assert error["code"] == "validation_error"
+                assert [d["field"] for d in error["details"]] == [_concrete(over, path)], error
+                walked += 1
+    assert walked >= 25  # every string field of the six bodies, not a silently empty walk
+    # What was accepted at its maximum was stored, not just answered.
+    hook = client.get("/v1/webhook").json()
+    assert hook["url"] == value_of_length(("url",), 2048)
+    audit = client.get("/v1/audit", params={"limit": 1000}).json()
+    assert any(e["event"] == "webhook_registered" and len(e["subject"] or "") == 2048 for e in audit)
+
+
+def test_a_webhook_url_that_grows_past_the_limit_when_normalised_is_refused(api: Any) -> None:
+    client, _ = api
+    url = "http://127.0.0.1:9/" + "é" * 1000  # 1,019 characters sent, 6,019 once percent-encoded
+    r = client.put("/v1/webhook", json={"url": url})
+    assert r.status_code == 422, r.text
+    assert "2048" in r.json()["error"]["message"]
+    assert client.get("/v1/webhook").status_code == 404
+
+
+def test_the_largest_inline_attachment_fits_the_default_body_limit(make_api: Any) -> None:
+    from pipeline.types import MAX_ATTACHMENT_BASE64_CHARS
+
+    client, _ = make_api(max_body_bytes=Settings().max_body_bytes)
+    body = {**MESSAGE, "guild_id": None, "attachments": [{"content_base64": "A" * MAX_ATTACHMENT_BASE64_CHARS}]}
+    body["context"] = {"previous_texts": ["a" * 4000] * 5}
+    assert client.post("/v1/moderate", json=body).status_code == 200
