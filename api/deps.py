@@ -1,19 +1,22 @@
 """Dependencies: the runtime held by the app, the tenant behind the API key, and the rate limits.
 
 Rate limits: every /v1 route that takes `TenantDep` is held to the per-key limit for non-message
-routes (`HERON_RATE_LIMIT_OTHER`). The message routes take `MessageTenantDep` instead and call
-`limit_message` once the body says which guild the message is for (per-key and per-guild limits).
+routes (`HERON_RATE_LIMIT_OTHER`). The message routes take `MessageTenantDep` / `ModerateTenantDep`
+instead (their per-key limit, `HERON_RATE_LIMIT_PER_KEY`) and call `limit_guild` once the body says
+which guild the message is for (`HERON_RATE_LIMIT_PER_GUILD`).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, NoReturn
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
+from api.arrival import arrival
 from api.errors import ApiError
-from api.metrics import RATE_LIMIT_FALLBACK, REFUSED
+from api.metrics import RATE_LIMIT_FALLBACK, REFUSED, SYNC_ANSWER
 from pipeline.budget import SyncPath
 from pipeline.ratelimit import OTHER, PER_GUILD, PER_KEY, RateLimiter, Verdict
 from pipeline.runtime import Runtime
@@ -28,7 +31,7 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_message_tenant(request: Request, runtime: RuntimeDep) -> str:
+async def resolve_tenant(request: Request, runtime: RuntimeDep) -> str:
     """Resolve the tenant from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 
     Keys seen in the last seconds are answered from the store's cache on the event loop; others
@@ -54,9 +57,6 @@ async def get_message_tenant(request: Request, runtime: RuntimeDep) -> str:
             401, "invalid_api_key", "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}
         )
     return tenant
-
-
-MessageTenantDep = Annotated[str, Depends(get_message_tenant)]
 
 
 async def get_limiter(request: Request) -> RateLimiter:
@@ -105,10 +105,7 @@ def refuse(verdict: Verdict, guild_id: str | None = None) -> NoReturn:
     )
 
 
-async def limit_message(limiter: RateLimiter, tenant: str, guild_id: str | None) -> Verdict:
-    """Check a message route's limits; returns the verdict (the caller raises `refuse` when refused,
-    after recording what it needs to)."""
-    verdict = await limiter.check_message(tenant, guild_id)
+def _counted(verdict: Verdict) -> Verdict:
     if verdict.fallback:
         RATE_LIMIT_FALLBACK.inc()
     return verdict
@@ -116,13 +113,45 @@ async def limit_message(limiter: RateLimiter, tenant: str, guild_id: str | None)
 
 async def get_tenant(request: Request, runtime: RuntimeDep, limiter: LimiterDep) -> str:
     """The tenant, held to the per-key limit of the non-message /v1 routes."""
-    tenant = await get_message_tenant(request, runtime)
-    verdict = await limiter.check_other(tenant)
-    if verdict.fallback:
-        RATE_LIMIT_FALLBACK.inc()
+    tenant = await resolve_tenant(request, runtime)
+    verdict = _counted(await limiter.check_other(tenant))
     if not verdict.allowed:
         refuse(verdict)
     return tenant
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+async def get_message_tenant(request: Request, runtime: RuntimeDep, limiter: LimiterDep) -> str:
+    """The tenant of `POST /v1/messages`, held to its per-key limit. Dependencies run before FastAPI
+    validates the body, so a flood past the limit is refused before it costs a validation."""
+    tenant = await resolve_tenant(request, runtime)
+    verdict = _counted(await limiter.check_key(tenant))
+    if not verdict.allowed:
+        refuse(verdict)
+    return tenant
+
+
+MessageTenantDep = Annotated[str, Depends(get_message_tenant)]
+
+
+async def get_moderate_tenant(request: Request, runtime: RuntimeDep, limiter: LimiterDep) -> str:
+    """As `get_message_tenant`, for `POST /v1/moderate`: a refusal is also an answer of the sync path."""
+    tenant = await resolve_tenant(request, runtime)
+    verdict = _counted(await limiter.check_key(tenant))
+    if not verdict.allowed:
+        SYNC_ANSWER.labels(outcome="rate_limited").observe(time.perf_counter() - arrival(request))
+        refuse(verdict)
+    return tenant
+
+
+ModerateTenantDep = Annotated[str, Depends(get_moderate_tenant)]
+
+
+async def limit_guild(limiter: RateLimiter, tenant: str, guild_id: str | None) -> Verdict:
+    """The per-guild limit of a message route, checked once the body names the guild; the caller
+    raises `refuse` when refused, after recording what it needs to."""
+    if guild_id is None:
+        return Verdict(True)
+    return _counted(await limiter.check_guild(tenant, guild_id))

@@ -10,7 +10,9 @@ and another tenant's p99 at 2.6-5.4 s. This bench prints, in one run on one mach
    clients saw them and as a ratio to the budget, the server's own arrival-to-answer count by
    outcome (`heron_sync_answer_seconds`), and the quiet tenant's p99 during the flood against
    alone (a ratio);
-3. with `--compare`, the same flood against a server whose budget is 60 s, where nothing is shed:
+3. with `--per-key 100/second`, the same with a per-key rate limit: the flood's excess is refused
+   (429) before it costs a stored message;
+4. with `--compare`, the same flood against a server whose budget is 60 s, where nothing is shed:
    the queueing that shedding replaces.
 
 Every 202 is checked to end up decided. The server is a real `heron serve` with the text model
@@ -23,7 +25,8 @@ httpx's pool at a few hundred connections spent more CPU than the server (client
 waits the server never had). It shares the machine's cores with the server; a run on a busy machine
 says so in its figures.
 
-    python bench/bench_flood.py [--flood 2000] [--concurrency 256] [--budget-ms 250] [--compare]
+    python bench/bench_flood.py [--flood 2000] [--concurrency 256] [--budget-ms 250] [--per-key 100/second]
+                                [--compare]
 """
 
 from __future__ import annotations
@@ -244,6 +247,7 @@ def main() -> None:
     parser.add_argument("--quiet-alone", type=int, default=200, help="quiet-tenant requests before the flood")
     parser.add_argument("--decide-timeout", type=float, default=300.0)
     parser.add_argument("--compare", action="store_true", help="also run the flood with a 60 s budget (no shedding)")
+    parser.add_argument("--per-key", default="", help="also run the flood with this per-key limit, e.g. 100/second")
     args = parser.parse_args()
 
     env = {**os.environ, "HERON_SCORERS": '["rules","links","text"]', "HERON_TEXT_THREADS": "1",
@@ -251,18 +255,22 @@ def main() -> None:
            # shedding is measured here; the rate limits would refuse the flood before it mattered
            "HERON_RATE_LIMIT_PER_KEY": "", "HERON_RATE_LIMIT_PER_GUILD": ""}
     env.pop("HERON_REDIS_URL", None)
-    phases = {"shedding": args.budget_ms}
+    phases: dict[str, dict[str, str]] = {"shedding": {"HERON_SYNC_BUDGET_MS": str(args.budget_ms)}}
+    if args.per_key:
+        phases["shedding_and_per_key_limit"] = {"HERON_SYNC_BUDGET_MS": str(args.budget_ms),
+                                                "HERON_RATE_LIMIT_PER_KEY": args.per_key}
     if args.compare:
-        phases["no_shedding"] = 60_000.0
+        phases["no_shedding"] = {"HERON_SYNC_BUDGET_MS": "60000"}
     results = {}
     with tempfile.TemporaryDirectory(prefix="heron-flood-") as tmpdir:
-        for name, budget in phases.items():
-            results[name] = run_phase({**env, "HERON_SYNC_BUDGET_MS": str(budget)}, Path(tmpdir), name, args)
+        for name, overrides in phases.items():
+            results[name] = run_phase({**env, **overrides}, Path(tmpdir), name, args)
+            results[name]["settings"] = overrides
     load = os.getloadavg()
     for name, r in results.items():
         f, qa, qd = r["flood"], r["quiet_alone"], r["quiet_during"]
-        print(f"\n{name}: budget {r['budget_ms']:.0f} ms, {f['requests']} flood requests from "
-              f"{args.concurrency} connections in {f['seconds']} s")
+        print(f"\n{name} ({', '.join(f'{k}={v}' for k, v in r['settings'].items())}): {f['requests']} flood "
+              f"requests from {args.concurrency} connections in {f['seconds']} s")
         print(f"  flood answers {f['by_status']}; accepted and decided {f['accepted_decided']}")
         print("  server side, arrival to answer (histogram bucket bounds): " + "; ".join(
             f"{k} {v['count']} (p50 ≤ {v['p50_le_ms']:.0f} ms, p99 ≤ {v['p99_le_ms']:.0f} ms)"

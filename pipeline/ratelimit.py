@@ -104,10 +104,18 @@ class RateLimiter:
     async def check_message(self, tenant_id: str, guild_id: str | None) -> Verdict:
         """A message route (`POST /v1/moderate`, `POST /v1/messages`): the tenant's per-key limit,
         then the guild's. A refusal by the guild limit has already spent one of the key's."""
-        checks: list[Check] = [(item, PER_KEY, ("key", tenant_id)) for item in self.per_key]
-        if guild_id is not None:
-            checks += [(item, PER_GUILD, ("guild", tenant_id, guild_id)) for item in self.per_guild]
-        return await self._check(checks)
+        verdict = await self.check_key(tenant_id)
+        if verdict.allowed and guild_id is not None:
+            return await self.check_guild(tenant_id, guild_id)
+        return verdict
+
+    async def check_key(self, tenant_id: str) -> Verdict:
+        """The per-key half of `check_message`: the API checks it before validating the body, so a
+        flood is refused at the lowest cost."""
+        return await self._check([(item, PER_KEY, ("key", tenant_id)) for item in self.per_key])
+
+    async def check_guild(self, tenant_id: str, guild_id: str) -> Verdict:
+        return await self._check([(item, PER_GUILD, ("guild", tenant_id, guild_id)) for item in self.per_guild])
 
     async def check_other(self, tenant_id: str) -> Verdict:
         """Any other /v1 route: a separate, usually lower, per-key allowance."""

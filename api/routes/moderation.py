@@ -10,7 +10,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from api.arrival import arrival
-from api.deps import LimiterDep, MessageTenantDep, RuntimeDep, SyncPathDep, TenantDep, limit_message, refuse
+from api.deps import (
+    LimiterDep,
+    MessageTenantDep,
+    ModerateTenantDep,
+    RuntimeDep,
+    SyncPathDep,
+    TenantDep,
+    limit_guild,
+    refuse,
+)
 from api.errors import ApiError
 from api.metrics import DECISIONS, REFUSED, SYNC_ANSWER, SYNC_LATENCY
 from api.schemas import DecisionPublic, MessageCreate, PendingPublic
@@ -59,7 +68,7 @@ _RETRY_AFTER = {
     summary="Decide one message now (pre-send check)",
 )
 async def moderate(
-    body: MessageCreate, request: Request, tenant: MessageTenantDep, rt: RuntimeDep, limiter: LimiterDep,
+    body: MessageCreate, request: Request, tenant: ModerateTenantDep, rt: RuntimeDep, limiter: LimiterDep,
     sync: SyncPathDep,
 ) -> Response:
     """Returns the decision within the configured latency budget (`HERON_SYNC_BUDGET_MS`), counted
@@ -77,7 +86,7 @@ async def moderate(
     arrived = arrival(request)
     started = time.perf_counter()
     message: Message = body  # MessageCreate is a Message; validated once by FastAPI
-    verdict = await limit_message(limiter, tenant, message.guild_id)
+    verdict = await limit_guild(limiter, tenant, message.guild_id)  # the key's limit: in ModerateTenantDep
     if not verdict.allowed:
         SYNC_ANSWER.labels(outcome="rate_limited").observe(time.perf_counter() - arrived)
         refuse(verdict, message.guild_id)
@@ -135,7 +144,7 @@ async def submit_message(
     message id again is safe: it is stored and decided once. Held to the same per-key and
     per-guild rate limits as `POST /v1/moderate` (429 `rate_limited` with `Retry-After`)."""
     message: Message = body
-    verdict = await limit_message(limiter, tenant, message.guild_id)
+    verdict = await limit_guild(limiter, tenant, message.guild_id)  # the key's limit: in MessageTenantDep
     if not verdict.allowed:
         refuse(verdict, message.guild_id)
     await resolve_guild(rt, tenant, message.guild_id)

@@ -138,3 +138,35 @@ def test_latency_estimate_follows_load() -> None:
         est.finished(0, 0.002)
         est.started()
     assert est.per_request_s < 0.0025
+
+
+def test_arrival_is_stamped_before_anything_else_runs(api) -> None:  # type: ignore[no-untyped-def]
+    """The budget starts when the request arrives, not when the handler runs: the stamp is taken by
+    the outermost middleware, before body reading and any other layer."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from api.arrival import ArrivalStamp, arrival
+
+    client, _ = api
+    assert client.app.user_middleware[0].cls is ArrivalStamp  # outermost of the app's own layers
+
+    async def handler(request: Request) -> JSONResponse:
+        return JSONResponse({"waited": time.perf_counter() - arrival(request)})
+
+    class SlowLayer:  # stands in for whatever runs between arrival and the handler
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await asyncio.sleep(0.2)
+            await self.app(scope, receive, send)
+
+    inner = Starlette(routes=[Route("/", handler)])
+    with TestClient(ArrivalStamp(SlowLayer(inner))) as tc:
+        assert tc.get("/").json()["waited"] >= 0.2
+    with TestClient(inner) as tc:  # without the stamp, arrival means "now"
+        assert tc.get("/").json()["waited"] < 0.2

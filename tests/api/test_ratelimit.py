@@ -38,6 +38,8 @@ def test_per_key_limit_answers_429_with_retry_after_and_stores_nothing(make_api,
     text = r.text.replace(f":{retry_after}}}", ':"N"}').replace(f"after {retry_after} s", "after N s")
     golden("errors/rate_limited", {"status": r.status_code, "body": json.loads(text)})
     assert_rate_limited(client.post("/v1/messages", json={"id": "overq", "text": "hello"}), "per_key")
+    # refused before the body is validated: past the limit, a flood costs as little as it can
+    assert_rate_limited(client.post("/v1/moderate", json={"text": "", "colour": "red"}), "per_key")
     for refused in ("over", "overq"):  # refused means not taken: no decision, not even pending
         assert client.get(f"/v1/decisions/{refused}").json()["error"]["code"] == "decision_not_found"
 
