@@ -168,5 +168,8 @@ async def get_decision(decision_id: str, tenant: TenantDep, rt: RuntimeDep) -> D
         status = await run_in_threadpool(rt.store.message_status, tenant, decision_id)
         if status == "pending":
             raise ApiError(404, "decision_pending", "the message is queued and not decided yet; retry shortly")
-        raise ApiError(404, "decision_not_found", f"no decision {decision_id!r} for this tenant")
+        if status is not None:  # decided between the two reads: read the decision again
+            decision = await run_in_threadpool(rt.store.get_decision, tenant, decision_id)
+        if decision is None:
+            raise ApiError(404, "decision_not_found", f"no decision {decision_id!r} for this tenant")
     return decision
