@@ -23,7 +23,9 @@ from tests.integration.conftest import BIN, REPO
 
 pytestmark = pytest.mark.integration
 
-BUDGET_MS = 250.0
+# 256 connections at once against a 50 ms budget: answering them all inside it would take over
+# 5,000 decisions a second, far beyond any CPU text model, so some must be shed on any machine.
+BUDGET_MS = 50.0
 FLOOD = 800
 CONCURRENCY = 256
 
