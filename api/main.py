@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.arrival import ArrivalStamp
 from api.errors import ERROR_RESPONSES, heron_error_handler, http_error_handler, unhandled_handler, validation_handler
 from api.metrics import SCORER_STATS
 from api.middleware import BodyGuard
@@ -85,5 +86,6 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
     for r in (moderation.router, decisions.router, guilds.router, hooks.router, admin.router):
         app.include_router(r)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)  # outermost: BodyGuard's refusals carry the id too
+    app.add_middleware(RequestIdMiddleware)  # BodyGuard's refusals carry the id too
+    app.add_middleware(ArrivalStamp)  # added last = outermost: the sync budget counts from here
     return app

@@ -31,8 +31,28 @@ REQUESTS = Counter("heron_http_requests_total", "HTTP requests", ["route", "stat
 DECISIONS = Counter("heron_decisions_total", "Decisions made", ["path", "action"])
 SYNC_LATENCY = Histogram(
     "heron_sync_decision_seconds",
-    "Latency of POST /v1/moderate",
+    "Time in the POST /v1/moderate handler of requests answered with a decision (rate-limit check, guild "
+    "lookup, scoring); it leaves out waiting before the handler ran, see heron_sync_answer_seconds",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+# What callers see: from the request's arrival (api/arrival.py) to the answer, by outcome: decided
+# (200), pending (202, scoring ran past the budget), shed (202, not scored inline because the budget
+# could not be met), overloaded (429, shed but the async backlog is full), rate_limited (429).
+SYNC_ANSWER = Histogram(
+    "heron_sync_answer_seconds",
+    "POST /v1/moderate from arrival to answer, by outcome (decided, pending, shed, overloaded, rate_limited)",
+    ["outcome"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+REFUSED = Counter(
+    "heron_refused_total",
+    "429 answers, by the limit that refused: per_key, per_guild, other (non-message /v1 routes), "
+    "overloaded (sync budget unmeetable and async backlog full)",
+    ["limit"],
+)
+RATE_LIMIT_FALLBACK = Counter(
+    "heron_rate_limit_fallback_total",
+    "Rate-limit checks counted in this process because the shared store (Redis) failed or stalled",
 )
 
 _TASKS = Path("/proc/self/task")

@@ -163,7 +163,10 @@ class Server:
 
 def base_env(db_url: str, redis_url: str | None) -> dict[str, str]:
     env = {**os.environ, "HERON_DATABASE_URL": db_url, "HERON_SCORERS": '["rules","links","text"]',
-           "HERON_SYNC_BUDGET_MS": "5000", "HERON_TEXT_THREADS": "1", "OMP_NUM_THREADS": "1"}
+           "HERON_SYNC_BUDGET_MS": "5000", "HERON_TEXT_THREADS": "1", "OMP_NUM_THREADS": "1",
+           # No rate limits: saturation from one key is the point here, and a faster machine than
+           # this one would pass the 500/second default (bench_flood.py measures shedding instead).
+           "HERON_RATE_LIMIT_PER_KEY": "", "HERON_RATE_LIMIT_PER_GUILD": ""}
     env.pop("HERON_REDIS_URL", None)
     if redis_url:
         env["HERON_REDIS_URL"] = redis_url

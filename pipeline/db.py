@@ -164,7 +164,7 @@ outbox = sa.Table(
     sa.Column("delivered_at", TS, nullable=True),
     sa.Column("dead_at", TS, nullable=True),
     sa.UniqueConstraint("sink", "decision_id", "revision", name="uq_outbox_event"),
-    sa.Index("ix_outbox_due", "sink", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_due", "sink", "status", "tenant_id", "next_attempt_at"),
 )
 
 # One row per delivery attempt: what a receiver answered and when, kept across redeliveries.

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +70,40 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     # Port of a `heron worker`'s Prometheus endpoint (0 = none); `--metrics-port` overrides it.
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Rate limits in the `limits` notation ("50/second", several joined by ";"; "" = none), kept in
+    # Redis when HERON_REDIS_URL is set (shared by every API process), else per process. Per key
+    # means per tenant: all of a tenant's keys share one allowance. The defaults sit above what one
+    # 2-core API process can serve (~350 req/s), so they stop a runaway client without throttling a
+    # single tenant's normal peak; set them lower per tenant for fairness (docs/operations.md).
+    rate_limit_per_key: str = "500/second"
+    rate_limit_per_guild: str = "100/second"
+    # Every other /v1 route (reads, guild and webhook admin), per key.
+    rate_limit_other: str = "100/second"
+    # Load shedding on POST /v1/moderate: a request that cannot be decided within the sync budget
+    # is handed to the async path (202) unless that path's backlog is over this bound (429
+    # overloaded). The backlog is what the dispatcher reports: messages waiting for the embedded
+    # worker, or tasks (up to 128 messages each) waiting in the Celery queue.
+    shed_max_backlog: int = Field(default=10_000, ge=0)
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_guild", "rate_limit_other")
+    @classmethod
+    def _parse_rate_limit(cls, value: str, info: ValidationInfo) -> str:
+        """Refuse a malformed limit at start-up instead of on the first request."""
+        from limits import parse_many
+
+        env = f"HERON_{(info.field_name or '').upper()}"
+        if not value.strip():
+            return ""
+        try:
+            items = parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{env}={value!r} is not a rate limit; use the `limits` notation, e.g. '50/second' or "
+                "'50/second;1000/minute' (or '' for no limit)"
+            ) from None
+        if any(item.amount < 1 for item in items):
+            raise ValueError(f"{env}={value!r} would refuse every request; a limit allows at least 1")
+        return value.strip()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -34,6 +34,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from pipeline.logs import log_context
 from pipeline.sinks.base import DeliveryResult, Sink
 from pipeline.store import OutboxEvent, Store
+from pipeline.store.outbox import AttemptOutcome
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,9 @@ class CircuitBreakers:
             self._circuits.pop(tenant, None)
             return
         c.failures += 1
-        if c.failures >= self.threshold and (was_probe or now >= c.open_until):
+        # Open on reaching the threshold; afterwards only a failed probe extends the cooldown (the
+        # stragglers that were in flight when it opened say nothing new about the receiver).
+        if c.failures == self.threshold or (was_probe and c.failures > self.threshold):
             c.cooldown_s = self.base_s if c.cooldown_s == 0 else min(self.max_s, c.cooldown_s * 2)
             c.open_until = now + c.cooldown_s
             log.warning("circuit open for tenant %s for %.0fs after %d consecutive failures",
@@ -119,17 +122,25 @@ class OutboxDrainer:
         breaker_threshold: int = 5,
         breaker_base_s: float = 5.0,
         breaker_max_s: float = 300.0,
+        prefetch: int = 4,
     ) -> None:
         self.store = store
         self.sink = sink
         self.per_tenant = per_tenant
         self.max_inflight = max_inflight
         self.poll_s = poll_s
+        # Events claimed ahead of sending, per send slot: the next attempt is ready when one ends,
+        # without a database round trip in between.
+        self.prefetch = prefetch
         self.breakers = CircuitBreakers(breaker_threshold, breaker_base_s, breaker_max_s)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        # Longer than the worst attempt (bounded as a whole by the sink) plus recording it.
-        self.lease_s = sink.attempt_timeout_s * 2 + 30
-        self._inflight: dict[int, str] = {}  # event id -> tenant
+        # Longer than the worst wait: a claimed event waits for at most `prefetch` attempts of its
+        # tenant ahead of it, each bounded as a whole by the sink, then its own, then its record.
+        self.lease_s = sink.attempt_timeout_s * (prefetch + 2) + 30
+        self._outstanding: dict[int, str] = {}  # claimed, not yet recorded: event id -> tenant
+        self._tenant_slots: dict[str, asyncio.Semaphore] = {}
+        self._send_slots: asyncio.Semaphore | None = None
+        self._results: asyncio.Queue[AttemptOutcome] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -165,9 +176,23 @@ class OutboxDrainer:
             self._thread.join(timeout=timeout_s if timeout_s is not None else self.sink.attempt_timeout_s + 5)
             self._thread = None
 
-    async def _main(self) -> None:
+    def _begin(self) -> asyncio.Task[None]:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._send_slots = asyncio.Semaphore(self.max_inflight)
+        self._results = asyncio.Queue()
+        return asyncio.create_task(self._recorder())
+
+    async def _finish(self, recorder: asyncio.Task[None], wait_s: float) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=wait_s)
+        assert self._results is not None
+        await self._results.join()
+        recorder.cancel()
+        await self.sink.aclose()
+
+    async def _main(self) -> None:
+        recorder = self._begin()
         self._ready.set()
         try:
             while not self._stopping:
@@ -175,36 +200,43 @@ class OutboxDrainer:
                     await self.fill()
                 except Exception:  # noqa: BLE001 - the database may be down; try again next round
                     log.exception("outbox round for %s failed", self.sink.name)
+                assert self._wake is not None
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
                 except TimeoutError:
                     pass
                 self._wake.clear()
-            if self._tasks:
-                await asyncio.wait(self._tasks, timeout=self.sink.attempt_timeout_s + 2)
+                if self._outstanding:
+                    await asyncio.sleep(0.005)  # let a few more attempts finish: one claim for them all
         finally:
-            await self.sink.aclose()
+            await self._finish(recorder, self.sink.attempt_timeout_s + 2)
 
     # ---- one round ---------------------------------------------------------------------------------
-    def _inflight_by_tenant(self) -> dict[str, int]:
+    def _outstanding_by_tenant(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for tenant in self._inflight.values():
+        for tenant in self._outstanding.values():
             counts[tenant] = counts.get(tenant, 0) + 1
         return counts
 
     async def fill(self) -> int:
-        """Claim as many due events as there are free slots and start their attempts."""
-        free = self.max_inflight - len(self._inflight)
+        """Claim due events up to each tenant's room (prefetch × its send slots) and start them."""
+        free = self.max_inflight * self.prefetch - len(self._outstanding)
         if free <= 0:
             return 0
         now = time.monotonic()
-        busy = self._inflight_by_tenant()
+        busy = self._outstanding_by_tenant()
         tenants = set(busy) | set(self.breakers.known())
-        slots = {t: max(0, self.breakers.slots(t, self.per_tenant, now) - busy.get(t, 0)) for t in tenants}
-        exclude = [t for t, n in slots.items() if n <= 0]
+        room = {
+            t: max(0, self.breakers.slots(t, self.per_tenant, now) * self.prefetch - busy.get(t, 0))
+            for t in tenants
+        }
+        half_open = {t for t in tenants if self.breakers.state(t, now) == "half_open"}
+        room.update({t: max(0, 1 - busy.get(t, 0)) for t in half_open})
+        exclude = [t for t, n in room.items() if n <= 0]
         events = await asyncio.to_thread(
             self.store.outbox.claim_due, self.sink.name, owner=self.owner, lease_s=self.lease_s,
-            limit=min(free, 200), exclude_tenants=exclude, per_tenant=slots, default_per_tenant=self.per_tenant,
+            limit=min(free, 500), exclude_tenants=exclude, per_tenant=room,
+            default_per_tenant=self.per_tenant * self.prefetch,
         )
         if not events:
             return 0
@@ -215,65 +247,88 @@ class OutboxDrainer:
             await asyncio.to_thread(self.store.outbox.defer, events, owner=self.owner, until=datetime.now(UTC))
             return 0
         for event in events:
-            self._inflight[event.id] = event.tenant_id
+            self._outstanding[event.id] = event.tenant_id
             self.breakers.started(event.tenant_id, now)
             task = asyncio.create_task(self._attempt(event, prepared.get(event.id)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        INFLIGHT.labels(self.sink.name).set(len(self._inflight))
+        INFLIGHT.labels(self.sink.name).set(len(self._outstanding))
         return len(events)
 
     async def _attempt(self, event: OutboxEvent, prepared: Any) -> None:
         # Each task runs in its own copy of the context: these ids are this event's alone.
         with log_context(request_id=event.request_id, message_id=event.message_id, tenant_id=event.tenant_id):
-            await self._attempt_in_context(event, prepared)
+            try:
+                await self._attempt_in_context(event, prepared)
+            except Exception:  # noqa: BLE001 - the lease expires and the event is retried
+                log.exception("%s event %s: attempt failed to run", self.sink.name, event.event_id)
+                self._done(event)
+
+    def _done(self, event: OutboxEvent) -> None:
+        self._outstanding.pop(event.id, None)
+        INFLIGHT.labels(self.sink.name).set(len(self._outstanding))
+        OPEN_CIRCUITS.labels(self.sink.name).set(self.breakers.open_count(time.monotonic()))
+        if self._wake is not None:
+            self._wake.set()
 
     async def _attempt_in_context(self, event: OutboxEvent, prepared: Any) -> None:
-        started = time.perf_counter()
-        try:
+        tenant_slots = self._tenant_slots.setdefault(event.tenant_id, asyncio.Semaphore(self.per_tenant))
+        assert self._send_slots is not None and self._results is not None
+        async with tenant_slots, self._send_slots:
+            if self.breakers.state(event.tenant_id, time.monotonic()) == "open":
+                # The circuit opened while this event waited its turn: no attempt, due again later.
+                until = datetime.now(UTC) + timedelta(seconds=self.breakers.base_s)
+                await asyncio.to_thread(self.store.outbox.defer, [event], owner=self.owner, until=until)
+                self._done(event)
+                return
+            started = time.perf_counter()
             try:
                 result = await self.sink.send(event, prepared)
             except Exception as exc:  # noqa: BLE001 - a sink bug is a failed attempt, not a lost event
                 log.exception("sink %s raised", self.sink.name)
                 result = DeliveryResult(False, error=f"{type(exc).__name__}: {exc}"[:500])
             duration = time.perf_counter() - started
-            attempt = event.attempts_this_round + 1
-            retry_at: datetime | None = None
-            if not result.ok and not result.permanent and attempt < self.sink.max_attempts:
-                retry_at = datetime.now(UTC) + timedelta(seconds=self.sink.retry_delay(attempt))
-            if not result.permanent:
-                self.breakers.record(event.tenant_id, result.ok, time.monotonic())
-            outcome = "delivered" if result.ok else ("retry" if retry_at else "dead")
-            ATTEMPTS.labels(self.sink.name, outcome).inc()
-            ATTEMPT_SECONDS.labels(self.sink.name).observe(duration)
-            if result.ok:
-                log.info("%s event %s delivered (attempt %d)", self.sink.name, event.event_id, event.attempts + 1)
-                DELIVERY_LAG.labels(self.sink.name).observe(
-                    max(0.0, (datetime.now(UTC) - event.created_at).total_seconds())
-                )
-            else:
-                log.warning("%s event %s attempt %d failed (%s): %s", self.sink.name, event.event_id,
-                            event.attempts + 1, outcome, result.error)
-            await asyncio.to_thread(
-                self.store.outbox.record_attempt, event, owner=self.owner, ok=result.ok,
-                status_code=result.status_code, error=result.error, duration_ms=round(duration * 1000, 3),
-                retry_at=retry_at,
-            )
-        except Exception:  # noqa: BLE001 - recording failed: the lease expires and the event is retried
-            log.exception("recording the attempt of %s event %s failed", self.sink.name, event.event_id)
-        finally:
-            self._inflight.pop(event.id, None)
-            INFLIGHT.labels(self.sink.name).set(len(self._inflight))
-            OPEN_CIRCUITS.labels(self.sink.name).set(self.breakers.open_count(time.monotonic()))
-            if self._wake is not None:
-                self._wake.set()
+        attempt = event.attempts_this_round + 1
+        retry_at: datetime | None = None
+        if not result.ok and not result.permanent and attempt < self.sink.max_attempts:
+            retry_at = datetime.now(UTC) + timedelta(seconds=self.sink.retry_delay(attempt))
+        if not result.permanent:
+            self.breakers.record(event.tenant_id, result.ok, time.monotonic())
+        outcome = "delivered" if result.ok else ("retry" if retry_at else "dead")
+        ATTEMPTS.labels(self.sink.name, outcome).inc()
+        ATTEMPT_SECONDS.labels(self.sink.name).observe(duration)
+        if result.ok:
+            log.info("%s event %s delivered (attempt %d)", self.sink.name, event.event_id, event.attempts + 1)
+            lag = (datetime.now(UTC) - event.created_at).total_seconds()
+            DELIVERY_LAG.labels(self.sink.name).observe(max(0.0, lag))
+        else:
+            log.warning("%s event %s attempt %d failed (%s): %s", self.sink.name, event.event_id,
+                        event.attempts + 1, outcome, result.error)
+        await self._results.put(AttemptOutcome(event, result.ok, result.status_code, result.error,
+                                               round(duration * 1000, 3), retry_at))
+
+    async def _recorder(self) -> None:
+        """Write finished attempts in batches: one transaction for whatever finished meanwhile."""
+        assert self._results is not None
+        while True:
+            batch = [await self._results.get()]
+            while len(batch) < 500 and not self._results.empty():
+                batch.append(self._results.get_nowait())
+            try:
+                await asyncio.to_thread(self.store.outbox.record_attempts, batch, owner=self.owner)
+            except Exception:  # noqa: BLE001 - unrecorded: the leases expire and the events go again
+                log.exception("recording %d %s attempts failed", len(batch), self.sink.name)
+            finally:
+                for outcome in batch:
+                    self._done(outcome.event)
+                    self._results.task_done()
 
     # ---- synchronous use (CLI, tests) ------------------------------------------------------------------
     def drain(self, timeout_s: float = 30.0) -> int:
         """Deliver everything due now, on the caller's thread; returns attempts made."""
 
         async def _go() -> int:
-            self._wake = asyncio.Event()
+            recorder = self._begin()
             made = 0
             deadline = time.monotonic() + timeout_s
             try:
@@ -282,10 +337,12 @@ class OutboxDrainer:
                     made += started
                     if self._tasks:
                         await asyncio.wait(self._tasks, timeout=max(0.0, deadline - time.monotonic()))
+                        assert self._results is not None
+                        await self._results.join()
                     elif not started:
                         break
             finally:
-                await self.sink.aclose()
+                await self._finish(recorder, 1.0)
             return made
 
         return asyncio.run(_go())

@@ -141,6 +141,18 @@ class Attempt:
     duration_ms: float | None
 
 
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """One finished attempt, as a drainer reports it to `record_attempts`."""
+
+    event: OutboxEvent
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: float | None
+    retry_at: datetime | None  # None and not ok: dead
+
+
 class Outbox:
     def __init__(self, database: Database) -> None:
         self.db = database
@@ -155,6 +167,7 @@ class Outbox:
         exclude_tenants: Iterable[str] = (),
         per_tenant: dict[str, int] | None = None,
         default_per_tenant: int | None = None,
+        max_tenants: int = 100,
     ) -> list[OutboxEvent]:
         """Lease due events of `sink` to `owner` for `lease_s` seconds.
 
@@ -181,28 +194,42 @@ class Outbox:
             o.c.next_attempt_at <= ts,
             sa.or_(o.c.leased_until.is_(None), o.c.leased_until < ts),
         )
-        # Fair by tenant: rank each tenant's due events and take at most its free slots, *before*
-        # the LIMIT, so that one tenant's deep backlog of older events cannot fill every claim.
-        rank = sa.func.row_number().over(partition_by=o.c.tenant_id, order_by=(o.c.next_attempt_at, o.c.id))
-        ranked = sa.select(o.c.id, o.c.tenant_id, rank.label("rn")).where(*due, ~earlier_pending)
-        excluded = list(exclude_tenants)
-        if excluded:
-            ranked = ranked.where(o.c.tenant_id.not_in(excluded))
-        ranked_sq = ranked.subquery("ranked")
-        caps = {t: n for t, n in (per_tenant or {}).items() if t not in excluded}
-        default_cap = default_per_tenant if default_per_tenant is not None else limit
-        cap = sa.case(caps, value=ranked_sq.c.tenant_id, else_=default_cap) if caps else sa.literal(default_cap)
-        candidates = sa.select(ranked_sq.c.id).where(ranked_sq.c.rn <= cap)
-        q = (
-            sa.select(o)
-            .where(o.c.id.in_(candidates), *due)
-            .order_by(o.c.next_attempt_at, o.c.id)
-            .limit(limit)
+        # Fair by tenant, and cheap however deep the backlog: first the tenants with something due
+        # (oldest first, one index scan), then for each an index range scan of its own oldest due
+        # events, at most its free slots. One tenant's deep backlog can neither fill a claim nor
+        # make it slow for everyone.
+        excluded = set(exclude_tenants)
+        t_q = (
+            sa.select(o.c.tenant_id, sa.func.min(o.c.next_attempt_at).label("oldest"))
+            .where(*due)
+            .group_by(o.c.tenant_id)
+            .order_by(sa.func.min(o.c.next_attempt_at))
+            .limit(max_tenants + len(excluded))
         )
-        if self.db.is_postgres:
-            q = q.with_for_update(skip_locked=True, of=o)
+        claimed: list[OutboxEvent] = []
         with self.db.engine.begin() as conn:
-            claimed = [_event(row) for row in conn.execute(q).all()]
+            tenants = [r.tenant_id for r in conn.execute(t_q) if r.tenant_id not in excluded][:max_tenants]
+            for tenant in tenants:
+                room = limit - len(claimed)
+                if room <= 0:
+                    break
+                cap = (per_tenant or {}).get(tenant, default_per_tenant if default_per_tenant is not None else limit)
+                take = min(room, cap)
+                if take <= 0:
+                    continue
+                # Ordered like the index (sink, status, tenant_id, next_attempt_at), so the scan stops
+                # at `take` rows instead of sorting the tenant's whole backlog; only revisions after
+                # the first ask whether an earlier one is still pending (a per-row index probe,
+                # never an anti-join over the backlog, whatever the table statistics say).
+                q = (
+                    sa.select(o)
+                    .where(*due, o.c.tenant_id == tenant, sa.or_(o.c.revision == 1, ~earlier_pending))
+                    .order_by(o.c.next_attempt_at)
+                    .limit(take)
+                )
+                if self.db.is_postgres:
+                    q = q.with_for_update(skip_locked=True, of=o)
+                claimed += [_event(row) for row in conn.execute(q).all()]
             if claimed:
                 conn.execute(
                     o.update()
@@ -222,38 +249,52 @@ class Outbox:
         duration_ms: float | None,
         retry_at: datetime | None,
     ) -> None:
-        """Record one attempt: delivered, retry at `retry_at`, or dead when that is None.
+        """Record one attempt: delivered, retry at `retry_at`, or dead when that is None."""
+        self.record_attempts([AttemptOutcome(event, ok, status_code, error, duration_ms, retry_at)], owner=owner)
 
-        The history row is always written; the event itself only changes while `owner` still
+    def record_attempts(self, outcomes: Sequence[AttemptOutcome], *, owner: str) -> None:
+        """Record finished attempts in one transaction (a drainer sends hundreds a second).
+
+        The history rows are always written; an event itself only changes while `owner` still
         holds its lease (a drainer that stalled past its lease must not overwrite a newer outcome).
         """
+        if not outcomes:
+            return
         ts = now()
         o = db.outbox.c
-        values: dict[str, Any] = {
-            "attempts": o.attempts + 1,
-            "last_status_code": status_code,
-            "last_error": error,
-            "leased_until": None,
-            "lease_owner": None,
-        }
-        if ok:
-            values.update(status="delivered", delivered_at=ts, next_attempt_at=None)
-        elif retry_at is None:
-            values.update(status="dead", dead_at=ts, next_attempt_at=None)
-        else:
-            values.update(next_attempt_at=retry_at)
         with self.db.engine.begin() as conn:
             conn.execute(
-                db.outbox_attempts.insert().values(
-                    outbox_id=event.id, attempt=event.attempts + 1, at=ts, ok=ok, status_code=status_code,
-                    error=error, duration_ms=duration_ms,
+                db.outbox_attempts.insert(),
+                [
+                    {"outbox_id": r.event.id, "attempt": r.event.attempts + 1, "at": ts, "ok": r.ok,
+                     "status_code": r.status_code, "error": r.error, "duration_ms": r.duration_ms}
+                    for r in outcomes
+                ],
+            )
+            delivered = [r.event.id for r in outcomes if r.ok]
+            cleared = {"leased_until": None, "lease_owner": None}
+            if delivered:
+                conn.execute(
+                    db.outbox.update()
+                    .where(o.id.in_(delivered), o.lease_owner == owner, o.status == "pending")
+                    .values(attempts=o.attempts + 1, last_status_code=sa.case(
+                        {r.event.id: r.status_code for r in outcomes if r.ok}, value=o.id, else_=None),
+                        last_error=None, status="delivered", delivered_at=ts, next_attempt_at=None, **cleared)
                 )
-            )
-            conn.execute(
-                db.outbox.update()
-                .where(o.id == event.id, o.lease_owner == owner, o.status == "pending")
-                .values(**values)
-            )
+            for r in outcomes:
+                if r.ok:
+                    continue
+                values: dict[str, Any] = {"attempts": o.attempts + 1, "last_status_code": r.status_code,
+                                          "last_error": r.error, **cleared}
+                if r.retry_at is None:
+                    values.update(status="dead", dead_at=ts, next_attempt_at=None)
+                else:
+                    values.update(next_attempt_at=r.retry_at)
+                conn.execute(
+                    db.outbox.update()
+                    .where(o.id == r.event.id, o.lease_owner == owner, o.status == "pending")
+                    .values(**values)
+                )
 
     def defer(self, events: Sequence[OutboxEvent], *, owner: str, until: datetime) -> None:
         """Give leased events back without an attempt (circuit open, shutting down): due at `until`."""

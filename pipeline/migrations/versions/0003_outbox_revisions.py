@@ -75,7 +75,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("sink", "decision_id", "revision", name="uq_outbox_event"),
     )
     op.create_index("ix_outbox_tenant_id", "outbox", ["tenant_id"], unique=False)
-    op.create_index("ix_outbox_due", "outbox", ["sink", "status", "next_attempt_at"], unique=False)
+    op.create_index("ix_outbox_due", "outbox", ["sink", "status", "tenant_id", "next_attempt_at"], unique=False)
     op.execute(
         "INSERT INTO outbox (tenant_id, sink, decision_id, message_id, revision, status, attempts, retry_from, "
         "next_attempt_at, last_error, last_status_code, created_at, delivered_at, dead_at) "
