@@ -57,6 +57,7 @@ class _Circuit:
     open_until: float = 0.0
     cooldown_s: float = 0.0
     probing: bool = False
+    probe_event: int | None = None
 
 
 class CircuitBreakers:
@@ -80,14 +81,26 @@ class CircuitBreakers:
         state = self.state(tenant, now)
         return cap if state == "closed" else (1 if state == "half_open" else 0)
 
-    def started(self, tenant: str, now: float) -> None:
+    def started(self, tenant: str, now: float, event_id: int) -> None:
         if self.state(tenant, now) == "half_open":
-            self._circuits[tenant].probing = True
+            c = self._circuits[tenant]
+            c.probing, c.probe_event = True, event_id
+
+    def holds(self, tenant: str, event_id: int, now: float) -> bool:
+        """Whether an event waiting its turn must not be attempted now (open, and it is not the probe)."""
+        c = self._circuits.get(tenant)
+        return self.state(tenant, now) == "open" and (c is None or c.probe_event != event_id)
+
+    def release(self, tenant: str, event_id: int) -> None:
+        """The probe ended without an outcome (deferred, crashed): let the next one go."""
+        c = self._circuits.get(tenant)
+        if c is not None and c.probe_event == event_id:
+            c.probing, c.probe_event = False, None
 
     def record(self, tenant: str, ok: bool, now: float) -> None:
         c = self._circuits.setdefault(tenant, _Circuit())
         was_probe = c.probing
-        c.probing = False
+        c.probing, c.probe_event = False, None
         if ok:
             self._circuits.pop(tenant, None)
             return
@@ -248,7 +261,7 @@ class OutboxDrainer:
             return 0
         for event in events:
             self._outstanding[event.id] = event.tenant_id
-            self.breakers.started(event.tenant_id, now)
+            self.breakers.started(event.tenant_id, now, event.id)
             task = asyncio.create_task(self._attempt(event, prepared.get(event.id)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -266,6 +279,7 @@ class OutboxDrainer:
 
     def _done(self, event: OutboxEvent) -> None:
         self._outstanding.pop(event.id, None)
+        self.breakers.release(event.tenant_id, event.id)
         INFLIGHT.labels(self.sink.name).set(len(self._outstanding))
         OPEN_CIRCUITS.labels(self.sink.name).set(self.breakers.open_count(time.monotonic()))
         if self._wake is not None:
@@ -275,7 +289,7 @@ class OutboxDrainer:
         tenant_slots = self._tenant_slots.setdefault(event.tenant_id, asyncio.Semaphore(self.per_tenant))
         assert self._send_slots is not None and self._results is not None
         async with tenant_slots, self._send_slots:
-            if self.breakers.state(event.tenant_id, time.monotonic()) == "open":
+            if self.breakers.holds(event.tenant_id, event.id, time.monotonic()):
                 # The circuit opened while this event waited its turn: no attempt, due again later.
                 until = datetime.now(UTC) + timedelta(seconds=self.breakers.base_s)
                 await asyncio.to_thread(self.store.outbox.defer, [event], owner=self.owner, until=until)
