@@ -14,14 +14,15 @@ from pipeline.guilds import PLATFORM_GUILD, GuildConfig
 from pipeline.logs import log_context
 from pipeline.metrics import observe_decided
 from pipeline.service import ModerationService
-from pipeline.store import Store, StoredMessage
+from pipeline.store.messages import StoredMessage
+from pipeline.store.protocols import DecidingStore
 from pipeline.types import Decision, Message
 
 log = logging.getLogger(__name__)
 
 
 def decide_stored_messages(
-    store: Store, service: ModerationService, row_ids: list[int], on_decided: Callable[[], None] | None = None
+    store: DecidingStore, service: ModerationService, row_ids: list[int], on_decided: Callable[[], None] | None = None
 ) -> list[Decision]:
     """Decide stored messages by row id; idempotent: already-decided messages are skipped.
 
@@ -58,7 +59,7 @@ def decide_stored_messages(
     return created
 
 
-def sweep(store: Store, requeue_after_s: float, enqueue: Callable[[list[int]], object]) -> int:
+def sweep(store: DecidingStore, requeue_after_s: float, enqueue: Callable[[list[int]], object]) -> int:
     """Re-enqueue messages that stayed pending too long (a lost task, a dead worker, Redis restarted)."""
     row_ids = store.messages.claim_stale_pending(requeue_after_s)
     if row_ids:

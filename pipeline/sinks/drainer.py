@@ -33,8 +33,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from pipeline.logs import log_context
 from pipeline.sinks.base import DeliveryResult, Sink
-from pipeline.store import OutboxEvent, Store
-from pipeline.store.outbox import AttemptOutcome
+from pipeline.store.outbox import AttemptOutcome, OutboxEvent
+from pipeline.store.protocols import DrainingStore
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class CircuitBreakers:
 class OutboxDrainer:
     def __init__(
         self,
-        store: Store,
+        store: DrainingStore,
         sink: Sink,
         *,
         per_tenant: int = 4,
