@@ -169,9 +169,11 @@ def test_five_thousand_messages_through_kill_restart_and_a_hung_receiver(stack: 
     ratio = p99(during) / p99(base)
     dup_a = len(lines) - len(got_a)
     dup_b = len(rx_b.received) - len(got_b)
-    print(f"\nfault test: 5000 messages in {time.monotonic() - t0:.0f}s; receiver A hung {hung_for:.0f}s; "
-          f"tenant B send->webhook p99 {p99(base) * 1000:.0f} ms before, {p99(during) * 1000:.0f} ms during the hang "
-          f"(ratio {ratio:.2f}); duplicates deduped by receivers: A {dup_a}, B {dup_b}")
+    summary = (f"fault test: 5000 messages in {time.monotonic() - t0:.0f}s; receiver A hung {hung_for:.0f}s; "
+               f"tenant B send->webhook p99 {p99(base) * 1000:.0f} ms before, {p99(during) * 1000:.0f} ms during "
+               f"the hang (ratio {ratio:.2f}); duplicates deduped by receivers: A {dup_a}, B {dup_b}")
+    print("\n" + summary)
+    (tmp_path / "summary.txt").write_text(summary + "\n")  # kept in pytest's basetemp for the record
     # Before the outbox, B's decisions waited behind A's 5 s timeouts (31 of 600 in 60 s): a ratio in
     # the tens. Noise on two shared cores is well under this bound.
     assert ratio < 5, ratio
