@@ -100,7 +100,7 @@ def refuse(verdict: Verdict, guild_id: str | None = None) -> NoReturn:
         429,
         "rate_limited",
         f"{what}; retry after {verdict.retry_after_s} s",
-        details=[{"limit": limit, "retry_after_s": verdict.retry_after_s}],
+        details=[{"message": f"the {limit} limit is spent", "limit": limit, "retry_after_s": verdict.retry_after_s}],
         headers={"Retry-After": str(verdict.retry_after_s)},
     )
 

@@ -263,12 +263,24 @@ class DecisionWriter:
         self.on_saved = on_saved
         self._queue: queue.Queue[tuple[str, Decision, str | None] | None] = queue.Queue()
         self._pending = 0  # recorded but not yet committed (approximate across threads; for flush)
+        # The same, readable: a caller that got its decision and reads it back at once must find
+        # it, committed or not (keyed by tenant and by decision and message id).
+        self._unsaved: dict[tuple[str, str], Decision] = {}
+        self._unsaved_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="heron-decision-writer", daemon=True)
         self._thread.start()
 
     def record(self, tenant_id: str, decision: Decision) -> None:
         self._pending += 1
+        with self._unsaved_lock:
+            self._unsaved[(tenant_id, decision.id)] = decision
+            self._unsaved[(tenant_id, decision.message_id)] = decision
         self._queue.put((tenant_id, decision, current_request_id.get()))
+
+    def unsaved(self, tenant_id: str, decision_or_message_id: str) -> Decision | None:
+        """A decision answered but not yet committed, by decision or message id."""
+        with self._unsaved_lock:
+            return self._unsaved.get((tenant_id, decision_or_message_id))
 
     def _loop(self) -> None:
         while True:
@@ -284,6 +296,10 @@ class DecisionWriter:
                     log.exception("could not store %d sync decisions", len(batch))
                 finally:
                     self._pending -= len(batch)
+                    with self._unsaved_lock:
+                        for t, d, _ in batch:
+                            self._unsaved.pop((t, d.id), None)
+                            self._unsaved.pop((t, d.message_id), None)
             if stop:
                 return
 

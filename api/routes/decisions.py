@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BeforeValidator
 
 from api.deps import RuntimeDep, TenantDep
 from api.errors import ApiError
@@ -17,14 +18,28 @@ from pipeline.types import Action, Decision, Id, Reason
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 
 
+def _iso(value: object) -> object:
+    """Query times are ISO 8601 only: pydantic would read "0.5" as seconds since 1970, which the
+    schema does not offer and which hides a client sending milliseconds."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected an ISO 8601 date-time, e.g. 2026-12-03T10:00:00Z") from None
+    return value
+
+
+QueryTime = Annotated[datetime, BeforeValidator(_iso)]
+
+
 @router.get("", response_model=DecisionList, summary="List decisions (by guild, time, action), oldest first, paged")
 async def list_decisions(
     tenant: TenantDep,
     rt: RuntimeDep,
     guild_id: Annotated[Id | None, Query(description="only this guild's decisions")] = None,
     action: Annotated[Action | None, Query(description="only decisions whose current action is this")] = None,
-    since: Annotated[datetime | None, Query(description="first decided at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="first decided before (ISO 8601)")] = None,
+    since: Annotated[QueryTime | None, Query(description="first decided at or after (ISO 8601)")] = None,
+    until: Annotated[QueryTime | None, Query(description="first decided before (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page")] = None,
 ) -> DecisionList:

@@ -163,7 +163,9 @@ async def submit_message(
     "/decisions/{decision_id}", response_model=DecisionPublic, summary="Read a decision by decision or message id"
 )
 async def get_decision(decision_id: str, tenant: TenantDep, rt: RuntimeDep) -> Decision:
-    decision = await run_in_threadpool(rt.store.decisions.get, tenant, decision_id)
+    decision = rt.writer.unsaved(tenant, decision_id)  # answered a moment ago, being written
+    if decision is None:
+        decision = await run_in_threadpool(rt.store.decisions.get, tenant, decision_id)
     if decision is None:
         status = await run_in_threadpool(rt.store.messages.status, tenant, decision_id)
         if status == "pending":

@@ -179,3 +179,11 @@ def test_a_webhook_that_now_points_inward_is_refused_at_send_time(make_api, rece
     assert dead[0]["decision_id"] == decision_id and dead[0]["attempts"] == 1
     assert "refused" in dead[0]["last_error"] and "loopback" in dead[0]["last_error"]
     assert receiver.received == []
+
+
+def test_decision_list_times_are_iso_only(api) -> None:  # type: ignore[no-untyped-def]
+    """Found by schemathesis: `until=0.5` was read as half a second after 1970."""
+    client, _ = api
+    r = client.get("/v1/decisions", params={"until": "0.5"})
+    assert r.status_code == 422 and "ISO 8601" in r.json()["error"]["message"]
+    assert client.get("/v1/decisions", params={"until": "2026-12-03T10:00:00Z"}).status_code == 200
