@@ -11,18 +11,12 @@ varchar widths.
 from __future__ import annotations
 
 import copy
-import os
-import secrets
 from collections.abc import Iterator
 from typing import Any
-
-import pytest
-import sqlalchemy as sa
 
 from api.schemas import EXAMPLE_MESSAGE
 from pipeline.settings import Settings
 
-PG_ADMIN_URL = os.environ.get("HERON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GUILD = "guild-1"
 KEY = object()  # stands for "any key" of a dict (additionalProperties) in a field path
 
@@ -72,22 +66,6 @@ BASES: dict[tuple[str, str], list[dict[str, Any]]] = {
 DECISION = "limits-decision"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/limits.db"
-        return
-    name = "heron_limits_" + secrets.token_hex(4)
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not answering: {exc}")
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

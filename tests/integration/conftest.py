@@ -6,7 +6,6 @@ run instead of skipping it.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -21,9 +20,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import fresh_pg_database
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PG_ADMIN_URL = os.environ.get("HERON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # The real scorers a deployment runs; the text model is included once its artifact is committed.
 SCORERS = '["rules", "links", "text"]'
 
@@ -106,18 +106,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database on the machine's server, dropped afterwards."""
-    name = "heron_it_" + secrets.token_hex(4)
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not answering: {exc}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_pg_database("heron_it_") as url:
+        yield url
 
 
 class Proc:
