@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from pipeline.guilds import EMPTY_LISTS, GuildLists
 from pipeline.normalize import normalize
@@ -60,13 +60,21 @@ class ExtractedLink:
 
 @dataclass(frozen=True, slots=True)
 class DecodedMedia:
-    """Decoded pixels of an attachment. A placeholder slot: the image pipeline fills it (decode
-    once, then perceptual hashes, the NSFW model and OCR/QR all read the same pixels)."""
+    """Decoded pixels of an attachment, filled once by the image pipeline's decoding extractor.
+
+    Every media scorer (perceptual hashes, the NSFW model, OCR/QR) reads the same pixels, so an
+    image is fetched and decoded once per message. `frames` are RGB ``uint8`` arrays of shape
+    ``(height, width, 3)`` (numpy; typed loosely so this module stays import-light): one for a
+    still image, a few sampled frames for an animated one. `sha256` is of the original bytes;
+    `format` is what the bytes are (sniffed), not what the sender declared.
+    """
 
     width: int
     height: int
-    mode: str  # e.g. "RGB"
-    pixels: bytes = b""
+    format: str  # sniffed: "jpeg", "png", "gif", "webp", ...
+    frames: tuple[Any, ...] = ()
+    sha256: str = ""
+    size_bytes: int = 0
 
 
 MediaKind = Literal["image", "video", "audio", "other"]
@@ -88,6 +96,9 @@ class MediaRef:
     filename: str | None
     kind: MediaKind
     decoded: DecodedMedia | None = None
+    # Why this attachment could not be read (too large, corrupt, unsupported, refused URL): a
+    # per-attachment error the decision reports, never a silent allow.
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
