@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # on the same LAN). Off by default: a tenant must not reach Redis, PostgreSQL or the LAN through
     # Heron (pipeline/netguard.py). Cloud metadata addresses stay refused either way.
     allow_private_webhooks: bool = False
+    # Where the behaviour features keep their windowed counters (pipeline/features/behaviour.py):
+    # "auto" = Redis when HERON_REDIS_URL is set (shared by every API and worker process), else
+    # in-process; "memory" forces in-process (one process's view), "redis" requires Redis.
+    behaviour_backend: Literal["auto", "memory", "redis"] = "auto"
     api_key_pepper: str = "heron-dev-pepper"
     # Log lines: "json" (one object per line, with request/message/tenant ids), "text", or "auto"
     # (text when stderr is a terminal, JSON otherwise). See pipeline/logs.py.
