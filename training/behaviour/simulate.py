@@ -153,7 +153,13 @@ def _announcement(g: _Guild) -> None:
     r = g.rng
     t0 = r.uniform(60, DURATION_S - 120)
     mod = g.author("mod", t0, age_s=900 * 86400, tenure_s=800 * 86400, roles=["moderator"])
-    g.emit(mod, g.channels[1], t0, "@everyone season 3 starts tomorrow! patch notes: https://github.com/heron/notes", "announcement")
+    g.emit(
+        mod,
+        g.channels[1],
+        t0,
+        "@everyone season 3 starts tomorrow! patch notes: https://github.com/heron/notes",
+        "announcement",
+    )
     for _ in range(r.randint(20, 60)):
         age, tenure = g.old()
         t = t0 + r.uniform(2, 60)

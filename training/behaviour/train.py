@@ -58,7 +58,12 @@ def fit(rows: Sequence[dict[str, float]], y: np.ndarray, seed: int = 0) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     clf = HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=20, l2_regularization=1.0, random_state=seed
+        max_iter=200,
+        learning_rate=0.1,
+        max_leaf_nodes=15,
+        min_samples_leaf=20,
+        l2_regularization=1.0,
+        random_state=seed,
     )
     return clf.fit(feature_matrix(rows), y)
 
