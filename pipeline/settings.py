@@ -24,8 +24,9 @@ class Settings(BaseSettings):
     env: str = Field(default="development", description="'production' refuses unsafe defaults")
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'heron.db'}"
     redis_url: str | None = None
-    # Scorers to run, by registry name. "text" loads the committed text-model artifact.
-    scorers: list[str] = ["rules", "links", "text"]
+    # Scorers to run, by registry name. "text" loads the committed text-model artifact, "behaviour"
+    # the behaviour model (models/behaviour) over the windowed behaviour features.
+    scorers: list[str] = ["rules", "links", "text", "behaviour"]
     sync_budget_ms: float = 250.0
     max_body_bytes: int = 1_000_000
     webhook_timeout_s: float = 5.0

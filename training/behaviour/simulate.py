@@ -260,3 +260,18 @@ def simulate(seed: int) -> list[SimMessage]:
         for _ in range(g.rng.choice((0, 1, 1, 2))):
             scenario(g)
     return sorted(g.out, key=lambda s: (s.message.timestamp, s.message.id))
+
+
+def write_jsonl(seed: int, path: str) -> int:
+    """Write one seed's stream as a recorded log (`heron moderate --input` reads it); returns its size."""
+    stream = simulate(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for s in stream:
+            f.write(s.message.model_dump_json(exclude={"attachments", "context"}) + "\n")
+    return len(stream)
+
+
+if __name__ == "__main__":  # python -m training.behaviour.simulate SEED OUT.jsonl
+    import sys
+
+    print(write_jsonl(int(sys.argv[1]), sys.argv[2]), "messages")
