@@ -320,8 +320,9 @@ class InProcessBackend:
         r["cluster"] = ""
         r["clmsgs"] = r["clauth"] = r["clnew"] = 0
         if neighbours:
-            earliest = min(neighbours.items(), key=lambda kv: (kv[1], kv[0]))[0]
+            earliest, es = min(neighbours.items(), key=lambda kv: (kv[1], kv[0]))
             cid = self._msg_cluster.get(f"{o.tenant}|{earliest.split('|')[0]}")
+            founder = cid is None
             if cid is None:
                 cid = cluster_id_for(sc, earliest.split("|")[0])
             self._msg_cluster[f"{o.tenant}|{o.message_id}"] = cid
@@ -329,6 +330,11 @@ class InProcessBackend:
             rec = self._clusters.get(ckey)
             if rec is None:
                 rec = {"first": ts, "last": ts, "sample": o.sample, "members": _ZSet(), "authors": set(), "new": set()}
+            if founder:  # the wave's first message joins the cluster named after it
+                self._msg_cluster[f"{o.tenant}|{earliest.split('|')[0]}"] = cid
+                rec["members"].add(es, earliest)
+                rec["authors"].add(earliest.split("|")[1])
+                rec["first"] = min(rec["first"], es)
             rec["first"] = min(rec["first"], ts)
             rec["last"] = max(rec["last"], ts)
             rec["members"].add(ts, me)
@@ -511,11 +517,20 @@ r['clmsgs'] = 0
 r['clauth'] = 0
 r['clnew'] = 0
 if earliest then
-  local emid = fields(earliest)[1]
+  local ef = fields(earliest)
+  local emid = ef[1]
   local cid = redis.call('GET', p .. 'mc|' .. tenant .. '|' .. emid)
-  if not cid then cid = 'cl_' .. string.sub(redis.sha1hex(sc .. '|' .. emid), 1, 16) end
+  local founder = not cid
+  if founder then cid = 'cl_' .. string.sub(redis.sha1hex(sc .. '|' .. emid), 1, 16) end
   redis.call('SET', p .. 'mc|' .. tenant .. '|' .. mid, cid, 'EX', memo)
   local ck = p .. 'cl|' .. tenant .. '|' .. cid
+  if founder then
+    redis.call('SET', p .. 'mc|' .. tenant .. '|' .. emid, cid, 'EX', memo)
+    redis.call('ZADD', ck .. '|m', es, earliest)
+    redis.call('SADD', ck .. '|a', ef[2])
+    local f0 = redis.call('HGET', ck, 'first')
+    if (not f0) or tonumber(f0) > es then redis.call('HSET', ck, 'first', string.format('%d', es)) end
+  end
   local first = redis.call('HGET', ck, 'first')
   if (not first) or tonumber(first) > ts then redis.call('HSET', ck, 'first', ARGV[7]) end
   local last = redis.call('HGET', ck, 'last')
@@ -721,7 +736,15 @@ class BehaviourExtractor(FeatureExtractor):
 
     def extract(self, items: Sequence[ScoringItem]) -> None:
         observed = [self.observe(it) for it in items]
-        raws = self.backend.step_batch([o for o, _ in observed])
+        live = [i for i, it in enumerate(items) if it.tenant_id != WARM_UP_TENANT]
+        raws: list[dict[str, Any]] = [{}] * len(items)
+        for i, raw in zip(live, self.backend.step_batch([observed[i][0] for i in live]), strict=True):
+            raws[i] = raw
+        if len(live) < len(items):  # warm-up traffic: computed on throwaway state, never recorded
+            scratch = InProcessBackend(max_messages=1000)
+            for i, it in enumerate(items):
+                if it.tenant_id == WARM_UP_TENANT:
+                    raws[i] = scratch.step_batch([observed[i][0]])[0]
         for it, (_, own), raw in zip(items, observed, raws, strict=True):
             it.context.behaviour = snapshot(raw, own)
 
