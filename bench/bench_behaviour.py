@@ -44,8 +44,8 @@ def _messages(n: int, seed: int) -> list[Any]:
     s = seed
     while len(out) < n:
         for sim in simulate(s):
-            m = sim.message.model_copy(update={"id": f"{sim.message.id}-{s}", "text": f"{sim.message.text} #{len(out)}"})
-            out.append(m)
+            unique = {"id": f"{sim.message.id}-{s}", "text": f"{sim.message.text} #{len(out)}"}
+            out.append(sim.message.model_copy(update=unique))
         s += 1
     return out[:n]
 
@@ -81,7 +81,7 @@ def main() -> None:
     configs = ["base", "features-memory", "features-redis", "full-redis"]
     services = {c: _service(c, args.redis, f"heron:bench:{c}:{time.time_ns()}:") for c in configs}
     warm = _messages(128, 500)
-    for c, (svc, _) in services.items():  # load and warm every path before timing
+    for svc, _ in services.values():  # load and warm every path before timing
         svc.decide_batch("warm", [(m, None) for m in warm[:64]])
     rates: dict[str, list[float]] = {c: [] for c in configs}
     trips: dict[str, list[float]] = {c: [] for c in configs}
@@ -116,7 +116,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    for svc, backend in services.values():
+    for svc, _ in services.values():
         svc.close()
 
 

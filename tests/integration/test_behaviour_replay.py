@@ -101,6 +101,20 @@ def test_replay_stops_raiders_and_spammer_by_their_third_message_and_passes_busy
             sync_reasons[msg["id"]] = [x["text"] for x in r.json()["reasons"]]
     stack.wait_decided(len(script), timeout=300)
 
+    rows = dict(stack.query("SELECT message_id, action FROM decisions"))
+    flagged = [m for m in legit_ids if rows[m] != "allow"]
+    first_stop = {
+        r: next((k + 1 for k in range(3) if sync_actions[f"raid-{r}-{k}"] in STOPPED), None) for r in range(10)
+    }
+    spam_stop = next((k + 1 for k in range(6) if sync_actions[f"spam-{k}"] in STOPPED), None)
+    summary = (
+        f"legit flagged {len(flagged)}/{len(legit_ids)}; raiders stopped at message {first_stop}; "
+        f"spammer stopped at message {spam_stop}; spammer actions {[sync_actions[f'spam-{k}'] for k in range(6)]}; "
+        f"raider 9 actions {[sync_actions[f'raid-9-{k}'] for k in range(3)]}"
+    )
+    print(summary)
+    (stack.tmp / "summary.txt").write_text(summary + "\n")
+
     # each raider and the spammer: stopped by their third message
     for r in range(10):
         firsts = [sync_actions[f"raid-{r}-{k}"] for k in range(3)]
@@ -110,6 +124,4 @@ def test_replay_stops_raiders_and_spammer_by_their_third_message_and_passes_busy
     assert any("behaviour" in text for text in sync_reasons["raid-9-2"] + sync_reasons["spam-2"])
 
     # the busy channel and the "gg" burst pass: at most 2% of them flagged at all
-    rows = dict(stack.query("SELECT message_id, action FROM decisions"))
-    flagged = [m for m in legit_ids if rows[m] != "allow"]
     assert len(flagged) <= 0.02 * len(legit_ids), (len(flagged), len(legit_ids), flagged[:10])

@@ -44,8 +44,11 @@ def _msg(i: int, *, author: str = "u1", channel: str = "c1", text: str = "hello 
         id=f"m{i}",
         guild_id=guild,
         channel_id=channel,
-        author={"id": author, "created_at": (ts - timedelta(seconds=age_s)).isoformat(),
-                "joined_at": (ts - timedelta(days=30)).isoformat()},  # fmt: skip
+        author={
+            "id": author,
+            "created_at": (ts - timedelta(seconds=age_s)).isoformat(),
+            "joined_at": (ts - timedelta(days=30)).isoformat(),
+        },  # fmt: skip
         text=text,
         timestamp=ts,
     )
