@@ -137,6 +137,10 @@ def eval_behaviour(
     metrics = evaluate(model, tuple(seeds) if seeds else EVAL_SEEDS)
     metrics["version"] = model.version
     _print_behaviour(metrics)
+    committed = artifact / "metrics.json"
+    if committed.exists() and not seeds:
+        same = json.loads(committed.read_text("utf-8")) == json.loads(json.dumps(metrics))
+        typer.echo("matches the committed metrics.json" if same else "DIFFERS from the committed metrics.json")
     if write:
         (artifact / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
 
