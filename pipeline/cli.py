@@ -254,9 +254,14 @@ def moderate(
     lists: Annotated[Path | None, typer.Option(help="a guild lists JSON file (keywords, regexes, allowlist)")] = None,
     scorers: Annotated[str | None, typer.Option(help="comma-separated scorer names")] = None,
     batch_size: Annotated[int, typer.Option(help="messages per scoring batch")] = 64,
+    tenant: Annotated[str, typer.Option(help="tenant id the behaviour state and decision ids are scoped to")] = "cli",
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on stderr")] = True,
 ) -> None:
-    """Run the pipeline in-process, no server: one TEXT, or --input messages.jsonl --output decisions.jsonl."""
+    """Run the pipeline in-process, no server: one TEXT, or --input messages.jsonl --output decisions.jsonl.
+
+    --input is a time-ordered stream (sorted by `timestamp`, stably): behaviour state (windowed
+    counters, spam waves) carries from line to line, so a recorded log replays as live traffic did.
+    """
     from pydantic import ValidationError
     from tqdm import tqdm
 
@@ -293,7 +298,7 @@ def moderate(
         except ValidationError as exc:
             typer.echo(f"invalid message: {exc.errors()[0]['msg']}", err=True)
             raise typer.Exit(2) from None
-        decision = service.decide_one("cli", message, guild)
+        decision = service.decide_one(tenant, message, guild)
         out = json.dumps(render(message, decision), ensure_ascii=False)
         if output:
             output.write_text(out + "\n", "utf-8")
@@ -306,12 +311,13 @@ def moderate(
     sink = output.open("w", encoding="utf-8") if output else sys.stdout
     bad = 0
     pending: list[tuple[int, Message]] = []
+    parsed: list[tuple[int, Message]] = []
     results: dict[int, dict[str, Any]] = {}
 
     def flush() -> None:
         if not pending:
             return
-        decisions = service.decide_batch("cli", [(m, guild) for _, m in pending])
+        decisions = service.decide_batch(tenant, [(m, guild) for _, m in pending])
         for (n, m), d in zip(pending, decisions, strict=True):
             results[n] = render(m, d)
         pending.clear()
@@ -323,7 +329,7 @@ def moderate(
             continue
         try:
             message = Message.model_validate_json(line)
-            pending.append((n, message))
+            parsed.append((n, message))
         except ValidationError as exc:
             bad += 1
             err = exc.errors()[0]
@@ -332,9 +338,11 @@ def moderate(
                 "line": n,
                 "error": {"code": "invalid_message", "message": f"{loc}: {err['msg']}".strip(": ")},
             }
-        if len(pending) >= batch_size:
-            flush()
-    flush()
+    # The stream in message time (ties keep file order), in batches: behaviour state carries over.
+    parsed.sort(key=lambda nm: nm[1].timestamp.timestamp())
+    for start in range(0, len(parsed), batch_size):
+        pending.extend(parsed[start : start + batch_size])
+        flush()
     progress.close()
     for n in sorted(results):
         sink.write(json.dumps(results[n], ensure_ascii=False) + "\n")

@@ -6,6 +6,10 @@ Rules (pure, no I/O):
   part, so a missing signal never counts as zero.
 - Definitive signals (exact list matches) set a floor: a blocked word scores 1.0 in its category
   whatever the models say, and a list that did not match pulls no model score down.
+- Floor scorers (`EnsembleConfig.floor_scorers`, the behaviour scorer by default) also set a
+  floor with their scores, and their evidence is kept: behaviour is about the author, not the
+  words, so a raid of harmless words ("hi all") is not averaged away by a text model that rightly
+  finds the words harmless.
 - Every category appears in the result; categories no signal covered are listed in `uncovered`.
 """
 
@@ -24,6 +28,8 @@ class EnsembleConfig:
 
     weights: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     default_weight: float = 1.0
+    # Scorers whose scores are floors rather than votes (see the module docstring).
+    floor_scorers: frozenset[str] = frozenset({"behaviour"})
 
     def weight(self, scorer: str, category: str) -> float:
         per_scorer = self.weights.get(scorer, {})
@@ -55,8 +61,9 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
         if not signal.ok:
             missing.append(signal.scorer)
             continue
+        floor_like = signal.definitive or signal.scorer in config.floor_scorers
         for category, score in signal.scores.items():
-            if signal.definitive:
+            if floor_like:
                 if score > 0.0:
                     floors[category] = max(floors.get(category, 0.0), score)
                     contributors[category].append(signal.scorer)
@@ -67,7 +74,7 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
             sums[category] = sums.get(category, 0.0) + w * score
             totals[category] = totals.get(category, 0.0) + w
             contributors[category].append(signal.scorer)
-        for ev in signal.evidence if signal.definitive else ():
+        for ev in signal.evidence if floor_like else ():
             if ev.category in evidence:
                 evidence[ev.category].append((signal.scorer, ev))
 

@@ -78,13 +78,15 @@ PLATFORM_DEFAULT = GuildPolicy(
         "sexual": _rules((0.5, A.FLAG), (0.8, A.HOLD_FOR_REVIEW), (0.97, A.BLOCK)),
         "violence": _rules((0.5, A.FLAG), (0.7, A.HOLD_FOR_REVIEW), (0.95, A.BLOCK)),
         "self_harm": _rules((0.3, A.FLAG), (0.5, A.HOLD_FOR_REVIEW)),
-        "spam": _rules((0.6, A.FLAG), (0.9, A.HOLD_FOR_REVIEW), (0.99, A.BLOCK)),
+        # 1.0 is certain spam: a word-list match, or the behaviour scorer seeing a confident model
+        # score on an author's third message in a minute (raids, floods): time the author out.
+        "spam": _rules((0.6, A.FLAG), (0.9, A.HOLD_FOR_REVIEW), (0.99, A.BLOCK), (1.0, A.TIMEOUT_AUTHOR)),
         "scam": _rules((0.5, A.HOLD_FOR_REVIEW), (0.8, A.BLOCK), (1.0, A.TIMEOUT_AUTHOR)),
     },
     on_scorer_failure="fail_closed",
 )
 
-SOURCE_NAMES = {"text": "text model", "rules": "word list", "links": "link list"}
+SOURCE_NAMES = {"text": "text model", "rules": "word list", "links": "link list", "behaviour": "behaviour"}
 
 
 def _source_text(result: EnsembleResult, category: str) -> str:

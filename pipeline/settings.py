@@ -24,8 +24,9 @@ class Settings(BaseSettings):
     env: str = Field(default="development", description="'production' refuses unsafe defaults")
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'heron.db'}"
     redis_url: str | None = None
-    # Scorers to run, by registry name. "text" loads the committed text-model artifact.
-    scorers: list[str] = ["rules", "links", "text"]
+    # Scorers to run, by registry name. "text" loads the committed text-model artifact, "behaviour"
+    # the behaviour model (models/behaviour) over the windowed behaviour features.
+    scorers: list[str] = ["rules", "links", "text", "behaviour"]
     sync_budget_ms: float = 250.0
     max_body_bytes: int = 1_000_000
     webhook_timeout_s: float = 5.0
@@ -64,6 +65,10 @@ class Settings(BaseSettings):
     # on the same LAN). Off by default: a tenant must not reach Redis, PostgreSQL or the LAN through
     # Heron (pipeline/netguard.py). Cloud metadata addresses stay refused either way.
     allow_private_webhooks: bool = False
+    # Where the behaviour features keep their windowed counters (pipeline/features/behaviour.py):
+    # "auto" = Redis when HERON_REDIS_URL is set (shared by every API and worker process), else
+    # in-process; "memory" forces in-process (one process's view), "redis" requires Redis.
+    behaviour_backend: Literal["auto", "memory", "redis"] = "auto"
     api_key_pepper: str = "heron-dev-pepper"
     # Log lines: "json" (one object per line, with request/message/tenant ids), "text", or "auto"
     # (text when stderr is a terminal, JSON otherwise). See pipeline/logs.py.

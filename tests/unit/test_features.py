@@ -231,9 +231,11 @@ def test_a_new_feature_and_its_scorer_plug_in() -> None:
 
 
 def test_build_stage_orders_and_selects_extractors() -> None:
-    assert [e.name for e in build_stage().extractors] == ["text", "links", "media"]
+    assert [e.name for e in build_stage().extractors] == ["text", "links", "media", "behaviour"]
     assert [e.name for e in build_stage({Feature.MEDIA, Feature.TEXT}).extractors] == ["text", "media"]
-    assert build_stage().sync_only
+    # behaviour reads the text and links, so asking for it brings their extractors along
+    assert [e.name for e in build_stage({Feature.BEHAVIOUR}).extractors] == ["text", "links", "behaviour"]
+    assert build_stage({Feature.TEXT, Feature.LINKS, Feature.MEDIA}).sync_only
     with pytest.raises(ValueError, match="duplicate"):
         FeatureStage([TextExtractor(), TextExtractor()])
 
