@@ -24,7 +24,7 @@ from pipeline.service import ModerationService
 from pipeline.settings import Settings, get_settings
 from pipeline.sinks import OutboxDrainer, WebhookSink
 from pipeline.store import Store
-from pipeline.types import Decision, Message
+from pipeline.types import Decision, DecisionStatus, Message
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,11 @@ class Runtime:
 
     @cached_property
     def service(self) -> ModerationService:
-        return ModerationService.from_settings(self.settings)
+        from pipeline.images.keeper import MediaKeeper
+
+        service = ModerationService.from_settings(self.settings)
+        service.on_media = MediaKeeper(self.store.banks, self.settings.image_thumbnail_px)
+        return service
 
     def process(self, row_ids: list[int]) -> int:
         return len(decide_stored_messages(self.store, self.service, row_ids, on_decided=self.drainer.wake))
@@ -181,6 +185,9 @@ class Runtime:
                 if self.store.decisions.save_many([(tenant_id, decision)], path="sync-late",
                                                   request_ids={decision.message_id: rid}):
                     self.drainer.wake()
+                if decision.status is DecisionStatus.PARTIAL:  # images deferred: the async path completes it
+                    row_id, _ = self.store.messages.insert(tenant_id, message)
+                    self.dispatcher.submit([row_id])
             except Exception:  # noqa: BLE001 - the sweeper retries a message left pending
                 log.exception("storing late decision for %s failed", message.id)
 

@@ -19,6 +19,7 @@ from pipeline.features.context import (
     MediaRef,
     ScoringItem,
 )
+from pipeline.features.decode import DecodeExtractor
 from pipeline.features.links import LinkExtractor, extract_links
 from pipeline.features.media import MediaExtractor
 from pipeline.features.stage import FeatureExtractor, FeatureStage
@@ -29,7 +30,7 @@ from pipeline.types import Message
 
 # Every known extractor, in run order. The behaviour extractor (Redis or in-process counters)
 # joins here with the spam-behaviour issue; until then `ItemContext.behaviour` stays None.
-EXTRACTORS: tuple[type[FeatureExtractor], ...] = (TextExtractor, LinkExtractor, MediaExtractor)
+EXTRACTORS: tuple[type[FeatureExtractor], ...] = (TextExtractor, LinkExtractor, MediaExtractor, DecodeExtractor)
 
 
 def build_stage(needs: Iterable[Feature] | None = None, settings: Settings | None = None) -> FeatureStage:
@@ -56,6 +57,7 @@ def prepare(
 __all__ = [
     "EXTRACTORS",
     "BehaviourSnapshot",
+    "DecodeExtractor",
     "DecodedMedia",
     "ExtractedLink",
     "Feature",

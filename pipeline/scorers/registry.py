@@ -27,6 +27,7 @@ REGISTRY: tuple[ScorerEntry, ...] = (
     ScorerEntry("rules", "pipeline.scorers.rules:RulesScorer"),
     ScorerEntry("links", "pipeline.scorers.links:LinkScorer"),
     ScorerEntry("text", "pipeline.scorers.text:TextScorer"),
+    ScorerEntry("image_hash", "pipeline.scorers.image_hash:ImageHashScorer"),
 )
 
 _names = [e.name for e in REGISTRY]
