@@ -28,8 +28,13 @@ import pdqhash
 MATCH_THRESHOLD = 31  # the PDQ authors' recommended Hamming distance
 MIN_QUALITY = 50  # hashes below this quality (flat, featureless images) are not used for matching
 HASH_SIDE = 512
-# The order pdqhash.compute_dihedral returns (the C++ reference's order).
-DIHEDRAL = ("original", "rotate90", "rotate180", "rotate270", "flip_x", "flip_y", "flip_plus1", "flip_minus1")
+# What each of pdqhash.compute_dihedral's 8 hashes is the hash of: the image as posted, rotated 90
+# degrees counter-clockwise, 180, 90 clockwise, flipped top-bottom, flipped left-right, transposed
+# (mirrored about the main diagonal), anti-transposed. Checked against hash_frame of the
+# transformed image in tests/unit/test_images_pdq.py. A match on variant v means: the posted
+# image, transformed by v, is the banked one.
+DIHEDRAL = ("original", "rotate90_ccw", "rotate180", "rotate90_cw", "flip_top_bottom", "flip_left_right",
+            "transpose", "antitranspose")
 BRUTE_FORCE_BELOW = 20_000
 _BITS = 1 << np.arange(7, -1, -1, dtype=np.uint8)
 

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from pipeline.features import DecodeExtractor, prepare
-from pipeline.features.stage import FeatureStage
 from pipeline.features.media import MediaExtractor
+from pipeline.features.stage import FeatureStage
 from pipeline.images.decode import DecodeLimits, MediaRejected, decode_bytes, fetch_url, thumbnail
 from pipeline.types import MAX_ATTACHMENT_BASE64_CHARS, Attachment, Message
 

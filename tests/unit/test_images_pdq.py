@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -55,6 +56,21 @@ def test_dihedral_variants_find_the_rotated_and_flipped_files() -> None:
         best = min(distance(h, rows[name]) for h in hashes)
         assert best <= 10, f"{name}: nearest dihedral hash {best} bits away"
     assert min(distance(hashes[0], rows[n]) for n in names[1:]) > MATCH_THRESHOLD  # the plain hash alone misses
+
+
+@pytest.mark.parametrize(
+    ("variant", "transform"),
+    [("rotate90_ccw", lambda a: np.rot90(a, 1)), ("rotate180", lambda a: np.rot90(a, 2)),
+     ("rotate90_cw", lambda a: np.rot90(a, -1)), ("flip_top_bottom", lambda a: a[::-1]),
+     ("flip_left_right", lambda a: a[:, ::-1]), ("transpose", lambda a: a.transpose(1, 0, 2)),
+     ("antitranspose", lambda a: np.rot90(a, 2).transpose(1, 0, 2))],
+)
+def test_dihedral_names_say_which_transform_each_hash_is(variant: str, transform: Any) -> None:
+    img = _rgb(Path("/work/shared/data/images_public_domain/chelsea.png"))
+    hashes, _ = hash_dihedral(img)
+    transformed, _ = hash_frame(np.ascontiguousarray(transform(img)))
+    nearest = min(range(8), key=lambda k: distance(hashes[k], transformed))
+    assert DIHEDRAL[nearest] == variant and distance(hashes[nearest], transformed) <= 10
 
 
 def test_featureless_image_has_low_quality() -> None:
