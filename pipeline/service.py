@@ -203,7 +203,9 @@ class ModerationService:
         item = ScoringItem(message, tenant_id=tenant_id, lists=(guild or PLATFORM_GUILD).lists)
         items = (item,)
         deferring = defer_media and bool(message.attachments)
-        stage = self.light_features if deferring else self.features
+        # Without attachments the decoder has nothing to do: the light stage runs inline, with no
+        # thread hop on the sync path's hot path.
+        stage = self.light_features if deferring or not message.attachments else self.features
         if stage.sync_only:
             stage.run(items)
         else:

@@ -6,7 +6,6 @@ days, and revises the decisions of earlier messages that match (delivered by web
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -47,9 +46,7 @@ class BankPublic(BaseModel):
 
 
 class EntryIn(_Body):
-    hash: Annotated[str, Field(min_length=64, max_length=64, description="PDQ hash, 64 hex characters")] | None = None
-    content_base64: Annotated[str, Field(min_length=1, max_length=960_000)] | None = Field(
-        default=None, description="an image to hash instead of a hash")
+    hash: Annotated[str, Field(min_length=64, max_length=64, description="PDQ hash, 64 hex characters")]
     label: Annotated[str, Field(max_length=256)] | None = None
 
 
@@ -78,22 +75,6 @@ class RemoveIn(_Body):
 
 def _public(b: Bank) -> BankPublic:
     return BankPublic(name=b.name, category=b.category, action=b.action, version=b.version, size=b.size)
-
-
-def hash_image_bytes(data: bytes, rt: RuntimeDep) -> tuple[str, int]:
-    """PDQ of an uploaded image (first frame), under the same decoding limits as messages."""
-    from pipeline.images.decode import DecodeLimits, MediaRejected, decode_bytes
-    from pipeline.images.pdq import MIN_QUALITY, hash_frame
-
-    try:
-        decoded = decode_bytes(data, DecodeLimits.from_settings(rt.settings))
-    except MediaRejected as exc:
-        raise InvalidInput(f"image not accepted: {exc}", code="invalid_image") from None
-    h, q = hash_frame(decoded.frames[0])
-    if q < MIN_QUALITY:
-        raise InvalidInput(f"image hash quality {q} is below {MIN_QUALITY}: too featureless to match reliably",
-                           code="invalid_image")
-    return h, q
 
 
 @router.post("", response_model=BankPublic, status_code=201, summary="Create a bank")
@@ -127,25 +108,14 @@ async def _add(rt: RuntimeDep, tenant: str, name: str, entries: list[BankEntry])
     return AddResult(added=len(added), revised=len(revised))
 
 
-@router.post("/{name}/content", response_model=AddResult, summary="Add hashes or images to a bank")
+@router.post("/{name}/content", response_model=AddResult, summary="Add PDQ hashes to a bank")
 async def add_content(name: BankName, body: EntriesIn, tenant: TenantDep, rt: RuntimeDep) -> AddResult:
-    """Each entry is a PDQ `hash` or an image (`content_base64`, hashed here). Earlier messages
-    whose images match are found again (image hashes kept for `HERON_IMAGE_HASH_RETENTION_DAYS`)
-    and their decisions revised; `revised` says how many."""
-    await run_in_threadpool(rt.store.banks.get, tenant, name)  # 404 before any hashing
-    entries = []
-    for n, e in enumerate(body.entries):
-        if (e.hash is None) == (e.content_base64 is None):
-            raise InvalidInput(f"entries[{n}]: give exactly one of 'hash' or 'content_base64'", code="invalid_hash")
-        if e.hash is not None:
-            entries.append(normalise_entry(e.hash, e.label))
-        else:
-            try:
-                data = base64.b64decode(e.content_base64 or "", validate=True)
-            except ValueError:
-                raise InvalidInput(f"entries[{n}]: content_base64 is not valid base64", code="invalid_image") from None
-            h, q = await run_in_threadpool(hash_image_bytes, data, rt)
-            entries.append(normalise_entry(h, e.label, q))
+    """Hashes are PDQ (64 hex characters), as HMA and ThreatExchange exchange them; hash images
+    with `heron banks add NAME FILE...`. Earlier messages whose images match are found again
+    (image hashes are kept for `HERON_IMAGE_HASH_RETENTION_DAYS`) and their decisions revised by
+    webhook; `revised` says how many."""
+    entries = [normalise_entry(e.hash, e.label) for e in body.entries]
+    await run_in_threadpool(rt.store.banks.get, tenant, name)
     return await _add(rt, tenant, name, entries)
 
 

@@ -139,8 +139,9 @@ class ImageHashScorer(Scorer):
     def _one(self, item: ScoringItem, started: float) -> Signal:
         from pipeline.images.pdq import DIHEDRAL, MATCH_THRESHOLD, MIN_QUALITY, to_words
 
-        refs = [r for r in item.context.media if r.kind in ("image", "other")]
-        readable = [r for r in refs if r.decoded is not None]
+        if not item.context.media:  # nothing to hash: nothing to say (the service skips such items anyway)
+            return Signal(scorer=self.name, version=self.version, definitive=True)
+        readable = [r for r in item.context.media if r.decoded is not None]
         if not readable:
             errors = "; ".join(f"attachment {r.index}: {r.error or 'not decoded'}" for r in item.context.media)
             return self.error_signal(f"no image could be read ({errors})", started)

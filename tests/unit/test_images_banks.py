@@ -45,8 +45,11 @@ def jpeg(rgb: np.ndarray, quality: int = 90, scale: float = 1.0) -> bytes:
 
 def image_message(data: bytes, text: str = "", mid: str | None = None) -> Message:
     extra = {"id": mid} if mid else {}
-    return Message(text=text, attachments=[Attachment(content_base64=base64.b64encode(data).decode(),
-                                                      content_type="image/jpeg")], **extra)
+    return Message(
+        text=text,
+        attachments=[Attachment(content_base64=base64.b64encode(data).decode(), content_type="image/jpeg")],
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -149,14 +152,17 @@ def test_retroactive_match_revises_earlier_decisions(store: Any) -> None:
     service = ModerationService.from_names(["rules", "image_hash"])
     service.on_media = MediaKeeper(store.banks)
     cat = photo("chelsea.png")
-    rows = [store.messages.insert(t, image_message(jpeg(cat, 80, 0.75), mid="m-early"))[0],
-            store.messages.insert(t, image_message(jpeg(photo("camera.png")), mid="m-other"))[0]]
+    rows = [
+        store.messages.insert(t, image_message(jpeg(cat, 80, 0.75), mid="m-early"))[0],
+        store.messages.insert(t, image_message(jpeg(photo("camera.png")), mid="m-other"))[0],
+    ]
     decided = decide_stored_messages(store, service, rows)
     assert {d.message_id: d.action for d in decided} == {"m-early": Action.ALLOW, "m-other": Action.ALLOW}
     with store.engine.connect() as conn:
         import sqlalchemy as sa
 
         from pipeline import db
+
         assert conn.execute(sa.select(sa.func.count()).select_from(db.media_inline)).scalar() == 0  # bytes dropped
         payload = conn.execute(sa.select(db.messages.c.payload).where(db.messages.c.message_id == "m-early")).scalar()
         assert payload["attachments"][0]["content_base64"] is None  # never in the messages table
@@ -222,16 +228,34 @@ def test_cli_banks_and_moderate_with_tenant(database_url: str, tmp_path: Path) -
     assert r.exit_code == 2
 
     msgs = tmp_path / "in.jsonl"
-    msgs.write_text(image_message(jpeg(photo("chelsea.png"), 70, 0.5), mid="a").model_dump_json() + "\n"
-                    + Message(id="b", text="hello", guild_id="unregistered").model_dump_json() + "\n")
+    msgs.write_text(
+        image_message(jpeg(photo("chelsea.png"), 70, 0.5), mid="a").model_dump_json()
+        + "\n"
+        + Message(id="b", text="hello", guild_id="unregistered").model_dump_json()
+        + "\n"
+    )
     out = tmp_path / "out.jsonl"
-    r = runner.invoke(app, ["moderate", "--tenant", "acme", "--input", str(msgs), "--output", str(out),
-                            "--scorers", "rules,image_hash", "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "moderate",
+            "--tenant",
+            "acme",
+            "--input",
+            str(msgs),
+            "--output",
+            str(out),
+            "--scorers",
+            "rules,image_hash",
+            "--no-progress",
+        ],
+    )
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines[0]["action"] == "block" and "cats" in json.dumps(lines[0]["reasons"])
     assert lines[1]["error"]["code"] == "unknown_guild" and r.exit_code == 1
     # without --tenant the banks of no tenant apply
-    r = runner.invoke(app, ["moderate", "--input", str(msgs), "--output", str(out), "--scorers", "rules,image_hash",
-                            "--no-progress"])
+    r = runner.invoke(
+        app, ["moderate", "--input", str(msgs), "--output", str(out), "--scorers", "rules,image_hash", "--no-progress"]
+    )
     assert json.loads(out.read_text().splitlines()[0])["action"] == "allow"
     reset_settings()

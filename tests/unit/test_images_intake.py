@@ -48,15 +48,25 @@ def gif(frames: int, w: int = 32, h: int = 24) -> bytes:
 
 def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height (a decompression bomb's shape)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-LIMITS = DecodeLimits(max_bytes=2_000_000, max_pixels=4_000_000, max_frames=50, max_decode_frames=20,
-                      sample_frames=4, fetch_timeout_s=2.0, max_redirects=2, allow_private=True)
+LIMITS = DecodeLimits(
+    max_bytes=2_000_000,
+    max_pixels=4_000_000,
+    max_frames=50,
+    max_decode_frames=20,
+    sample_frames=4,
+    fetch_timeout_s=2.0,
+    max_redirects=2,
+    allow_private=True,
+)
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".bmp"])
@@ -124,12 +134,17 @@ def test_thumbnail_is_a_small_webp() -> None:
 
 
 def test_extractor_reports_each_attachment_and_never_raises() -> None:
-    msg = Message(text="", attachments=[
-        Attachment(content_base64=base64.b64encode(encode(picture(), ".png")).decode(), content_type="image/png"),
-        Attachment(content_base64=base64.b64encode(png_claiming(50_000, 50_000)).decode(), content_type="image/png"),
-        Attachment(content_base64=base64.b64encode(b"MZ\x90\x00 an exe").decode(), filename="x.exe"),
-        Attachment(url="https://cdn.example/clip.mp4", content_type="video/mp4"),
-    ])
+    msg = Message(
+        text="",
+        attachments=[
+            Attachment(content_base64=base64.b64encode(encode(picture(), ".png")).decode(), content_type="image/png"),
+            Attachment(
+                content_base64=base64.b64encode(png_claiming(50_000, 50_000)).decode(), content_type="image/png"
+            ),
+            Attachment(content_base64=base64.b64encode(b"MZ\x90\x00 an exe").decode(), filename="x.exe"),
+            Attachment(url="https://cdn.example/clip.mp4", content_type="video/mp4"),
+        ],
+    )
     item = prepare(msg, stage=FeatureStage([MediaExtractor(), DecodeExtractor(LIMITS)]))
     refs = item.context.media
     assert refs[0].decoded is not None and refs[0].error is None
@@ -148,6 +163,7 @@ def test_body_limit_and_base64_limit_agree() -> None:
 
 
 # ---- URL fetching ------------------------------------------------------------------------------
+
 
 class _Handler(BaseHTTPRequestHandler):
     routes: dict[str, Any] = {}
@@ -180,6 +196,7 @@ def server() -> Iterator[str]:
             h.send_response(302)
             h.send_header("Location", to)
             h.end_headers()
+
         return go
 
     def huge(h: Any) -> None:
@@ -207,8 +224,13 @@ def server() -> Iterator[str]:
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     base = f"http://127.0.0.1:{srv.server_port}"
     _Handler.routes = {
-        "/img": image, "/r1": redirect("/img"), "/loop": redirect("/loop"), "/huge": huge, "/slow": slow,
-        "/html": html, "/to-metadata": redirect("http://169.254.169.254/latest/meta-data/"),
+        "/img": image,
+        "/r1": redirect("/img"),
+        "/loop": redirect("/loop"),
+        "/huge": huge,
+        "/slow": slow,
+        "/html": html,
+        "/to-metadata": redirect("http://169.254.169.254/latest/meta-data/"),
     }
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield base

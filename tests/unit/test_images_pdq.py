@@ -64,10 +64,15 @@ def test_dihedral_variants_find_the_rotated_and_flipped_files() -> None:
 
 @pytest.mark.parametrize(
     ("variant", "transform"),
-    [("rotate90_ccw", lambda a: np.rot90(a, 1)), ("rotate180", lambda a: np.rot90(a, 2)),
-     ("rotate90_cw", lambda a: np.rot90(a, -1)), ("flip_top_bottom", lambda a: a[::-1]),
-     ("flip_left_right", lambda a: a[:, ::-1]), ("transpose", lambda a: a.transpose(1, 0, 2)),
-     ("antitranspose", lambda a: np.rot90(a, 2).transpose(1, 0, 2))],
+    [
+        ("rotate90_ccw", lambda a: np.rot90(a, 1)),
+        ("rotate180", lambda a: np.rot90(a, 2)),
+        ("rotate90_cw", lambda a: np.rot90(a, -1)),
+        ("flip_top_bottom", lambda a: a[::-1]),
+        ("flip_left_right", lambda a: a[:, ::-1]),
+        ("transpose", lambda a: a.transpose(1, 0, 2)),
+        ("antitranspose", lambda a: np.rot90(a, 2).transpose(1, 0, 2)),
+    ],
 )
 def test_dihedral_names_say_which_transform_each_hash_is(variant: str, transform: Any) -> None:
     img = _rgb(Path("/work/shared/data/images_public_domain/chelsea.png"))
