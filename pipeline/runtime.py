@@ -339,7 +339,20 @@ class Maintenance:
     # pending messages are merely waiting their turn, and re-sending them would multiply work.
     MAX_BACKLOG_FOR_SWEEP = 4
 
+    PURGE_EVERY_S = 3600.0
+    _purged_at = float("-inf")
+
+    def purge_media_hashes(self) -> None:
+        """Forget image hashes older than HERON_IMAGE_HASH_RETENTION_DAYS (hourly)."""
+        if time.monotonic() - self._purged_at < self.PURGE_EVERY_S:
+            return
+        self._purged_at = time.monotonic()
+        n = self.rt.store.banks.purge_seen(self.rt.settings.image_hash_retention_days)
+        if n:
+            log.info("forgot %d image hashes past the retention window", n)
+
     def run_once(self) -> None:
+        self.purge_media_hashes()
         backlog = self._dispatcher.backlog()
         if backlog is not None and backlog <= self.MAX_BACKLOG_FOR_SWEEP:
             submit = getattr(self._dispatcher, "send_now", self._dispatcher.submit)

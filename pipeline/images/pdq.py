@@ -143,7 +143,9 @@ class PDQIndex:
         base = lo + np.repeat(np.arange(self.CHUNKS, dtype=np.int64) * self.size, probes.shape[1])
         offsets = np.cumsum(lens) - lens
         flat = np.repeat(base - offsets, lens) + np.arange(total)
-        return np.unique(self._order.ravel()[flat])
+        # Duplicates (a row close in several chunks) are left in: checking a few twice costs less
+        # than sorting them out; `search` dedupes the hits, which are few.
+        return self._order.ravel()[flat]
 
     def search(self, query: np.ndarray, threshold: int = MATCH_THRESHOLD) -> list[Hit]:
         """Rows within `threshold` of `query` (4 uint64 words), nearest first."""
@@ -161,5 +163,5 @@ class PDQIndex:
                 return []
             d_c = distances(self.words[cand], query)
             keep = d_c <= threshold
-            pairs = zip(cand[keep].tolist(), d_c[keep].tolist(), strict=True)
+            pairs = dict(zip(cand[keep].tolist(), d_c[keep].tolist(), strict=True)).items()  # type: ignore[assignment]
         return sorted((Hit(r, dist) for r, dist in pairs), key=lambda h: h.distance)
