@@ -20,13 +20,18 @@ import sqlalchemy as sa
 
 from pipeline import db
 from pipeline.errors import Conflict, InvalidInput, NotFound
-from pipeline.images.pdq import is_hex_hash
 from pipeline.store.audit import write_audit
 from pipeline.store.engine import Database, aware, now
 from pipeline.taxonomy import parse_category
 from pipeline.types import Action
 
 MAX_LABEL = 256
+
+
+def is_hex_hash(value: str) -> bool:
+    """64 hex characters (a PDQ hash). Here rather than imported from pipeline.images.pdq, so the
+    store does not load OpenCV and pdqhash in processes that never hash."""
+    return len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ def normalise_entry(hash_: str, label: str | None = None, quality: int | None = 
         raise InvalidInput(f"not a PDQ hash (64 hex characters): {hash_[:80]!r}", code="invalid_hash")
     if label is not None and len(label) > MAX_LABEL:
         raise InvalidInput(f"label longer than {MAX_LABEL} characters", code="invalid_hash")
+    if label is not None and "\x00" in label:
+        raise InvalidInput("a label must not contain NUL characters", code="invalid_hash")
     return BankEntry(h, label or None, quality)
 
 
@@ -88,7 +95,12 @@ def parse_csv(text: str) -> list[BankEntry]:
     signal_value, pdq or pdq_hash; an optional `label`; an optional `signal_type` that must be pdq.
     A headerless file is one hash per row, optionally followed by a label. `InvalidInput` names
     the first bad row."""
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    if "\x00" in text:
+        raise InvalidInput("the CSV contains NUL characters", code="invalid_csv")
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise InvalidInput(f"not readable as CSV: {exc}", code="invalid_csv") from None
     if not rows:
         return []
     header = [c.strip().lower() for c in rows[0]]
