@@ -111,8 +111,9 @@ class SyncPath:
             return await self._shed(tenant_id, message)
         ahead = self.estimate.started()
         started = time.perf_counter()
-        task = asyncio.ensure_future(self.rt.service.decide_one_async(
-            tenant_id, message, guild, defer_media=self.rt.settings.sync_defer_images))
+        # Images are scored after the answer (the async path completes the decision as a revision).
+        defer = {"defer_media": True} if message.attachments and self.rt.settings.sync_defer_images else {}
+        task = asyncio.ensure_future(self.rt.service.decide_one_async(tenant_id, message, guild, **defer))
         task.add_done_callback(lambda _: self.estimate.finished(ahead, time.perf_counter() - started))
         try:
             decision = await asyncio.wait_for(asyncio.shield(task), remaining)

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import RuntimeDep, TenantDep
@@ -143,8 +143,8 @@ async def import_csv(name: BankName, body: CsvIn, tenant: TenantDep, rt: Runtime
     return await _add(rt, tenant, name, entries)
 
 
-@router.get("/{name}/export", response_class=PlainTextResponse, summary="Export a bank as CSV",
-            responses={200: {"content": {"text/csv": {}}}})
-async def export_csv(name: BankName, tenant: TenantDep, rt: RuntimeDep) -> PlainTextResponse:
+@router.get("/{name}/export", response_class=Response, summary="Export a bank as CSV (signal_type,hash,label)",
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+async def export_csv(name: BankName, tenant: TenantDep, rt: RuntimeDep) -> Response:
     entries = await run_in_threadpool(rt.store.banks.content, tenant, name)
-    return PlainTextResponse(to_csv(entries), media_type="text/csv")
+    return Response(to_csv(entries), media_type="text/csv")
