@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.taxonomy import CATEGORY_NAMES
-from pipeline.types import Evidence, Signal
+from pipeline.types import Action, Evidence, Signal
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class EnsembleResult:
     evidence: dict[str, list[tuple[str, Evidence]]]
     missing: list[str]
     uncovered: list[str]
+    # Actions definitive signals force (scorer, action, why): a hash bank set to always block.
+    forced: list[tuple[str, Action, str]] = field(default_factory=list)
 
 
 def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> EnsembleResult:
@@ -56,6 +58,7 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
     contributors: dict[str, list[str]] = {c: [] for c in CATEGORY_NAMES}
     evidence: dict[str, list[tuple[str, Evidence]]] = {c: [] for c in CATEGORY_NAMES}
     missing: list[str] = []
+    forced: list[tuple[str, Action, str]] = []
 
     for signal in signals:
         if not signal.ok:
@@ -77,6 +80,8 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
         for ev in signal.evidence if floor_like else ():
             if ev.category in evidence:
                 evidence[ev.category].append((signal.scorer, ev))
+        if signal.action is not None:
+            forced.append((signal.scorer, signal.action, "; ".join(e.detail for e in signal.evidence)))
 
     scores: dict[str, float] = {}
     uncovered: list[str] = []
@@ -88,4 +93,4 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
             scores[category] = 0.0
             continue
         scores[category] = round(min(1.0, max(model or 0.0, floor or 0.0)), 4)
-    return EnsembleResult(scores, contributors, evidence, missing, uncovered)
+    return EnsembleResult(scores, contributors, evidence, missing, uncovered, forced)

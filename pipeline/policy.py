@@ -86,7 +86,13 @@ PLATFORM_DEFAULT = GuildPolicy(
     on_scorer_failure="fail_closed",
 )
 
-SOURCE_NAMES = {"text": "text model", "rules": "word list", "links": "link list", "behaviour": "behaviour"}
+SOURCE_NAMES = {
+    "text": "text model",
+    "rules": "word list",
+    "links": "link list",
+    "behaviour": "behaviour",
+    "image_hash": "hash bank",
+}
 
 
 def _source_text(result: EnsembleResult, category: str) -> str:
@@ -141,6 +147,18 @@ def decide(
     if exempt and action is not Action.ALLOW:
         reasons.append(Reason(action=Action.ALLOW, source="policy", text=f"{exempt}; would have been {action.value}"))
         action = Action.ALLOW
+    # Forced actions (a hash bank set to always block) apply after exemptions: known-bad media is
+    # known-bad whoever posts it.
+    for scorer, forced, why in result.forced:
+        if forced.severity > action.severity:
+            action = forced
+            reasons.append(
+                Reason(
+                    action=forced,
+                    source=scorer,
+                    text=f"{SOURCE_NAMES.get(scorer, scorer)} forces {forced.value}: {why}",
+                )
+            )
     return action, reasons
 
 

@@ -20,6 +20,7 @@ from pipeline.features.context import (
     MediaRef,
     ScoringItem,
 )
+from pipeline.features.decode import DecodeExtractor
 from pipeline.features.links import LinkExtractor, extract_links
 from pipeline.features.media import MediaExtractor
 from pipeline.features.stage import FeatureExtractor, FeatureStage
@@ -28,8 +29,15 @@ from pipeline.guilds import EMPTY_LISTS, GuildLists
 from pipeline.settings import Settings, get_settings
 from pipeline.types import Message
 
-# Every known extractor, in run order (behaviour last: it reads the normalised text and links).
-EXTRACTORS: tuple[type[FeatureExtractor], ...] = (TextExtractor, LinkExtractor, MediaExtractor, BehaviourExtractor)
+# Every known extractor, in run order (decode after media: it reads the references; behaviour last:
+# it reads the normalised text and links).
+EXTRACTORS: tuple[type[FeatureExtractor], ...] = (
+    TextExtractor,
+    LinkExtractor,
+    MediaExtractor,
+    DecodeExtractor,
+    BehaviourExtractor,
+)
 
 
 def build_stage(needs: Iterable[Feature] | None = None, settings: Settings | None = None) -> FeatureStage:
@@ -60,6 +68,7 @@ __all__ = [
     "EXTRACTORS",
     "BehaviourExtractor",
     "BehaviourSnapshot",
+    "DecodeExtractor",
     "DecodedMedia",
     "ExtractedLink",
     "Feature",

@@ -28,6 +28,7 @@ REGISTRY: tuple[ScorerEntry, ...] = (
     ScorerEntry("links", "pipeline.scorers.links:LinkScorer"),
     ScorerEntry("text", "pipeline.scorers.text:TextScorer"),
     ScorerEntry("behaviour", "pipeline.scorers.behaviour:BehaviourScorer"),
+    ScorerEntry("image_hash", "pipeline.scorers.image_hash:ImageHashScorer"),
 )
 
 _names = [e.name for e in REGISTRY]
