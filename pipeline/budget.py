@@ -119,7 +119,7 @@ class SyncPath:
             await asyncio.to_thread(self.rt.store_pending, tenant_id, message)
             task.add_done_callback(lambda t: self.rt.finish_late(tenant_id, message, t))
             return SyncAnswer(Outcome.PENDING)
-        self.rt.writer.record(tenant_id, decision)
+        self.rt.writer.record(tenant_id, decision, message)
         return SyncAnswer(Outcome.DECIDED, decision)
 
     async def _shed(self, tenant_id: str, message: Message) -> SyncAnswer:

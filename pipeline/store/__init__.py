@@ -21,6 +21,8 @@ from pipeline.store.engine import Database, make_engine, now
 from pipeline.store.guilds import Guilds
 from pipeline.store.messages import Messages, StoredMessage
 from pipeline.store.outbox import Attempt, Outbox, OutboxEvent, OutboxRouter
+from pipeline.store.review import ReviewQueue
+from pipeline.store.reviewers import Reviewers
 from pipeline.store.tenants import Tenants
 from pipeline.store.webhooks import Webhook, Webhooks
 
@@ -42,6 +44,8 @@ class Store:
         self.decisions = Decisions(database, router or OutboxRouter())
         self.webhooks = Webhooks(database)
         self.audit = AuditLog(database)
+        self.review = ReviewQueue(database, self.decisions)
+        self.reviewers = Reviewers(database)
 
     @classmethod
     def from_url(cls, url: str, pepper: str = "heron-dev-pepper") -> Store:
