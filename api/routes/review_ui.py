@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from api.errors import ApiError
+from api.errors import ApiError, status_for
 from api.review_auth import SESSION_COOKIE, check_csrf, csrf_ok
 from pipeline.errors import HeronError
 from pipeline.review import REASONS, reasons_for
@@ -264,7 +264,7 @@ async def _act(request: Request, item_id: int, what: str) -> Response:
         sent = f"revision {res.decision.revision} sent" if res.decision else "second verdict recorded"
         return RedirectResponse(f"/review?notice={quote(f'Item {item_id}: {verdict} ({sent})')}", status_code=303)
     except HeronError as exc:
-        code = exc.status if isinstance(exc, ApiError) else 409
+        code = status_for(exc)
         return await _render_item(request, item_id, error=exc.message, status=code)
 
 

@@ -435,9 +435,9 @@ class ReviewQueue:
     # ---- working -------------------------------------------------------------------------------
     def claim(self, principal: Principal, item_id: int, ttl_s: float | None = None) -> ReviewItem:
         """Hold the item for `ttl_s` (default HERON_REVIEW_CLAIM_S); renewing your own claim is fine."""
+        item = self.get(principal, item_id)
         if not principal.can_act:
             raise _forbidden(principal)
-        item = self.get(principal, item_id)
         ts = now()
         t = review_items.c
         with self.db.engine.begin() as conn:
@@ -478,6 +478,8 @@ class ReviewQueue:
 
     def release(self, principal: Principal, item_id: int) -> ReviewItem:
         item = self.get(principal, item_id)
+        if not principal.can_act:
+            raise _forbidden(principal)
         t = review_items.c
         with self.db.engine.begin() as conn:
             conn.execute(review_items.update().where(t.id == item_id, t.claimed_by == principal.actor)
@@ -489,9 +491,9 @@ class ReviewQueue:
     def _hold(self, conn: Connection, principal: Principal, item_id: int, *, implicit: bool) -> ReviewItem:
         """Inside the verdict's transaction: the locked item, checked to be the principal's to decide.
         `implicit` (an API key, a bulk action) takes an item nobody else holds without a prior claim."""
+        item = self.get(principal, item_id, conn)
         if not principal.can_act:
             raise _forbidden(principal)
-        item = self.get(principal, item_id, conn)
         ts = now()
         mine = item.claimed_by == principal.actor and item.claim_active(ts)
         free = not item.claim_active(ts)
