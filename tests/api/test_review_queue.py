@@ -152,6 +152,14 @@ def test_reports_appeals_bulk_and_double_review(make_api: Any, receiver: Receive
     assert stats["double_reviewed"] == 1 and stats["verdict_agreement"] == 1.0
     assert stats["category_agreement"]["harassment"] == {"rate": 0.0, "pairs": 1}
     assert stats["reviewers"]["reviewer:mod-a"]["verdicts"] == 1
+    metrics = client.get("/metrics").text
+    assert f'heron_review_agreement_rate{{category="harassment",tenant="{tenant}"}} 0.0' in metrics
+    assert f'heron_review_agreement_rate{{category="verdict",tenant="{tenant}"}} 1.0' in metrics
+    assert f'heron_review_reviewer_verdicts{{reviewer="reviewer:mod-b",tenant="{tenant}"}} 1.0' in metrics
+    assert 'heron_review_verdicts_total{stage="second",verdict="uphold"}' in metrics
+    assert "heron_review_time_to_verdict_seconds_count" in metrics
+    page = b.get("/review/stats")
+    assert page.status_code == 200 and "harassment" in page.text and "0 %" in page.text
 
     # an appeal goes to the platform queue; the API key (admin) overturns it; the webhook says so
     r = client.post("/v1/appeals", json={"decision_id": "r1", "appellant": "author-1", "reason": "it was a joke"})
