@@ -140,6 +140,33 @@ def users_create(
     typer.echo(f"created {reviewer.role} {reviewer.username!r} (id {reviewer.id}) for tenant {tenant!r}: {scope}")
 
 
+labels_app = typer.Typer(help="Reviewer verdicts as labelled data.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("export")
+def labels_export(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant name")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the labels (JSON lines)")],
+) -> None:
+    """Export TENANT's reviewer verdicts as a versioned labelled dataset (+ OUTPUT.manifest.json)."""
+    from pipeline.labels import export
+    from pipeline.settings import get_settings
+    from pipeline.store import Store
+    from pipeline.store.reviewers import tenant_id_by_name
+
+    settings = get_settings()
+    store = Store.from_url(settings.database_url, settings.api_key_pepper)
+    tenant_id = tenant_id_by_name(store.review.db, tenant)
+    if tenant_id is None:
+        typer.echo(f"no tenant {tenant!r}", err=True)
+        raise typer.Exit(2)
+    manifest = export(store.engine, tenant_id, output)
+    typer.echo(f"wrote {manifest['labels']} labels ({manifest['hard_examples']} hard examples, "
+               f"{manifest['skipped_without_text']} without text left out) to {output}, version {manifest['version']}",
+               err=True)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
