@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,12 @@ from pipeline.types import Action, Id, Message
 router = APIRouter(tags=["review"])
 
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
+# Reason codes are enums in the schema (GET /v1/review/reasons gives their labels); the store also
+# checks that the reason fits the verdict.
+ReasonCode = Literal[tuple(c for c, (v, _) in REASONS.items() if v != "escalate")]  # type: ignore[valid-type]
+EscalateReason = Literal[tuple(c for c, (v, _) in REASONS.items() if v == "escalate")]  # type: ignore[valid-type]
+# Item ids are database integers: anything outside is simply not an item (and must not reach the driver).
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a review item id")]
 
 
 class _Body(BaseModel):
@@ -83,7 +89,7 @@ class ResolveBody(_Body):
     categories: dict[str, bool] = Field(default_factory=dict, description="category -> violates: the reviewer's "
                                         "labels (they become training labels)")
     note: Annotated[str, Field(max_length=2000)] | None = None
-    reason: str | None = Field(default=None, description="a reason code from GET /v1/review/reasons; default "
+    reason: ReasonCode | None = Field(default=None, description="a reason code from GET /v1/review/reasons; default "
                                "violates_policy (uphold) or false_positive (overturn)")
     author_action: Literal["timeout", "ban"] | None = Field(default=None, description="recommend acting on the "
                                                             "author (uphold only): the action becomes timeout_author")
@@ -101,15 +107,15 @@ class ResolveAnswer(BaseModel):
 
 
 class EscalateBody(_Body):
-    reason: str = "needs_senior_review"
+    reason: EscalateReason = "needs_senior_review"
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 
 class BulkBody(_Body):
-    item_ids: list[int] = Field(default_factory=list, max_length=1000)
+    item_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(default_factory=list, max_length=1000)
     cluster_id: Id | None = None
     verdict: Literal["uphold", "overturn"]
-    reason: str | None = None
+    reason: ReasonCode | None = None
     categories: dict[str, bool] = Field(default_factory=dict)
     note: Annotated[str, Field(max_length=2000)] | None = None
 
@@ -155,7 +161,7 @@ async def list_items(
 
 @router.get("/v1/review/items/{item_id}", response_model=ReviewItemDetail, summary="One item with what a reviewer "
             "needs to decide")
-async def get_item(item_id: int, principal: PrincipalDep, rt: RuntimeDep) -> ReviewItemDetail:
+async def get_item(item_id: ItemId, principal: PrincipalDep, rt: RuntimeDep) -> ReviewItemDetail:
     d = await run_in_threadpool(rt.store.review.detail, principal, item_id)
     return ReviewItemDetail(item=ReviewItemPublic(**d["item"].public(principal, now())), message=d["message"],
                             decision=d["decision"], author_history=d["author_history"], reports=d["reports"],
@@ -164,7 +170,7 @@ async def get_item(item_id: int, principal: PrincipalDep, rt: RuntimeDep) -> Rev
 
 @router.post("/v1/review/items/{item_id}/claim", response_model=ReviewItemPublic, summary="Claim an item (a lock "
              "that expires)")
-async def claim(item_id: int, principal: PrincipalDep, rt: RuntimeDep) -> ReviewItemPublic:
+async def claim(item_id: ItemId, principal: PrincipalDep, rt: RuntimeDep) -> ReviewItemPublic:
     """Held for HERON_REVIEW_CLAIM_S (default 600 s); claiming again renews it. 409 `review_item_claimed` while
     someone else holds it."""
     item = await run_in_threadpool(rt.store.review.claim, principal, item_id)
@@ -172,14 +178,14 @@ async def claim(item_id: int, principal: PrincipalDep, rt: RuntimeDep) -> Review
 
 
 @router.post("/v1/review/items/{item_id}/release", response_model=ReviewItemPublic, summary="Give a claim back")
-async def release(item_id: int, principal: PrincipalDep, rt: RuntimeDep) -> ReviewItemPublic:
+async def release(item_id: ItemId, principal: PrincipalDep, rt: RuntimeDep) -> ReviewItemPublic:
     item = await run_in_threadpool(rt.store.review.release, principal, item_id)
     return ReviewItemPublic(**item.public(principal, now()))
 
 
 @router.post("/v1/review/items/{item_id}/resolve", response_model=ResolveAnswer, summary="Uphold or overturn: the "
              "decision's next revision, sent by signed webhook")
-async def resolve(item_id: int, body: ResolveBody, principal: PrincipalDep, rt: RuntimeDep) -> ResolveAnswer:
+async def resolve(item_id: ItemId, body: ResolveBody, principal: PrincipalDep, rt: RuntimeDep) -> ResolveAnswer:
     """A session must hold the claim; an API key may resolve any item nobody holds. The verdict, the
     audit row and the decision's revision (with its webhook event) commit together."""
     rid = current_request_id.get()
@@ -194,7 +200,7 @@ async def resolve(item_id: int, body: ResolveBody, principal: PrincipalDep, rt: 
 
 @router.post("/v1/review/items/{item_id}/escalate", response_model=ResolveAnswer, summary="Hand to the tenant's "
              "admins")
-async def escalate(item_id: int, body: EscalateBody, principal: PrincipalDep, rt: RuntimeDep) -> ResolveAnswer:
+async def escalate(item_id: ItemId, body: EscalateBody, principal: PrincipalDep, rt: RuntimeDep) -> ResolveAnswer:
     rid = current_request_id.get()
     res = await run_in_threadpool(lambda: rt.store.review.escalate(
         principal, item_id, reason_code=body.reason, note=body.note, request_id=rid))

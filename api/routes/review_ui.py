@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi import Path as FPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -32,6 +33,7 @@ HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(prefix="/review", include_in_schema=False)
 LOGIN_CSRF_COOKIE = "heron_login_csrf"
+ItemId = Annotated[int, FPath(ge=1, le=2**31 - 1)]
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 # Our pages load nothing from elsewhere: scripts, styles and images are Heron's own (or inline
 # data: thumbnails of the message's own attachments); no page may be framed.
@@ -194,7 +196,7 @@ def _suggested_categories(decision: dict[str, Any] | None) -> set[str]:
 
 
 @router.get("/items/{item_id}")
-async def item_page(request: Request, item_id: int) -> Response:
+async def item_page(request: Request, item_id: ItemId) -> Response:
     return await _render_item(request, item_id)
 
 
@@ -269,22 +271,22 @@ async def _act(request: Request, item_id: int, what: str) -> Response:
 
 
 @router.post("/items/{item_id}/claim")
-async def claim(request: Request, item_id: int) -> Response:
+async def claim(request: Request, item_id: ItemId) -> Response:
     return await _act(request, item_id, "claim")
 
 
 @router.post("/items/{item_id}/release")
-async def release(request: Request, item_id: int) -> Response:
+async def release(request: Request, item_id: ItemId) -> Response:
     return await _act(request, item_id, "release")
 
 
 @router.post("/items/{item_id}/resolve")
-async def resolve(request: Request, item_id: int) -> Response:
+async def resolve(request: Request, item_id: ItemId) -> Response:
     return await _act(request, item_id, "resolve")
 
 
 @router.post("/items/{item_id}/escalate")
-async def escalate(request: Request, item_id: int) -> Response:
+async def escalate(request: Request, item_id: ItemId) -> Response:
     return await _act(request, item_id, "escalate")
 
 

@@ -242,9 +242,8 @@ class ReviewQueue:
             if decision is None:
                 raise NotFound(f"no decision for message {message_id!r} in this tenant; only messages Heron "
                                "has decided can be reported", code="decision_not_found")
-            if message is not None:
-                if message.id != decision.message_id:
-                    raise InvalidInput("message.id must be the reported message_id", code="validation_error")
+            if message is not None:  # stored under the reported id, whatever id it carried
+                message = message.model_copy(update={"id": decision.message_id})
                 conn.execute(
                     self.db.insert(db.messages).on_conflict_do_nothing().values(
                         tenant_id=tenant_id, message_id=message.id, guild_id=message.guild_id,
