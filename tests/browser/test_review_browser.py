@@ -180,6 +180,13 @@ def test_a_moderator_works_a_held_message_with_the_keyboard(server: Any, page: A
         assert revised[0]["decision"]["message_id"] == "m1" and revised[0]["cause"] == "review"
         assert revised[0]["decision"]["action"] == "block"
         assert revised[0]["decision"]["reasons"][-1]["text"].startswith("review: uphold")
+        # the filters update the list in place (htmx), without leaving the page
+        page.focus("select[name=status]")
+        page.select_option("select[name=status]", "resolved")
+        page.wait_for_selector("table.queue tbody tr")
+        assert "/review?notice=" in page.url  # the same page: only the list was swapped
+        assert page.locator("table.queue tbody tr").count() == 1
+        assert "resolved" in page.locator("table.queue tbody tr").inner_text()
         page.goto(f"{base}/review/stats")
         assert "reviewer:mod-ana" in page.content()
         shot(page, "quality")
