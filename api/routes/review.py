@@ -257,4 +257,4 @@ async def appeal(body: AppealCreate, principal: AdminDep, rt: RuntimeDep) -> Rev
     return ReviewItemPublic(**item.public(principal, now()))
 
 
-__all__ = ["REASONS", "router"]
+__all__ = ["router"]
