@@ -16,6 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,onnx]'
 	touch $(STAMP)
 
+# A headless Chromium for the review UI's Playwright tests (tests/browser): Playwright's own build
+# when its CDN answers, else the distribution's `chromium` package (the tests use either).
+BROWSER_STAMP := $(VENV)/.browser-stamp
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m playwright install --with-deps chromium \
+	  || command -v chromium >/dev/null \
+	  || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || { echo "install: no Chromium for the browser tests; apt-get install chromium"; exit 1; }
+	touch $(BROWSER_STAMP)
+
 install: $(STAMP)
 
 run: install
@@ -29,7 +39,7 @@ run: install
 	@echo "----------------------------------------------------------------------------------"
 	$(BIN)/heron serve --host $(HOST) --port $(PORT) --no-migrate
 
-test: install
+test: install $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -ra -q
 
 lint: install

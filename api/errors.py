@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.schemas import ErrorPublic
 from pipeline.errors import (
     Conflict,
+    Forbidden,
     HeronError,
     InvalidInput,
     NotFound,
@@ -35,6 +36,7 @@ from pipeline.errors import (
 HTTP_STATUS: dict[type[HeronError], int] = {
     InvalidInput: 422,
     Unauthenticated: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     RateLimited: 429,

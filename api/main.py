@@ -17,8 +17,9 @@ from api.errors import ERROR_RESPONSES, heron_error_handler, http_error_handler,
 from api.metrics import SCORER_STATS
 from api.middleware import BodyGuard
 from api.observability import RequestIdMiddleware
-from api.routes import admin, banks, behaviour, decisions, guilds, hooks, moderation
+from api.routes import admin, banks, behaviour, decisions, guilds, hooks, moderation, review, review_ui
 from pipeline.errors import HeronError
+from pipeline.metrics import REVIEW_QUALITY
 from pipeline.runtime import Runtime
 from pipeline.settings import get_settings
 
@@ -58,6 +59,7 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
         rt = runtime or Runtime.build(role="api", settings=settings)
         app.state.runtime = rt
         SCORER_STATS.attach(rt.service)
+        REVIEW_QUALITY.attach(rt.store)
         rt.service.warm_up()  # load and warm the models before taking traffic
         if runtime is None:
             # A serving process: everything loaded so far (models, tokenizer, routes) lives as long
@@ -83,9 +85,10 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unhandled_handler)
-    for r in (moderation.router, decisions.router, guilds.router, hooks.router, admin.router, behaviour.router):
+    for r in (moderation.router, decisions.router, guilds.router, hooks.router, admin.router, behaviour.router,
+              banks.router, review.router):
         app.include_router(r)
-    app.include_router(banks.router)
+    review_ui.mount(app)  # the reviewers' browser UI at /review (not in the OpenAPI document)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # BodyGuard's refusals carry the id too
     app.add_middleware(ArrivalStamp)  # added last = outermost: the sync budget counts from here

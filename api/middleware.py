@@ -25,6 +25,12 @@ def _is_json(content_type: bytes | None) -> bool:
     return mime == b"application/json" or (mime.startswith(b"application/") and mime.endswith(b"+json"))
 
 
+def _is_review_form(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    """The review UI's HTML forms (/review/...) post urlencoded bodies; the JSON API never does."""
+    mime = (headers.get(b"content-type") or b"").split(b";")[0].strip().lower()
+    return str(scope.get("path", "")).startswith("/review/") and mime == b"application/x-www-form-urlencoded"
+
+
 class BodyGuard:
     def __init__(self, app: Any, max_body_bytes: int) -> None:
         self.app = app
@@ -65,7 +71,7 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if body and not _is_json(headers.get(b"content-type")):
+        if body and not _is_json(headers.get(b"content-type")) and not _is_review_form(scope, headers):
             await self._reject(
                 send, 415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'"
             )

@@ -121,7 +121,7 @@ class SyncPath:
             await asyncio.to_thread(self.rt.store_pending, tenant_id, message)
             task.add_done_callback(lambda t: self.rt.finish_late(tenant_id, message, t))
             return SyncAnswer(Outcome.PENDING)
-        self.rt.writer.record(tenant_id, decision)
+        self.rt.writer.record(tenant_id, decision, message)
         if decision.status is DecisionStatus.PARTIAL:
             # Images deferred: the async path scores them and stores the complete decision as the
             # next revision (delivered by webhook), see pipeline.queue.processing.

@@ -97,6 +97,76 @@ def keys_create(tenant: Annotated[str, typer.Option("--tenant", help="tenant nam
     typer.echo(f"(tenant {tenant!r}, id {tenant_id}; use it as 'Authorization: Bearer <key>')", err=True)
 
 
+users_app = typer.Typer(help="Manage reviewer accounts (the review desk at /review).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant name (as given to `heron keys create`)")],
+    role: Annotated[str, typer.Option("--role", help="admin, moderator or viewer")],
+    username: Annotated[str, typer.Option("--username", help="the login name")],
+    guild: Annotated[list[str] | None, typer.Option("--guild", help="a guild a moderator (or viewer) may review; "
+                                                    "repeat for several")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+) -> None:
+    """Create a reviewer account. The password comes from HERON_USER_PASSWORD, --password-stdin or a
+    prompt (never from an argument, which would land in the shell history); only its argon2 hash is kept."""
+    from pipeline.errors import HeronError
+    from pipeline.migrate import upgrade
+    from pipeline.settings import get_settings
+    from pipeline.store import Store
+    from pipeline.store.reviewers import tenant_id_by_name
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    store = Store.from_url(settings.database_url, settings.api_key_pepper)
+    tenant_id = tenant_id_by_name(store.review.db, tenant)
+    if tenant_id is None:
+        typer.echo(f"no tenant {tenant!r}; create it with `heron keys create --tenant {tenant}`", err=True)
+        raise typer.Exit(2)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif settings.user_password is not None:
+        password = settings.user_password.get_secret_value()
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        reviewer = store.reviewers.create(tenant_id, username, password, role, list(guild or []))
+    except HeronError as exc:
+        typer.echo(f"heron users create: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    scope = ", ".join(reviewer.guilds) if reviewer.guilds else "every guild"
+    typer.echo(f"created {reviewer.role} {reviewer.username!r} (id {reviewer.id}) for tenant {tenant!r}: {scope}")
+
+
+labels_app = typer.Typer(help="Reviewer verdicts as labelled data.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("export")
+def labels_export(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant name")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the labels (JSON lines)")],
+) -> None:
+    """Export TENANT's reviewer verdicts as a versioned labelled dataset (+ OUTPUT.manifest.json)."""
+    from pipeline.labels import export
+    from pipeline.settings import get_settings
+    from pipeline.store import Store
+    from pipeline.store.reviewers import tenant_id_by_name
+
+    settings = get_settings()
+    store = Store.from_url(settings.database_url, settings.api_key_pepper)
+    tenant_id = tenant_id_by_name(store.review.db, tenant)
+    if tenant_id is None:
+        typer.echo(f"no tenant {tenant!r}", err=True)
+        raise typer.Exit(2)
+    manifest = export(store.engine, tenant_id, output)
+    typer.echo(f"wrote {manifest['labels']} labels ({manifest['hard_examples']} hard examples, "
+               f"{manifest['skipped_without_text']} without text left out) to {output}, version {manifest['version']}",
+               err=True)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",

@@ -50,6 +50,13 @@ class Unauthenticated(HeronError):
     code = "unauthorized"
 
 
+class Forbidden(HeronError):
+    """Authenticated, but this account's role or scope does not allow it (a viewer acting, a
+    moderator on an escalated item)."""
+
+    code = "forbidden"
+
+
 class Unavailable(HeronError):
     """A dependency (database, queue, model) is down; retrying later may succeed."""
 

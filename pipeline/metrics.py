@@ -181,3 +181,63 @@ def start_metrics_server(port: int, addr: str = "0.0.0.0") -> Any:
 
     return start_http_server(port, addr=addr, registry=scrape_registry())
 
+
+
+# ---- review desk (docs/review.md) -----------------------------------------------------------------
+REVIEW_VERDICTS = Counter("heron_review_verdicts", "Reviewer verdicts, by verdict and stage (first, second, bulk, "
+                          "final, escalate)", ["verdict", "stage"])
+REVIEW_SECONDS = Histogram(
+    "heron_review_time_to_verdict_seconds", "Seconds from a reviewer's claim to their verdict",
+    buckets=(5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+)
+
+
+def observe_review_verdict(verdict: str, stage: str, seconds: float) -> None:
+    REVIEW_VERDICTS.labels(verdict=verdict, stage=stage).inc()
+    REVIEW_SECONDS.observe(max(0.0, seconds))
+
+
+class ReviewQualityCollector(Collector):
+    """Reviewer quality read from the store at scrape time (it is shared by every process, so any
+    one answers for all): agreement per category on double-reviewed items, verdicts per reviewer,
+    median time to verdict, open and overdue items, per tenant."""
+
+    def __init__(self) -> None:
+        self.store: Any = None
+
+    def attach(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        agreement = GaugeMetricFamily("heron_review_agreement_rate", "Share of double-reviewed items on which both "
+                                      "reviewers gave the same label, per category ('verdict': the verdict itself)",
+                                      labels=["tenant", "category"])
+        per_reviewer = GaugeMetricFamily("heron_review_reviewer_verdicts", "Verdicts given, per reviewer",
+                                         labels=["tenant", "reviewer"])
+        median = GaugeMetricFamily("heron_review_median_seconds_to_verdict", "Median seconds from claim to verdict",
+                                   labels=["tenant"])
+        open_items = GaugeMetricFamily("heron_review_open_items", "Open review items", labels=["tenant"])
+        overdue = GaugeMetricFamily("heron_review_overdue_items", "Open review items past their SLA",
+                                    labels=["tenant"])
+        if self.store is not None:
+            try:
+                rows = self.store.review.quality_all()
+            except Exception:  # noqa: BLE001 - a scrape must not fail because the database blinked
+                rows = []
+            for r in rows:
+                t = r["tenant"]
+                if r["verdict_agreement"] is not None:
+                    agreement.add_metric([t, "verdict"], r["verdict_agreement"])
+                for cat, a in r["category_agreement"].items():
+                    agreement.add_metric([t, cat], a["rate"])
+                for name, x in r["reviewers"].items():
+                    per_reviewer.add_metric([t, name], x["verdicts"])
+                if r["median_seconds_to_verdict"] is not None:
+                    median.add_metric([t], r["median_seconds_to_verdict"])
+                open_items.add_metric([t], r["open"])
+                overdue.add_metric([t], r["overdue"])
+        yield from (agreement, per_reviewer, median, open_items, overdue)
+
+
+REVIEW_QUALITY = ReviewQualityCollector()
+REGISTRY.register(REVIEW_QUALITY)

@@ -20,9 +20,11 @@ from pipeline.queue.batching import take_batch
 from pipeline.queue.celery_app import DECIDE_TASK, QUEUE, make_celery
 from pipeline.queue.embedded import EmbeddedDispatcher
 from pipeline.queue.processing import decide_stored_messages, sweep
+from pipeline.review import wants_review
 from pipeline.service import ModerationService
 from pipeline.settings import Settings, get_settings
 from pipeline.sinks import OutboxDrainer, WebhookSink
+from pipeline.sinks.review import ReviewSink
 from pipeline.store import Store
 from pipeline.types import Decision, DecisionStatus, Message
 
@@ -138,6 +140,10 @@ class Runtime:
             breaker_base_s=settings.webhook_breaker_base_s,
             breaker_max_s=settings.webhook_breaker_max_s,
         )
+        # The review queue is a sink too: held and flagged decisions reach it through the outbox.
+        self.store.review.double_share = settings.review_double_share
+        self.store.review.claim_s = settings.review_claim_s
+        self.review_drainer = OutboxDrainer(self.store, ReviewSink(self.store), poll_s=settings.outbox_poll_s)
         self.dispatcher: Dispatcher
         if settings.use_celery:
             assert settings.redis_url is not None
@@ -146,7 +152,7 @@ class Runtime:
             self.dispatcher = EmbeddedDispatcher(self.process, workers=settings.embedded_workers)
         self.maintenance: Maintenance | None = None
         self._late_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="heron-late")
-        self.writer = DecisionWriter(self.store, on_saved=self.drainer.wake)
+        self.writer = DecisionWriter(self.store, on_saved=self.wake_drainers)
         self.inbox = MessageInbox(self.store, self.dispatcher.submit)
 
     @classmethod
@@ -161,8 +167,13 @@ class Runtime:
         service.on_media = MediaKeeper(self.store.banks, self.settings.image_thumbnail_px)
         return service
 
+    def wake_drainers(self) -> None:
+        """New outbox events were committed in this process: every sink's drainer looks now."""
+        self.drainer.wake()
+        self.review_drainer.wake()
+
     def process(self, row_ids: list[int]) -> int:
-        return len(decide_stored_messages(self.store, self.service, row_ids, on_decided=self.drainer.wake))
+        return len(decide_stored_messages(self.store, self.service, row_ids, on_decided=self.wake_drainers))
 
     def store_pending(self, tenant_id: str, message: Message) -> None:
         """The sync budget ran out: keep the message durably as pending (claimed as enqueued now),
@@ -184,7 +195,7 @@ class Runtime:
                 decision = outcome.result()
                 if self.store.decisions.save_many([(tenant_id, decision)], path="sync-late",
                                                   request_ids={decision.message_id: rid}):
-                    self.drainer.wake()
+                    self.wake_drainers()
                 if decision.status is DecisionStatus.PARTIAL:  # images deferred: the async path completes it
                     row_id, _ = self.store.messages.insert(tenant_id, message)
                     self.dispatcher.submit([row_id])
@@ -201,6 +212,7 @@ class Runtime:
             self.maintenance = Maintenance(self)
             self.maintenance.start()
             self.drainer.start()
+            self.review_drainer.start()
 
     def stop(self) -> None:
         if self.maintenance:
@@ -210,6 +222,7 @@ class Runtime:
         self.writer.stop()
         self._late_pool.shutdown(wait=True)
         self.drainer.stop()
+        self.review_drainer.stop()
         self.store.dispose()
 
 
@@ -269,6 +282,9 @@ class DecisionWriter:
         self.store = store
         self.on_saved = on_saved
         self._queue: queue.Queue[tuple[str, Decision, str | None] | None] = queue.Queue()
+        # Messages whose decision goes to a person: the sync path stores no message otherwise, and
+        # a reviewer must see the text and its context (keyed like `_unsaved`).
+        self._review_messages: dict[tuple[str, str], Message] = {}
         self._pending = 0  # recorded but not yet committed (approximate across threads; for flush)
         # The same, readable: a caller that got its decision and reads it back at once must find
         # it, committed or not (keyed by tenant and by decision and message id).
@@ -277,9 +293,11 @@ class DecisionWriter:
         self._thread = threading.Thread(target=self._loop, name="heron-decision-writer", daemon=True)
         self._thread.start()
 
-    def record(self, tenant_id: str, decision: Decision) -> None:
+    def record(self, tenant_id: str, decision: Decision, message: Message | None = None) -> None:
         self._pending += 1
         with self._unsaved_lock:
+            if message is not None and wants_review(decision):
+                self._review_messages[(tenant_id, message.id)] = message
             self._unsaved[(tenant_id, decision.id)] = decision
             self._unsaved[(tenant_id, decision.message_id)] = decision
         self._queue.put((tenant_id, decision, current_request_id.get()))
@@ -294,6 +312,11 @@ class DecisionWriter:
             batch, stop = take_batch(self._queue, 500)
             if batch:
                 try:
+                    with self._unsaved_lock:
+                        keep = [(t, m) for t, d, _ in batch
+                                if (m := self._review_messages.pop((t, d.message_id), None)) is not None]
+                    if keep:  # stored before the decision marks them decided
+                        self.store.messages.insert_many(keep)
                     saved = self.store.decisions.save_many(
                         [(t, d) for t, d, _ in batch], path="sync", request_ids={d.message_id: r for _, d, r in batch}
                     )

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     image_hash_retention_days: int = Field(default=30, ge=0)
     # Thumbnail kept for messages that go to review (longest side, pixels).
     image_thumbnail_px: int = Field(default=160, ge=16, le=512)
+    # Review desk (docs/review.md): the share of items a second reviewer decides again, blind; how
+    # long a claim holds an item; how long a reviewer's browser session lasts; whether its cookie
+    # is marked Secure (set it behind HTTPS; the default serves plain-HTTP development).
+    review_double_share: float = Field(default=0.1, ge=0.0, le=1.0)
+    review_claim_s: float = Field(default=600.0, gt=0)
+    review_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
+    review_cookie_secure: bool = False
+    # The password for `heron users create` when it is scripted (else --password-stdin or a prompt).
+    user_password: SecretStr | None = None
 
     @field_validator("rate_limit_per_key", "rate_limit_per_guild", "rate_limit_other")
     @classmethod

@@ -96,6 +96,7 @@ def _start_background(**_: Any) -> None:
     _maintenance = Maintenance(rt)
     _maintenance.start()
     rt.drainer.start()
+    rt.review_drainer.start()
 
 
 @worker_shutdown.connect
@@ -104,3 +105,4 @@ def _stop_background(**_: Any) -> None:
         _maintenance.stop()
     if _runtime is not None:
         _runtime.drainer.stop()
+        _runtime.review_drainer.stop()

@@ -22,6 +22,8 @@ from pipeline.store.engine import Database, make_engine, now
 from pipeline.store.guilds import Guilds
 from pipeline.store.messages import Messages, StoredMessage
 from pipeline.store.outbox import Attempt, Outbox, OutboxEvent, OutboxRouter
+from pipeline.store.review import ReviewQueue
+from pipeline.store.reviewers import Reviewers
 from pipeline.store.tenants import Tenants
 from pipeline.store.webhooks import Webhook, Webhooks
 
@@ -44,6 +46,8 @@ class Store:
         self.webhooks = Webhooks(database)
         self.audit = AuditLog(database)
         self.banks = Banks(database)
+        self.review = ReviewQueue(database, self.decisions)
+        self.reviewers = Reviewers(database)
 
     @classmethod
     def from_url(cls, url: str, pepper: str = "heron-dev-pepper") -> Store:

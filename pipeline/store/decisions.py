@@ -169,39 +169,48 @@ class Decisions:
         The row is locked for the read-modify-write, so two revisions of one message (a reviewer
         and an image verdict at once) get consecutive numbers instead of colliding.
         """
+        with self.db.engine.begin() as conn:
+            return self.revise_in(conn, tenant_id, decision, cause=cause, actor=actor, note=note,
+                                  request_id=request_id)
+
+    def revise_in(
+        self, conn: Connection, tenant_id: str, decision: Decision, *, cause: str, actor: str,
+        note: str | None = None, request_id: str | None = None,
+    ) -> Decision:
+        """`revise` inside the caller's transaction: a change that causes the revision (a reviewer's
+        verdict closing a review item) commits with it, or neither does."""
         ts = now()
         c = db.decisions.c
-        with self.db.engine.begin() as conn:
-            q = sa.select(c.revision).where(c.tenant_id == tenant_id, c.message_id == decision.message_id)
-            current = conn.execute(q.with_for_update() if self.db.is_postgres else q).scalar()
-            revision = 1 if current is None else int(current) + 1
-            new = decision.model_copy(update={"revision": revision, "decided_at": ts})
-            payload = new.model_dump(mode="json")
-            if current is None:
-                conn.execute(
-                    db.decisions.insert().values(
-                        id=new.id, tenant_id=tenant_id, message_id=new.message_id, guild_id=new.guild_id,
-                        action=new.action.value, payload=payload, revision=1, created_at=ts, updated_at=ts,
-                    )
+        q = sa.select(c.revision).where(c.tenant_id == tenant_id, c.message_id == decision.message_id)
+        current = conn.execute(q.with_for_update() if self.db.is_postgres else q).scalar()
+        revision = 1 if current is None else int(current) + 1
+        new = decision.model_copy(update={"revision": revision, "decided_at": ts})
+        payload = new.model_dump(mode="json")
+        if current is None:
+            conn.execute(
+                db.decisions.insert().values(
+                    id=new.id, tenant_id=tenant_id, message_id=new.message_id, guild_id=new.guild_id,
+                    action=new.action.value, payload=payload, revision=1, created_at=ts, updated_at=ts,
                 )
-                conn.execute(
-                    db.messages.update()
-                    .where(db.messages.c.tenant_id == tenant_id, db.messages.c.message_id == new.message_id)
-                    .values(status="decided", decided_at=ts)
-                )
-            else:
-                conn.execute(
-                    db.decisions.update()
-                    .where(c.tenant_id == tenant_id, c.message_id == new.message_id)
-                    .values(action=new.action.value, payload=payload, revision=revision, updated_at=ts)
-                )
-            conn.execute(db.decision_revisions.insert().values(**self._revision_row(tenant_id, new, cause, actor, ts)))
-            write_audit(
-                conn, tenant_id, actor, "decision_revised" if revision > 1 else "decision", new.message_id,
-                {"decision_id": new.id, "revision": revision, "cause": cause, "action": new.action.value,
-                 **({"note": note} if note else {})},
             )
-            write_events(conn, self.router, [(tenant_id, new)], ts, {new.message_id: request_id})
+            conn.execute(
+                db.messages.update()
+                .where(db.messages.c.tenant_id == tenant_id, db.messages.c.message_id == new.message_id)
+                .values(status="decided", decided_at=ts)
+            )
+        else:
+            conn.execute(
+                db.decisions.update()
+                .where(c.tenant_id == tenant_id, c.message_id == new.message_id)
+                .values(action=new.action.value, payload=payload, revision=revision, updated_at=ts)
+            )
+        conn.execute(db.decision_revisions.insert().values(**self._revision_row(tenant_id, new, cause, actor, ts)))
+        write_audit(
+            conn, tenant_id, actor, "decision_revised" if revision > 1 else "decision", new.message_id,
+            {"decision_id": new.id, "revision": revision, "cause": cause, "action": new.action.value,
+             **({"note": note} if note else {})},
+        )
+        write_events(conn, self.router, [(tenant_id, new)], ts, {new.message_id: request_id})
         return new
 
     # ---- reading -------------------------------------------------------------------------------

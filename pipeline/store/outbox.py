@@ -53,7 +53,11 @@ class OutboxRouter:
     """The sinks that receive events; a later sink (review queue, chat-core module) is a new route."""
 
     def __init__(self, routes: Iterable[SinkRoute] | None = None) -> None:
-        self.routes: tuple[SinkRoute, ...] = tuple(routes) if routes is not None else (WebhookRoute(),)
+        if routes is None:
+            from pipeline.store.review import ReviewRoute  # the review queue (imports this module)
+
+            routes = (WebhookRoute(), ReviewRoute())
+        self.routes: tuple[SinkRoute, ...] = tuple(routes)
 
     @property
     def sinks(self) -> tuple[str, ...]:

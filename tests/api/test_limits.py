@@ -70,6 +70,63 @@ BASES: dict[tuple[str, str], list[dict[str, Any]]] = {
 BANK = "limits-bank"
 DECISION = "limits-decision"
 
+# Review routes: each verdict or appeal uses up its item or decision, so these bodies and URLs are
+# made fresh for every request (`prepare`); FRESH in a body stands for a new decision's id.
+FRESH = "fresh"
+BASES.update({
+    ("post", "/v1/review/items/{item_id}/resolve"): [{"verdict": "uphold", "categories": {"toxicity": True},
+                                                      "note": "n", "reason": "violates_policy",
+                                                      "author_action": "timeout"}],
+    ("post", "/v1/review/items/{item_id}/escalate"): [{"reason": "policy_unclear", "note": "n"}],
+    ("post", "/v1/review/bulk"): [{"item_ids": [1], "cluster_id": "c", "verdict": "overturn",
+                                   "reason": "false_positive", "note": "n"}],
+    ("put", "/v1/review/clusters/{cluster_id}"): [{"message_ids": ["m"]}],
+    ("post", "/v1/reports"): [{"message_id": FRESH, "reporter": "u", "reason": "r", "message": WITH_URL},
+                              {"message_id": FRESH, "reporter": "u", "reason": "r", "message": WITH_BYTES}],
+    ("post", "/v1/appeals"): [{"decision_id": FRESH, "appellant": "a", "reason": "r"}],
+})
+_fresh = iter(range(10**6))
+
+
+def _decided(client: Any, rt: Any, message_id: str, text: str = "hello", guild: str | None = None) -> str:
+    if client.get(f"/v1/decisions/{message_id}").status_code != 200:
+        client.post("/v1/moderate", json={"id": message_id, "text": text, "guild_id": guild})
+        rt.writer.flush()
+    return message_id
+
+
+def _held_item(client: Any, rt: Any) -> int:
+    """A new item in the review queue (a message the review-limits guild holds)."""
+    import time
+
+    guild = "review-limits"
+    client.put(f"/v1/guilds/{guild}", json={"lists": {"keywords": {"toxicity": ["idiot"]}}, "policy": {
+        "thresholds": {"toxicity": [{"threshold": 0.5, "action": "hold_for_review"}]}}})
+    mid = _decided(client, rt, f"held-{next(_fresh)}", "you idiot", guild)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        items = [i for i in client.get("/v1/review/items", params={"guild_id": guild}).json()["items"]
+                 if i["message_id"] == mid]
+        if items:
+            return int(items[0]["id"])
+        time.sleep(0.05)
+    raise AssertionError(f"no review item for {mid}")
+
+
+def prepare(client: Any, rt: Any, method: str, template: str, url: str, body: Any) -> tuple[str, Any]:
+    """The URL and body of one request, with whatever it uses up made fresh."""
+    if "{item_id}" in template:
+        url = template.replace("{item_id}", str(_held_item(client, rt)))
+    url = url.replace("{cluster_id}", "cluster-1")
+    body = copy.deepcopy(body)
+    for key in ("message_id", "decision_id"):
+        if template in ("/v1/reports", "/v1/appeals") and isinstance(body.get(key), str):
+            if body[key] == FRESH:
+                body[key] = f"limits-{next(_fresh)}"
+            if len(body[key]) <= 128:  # one past the limit is refused before any lookup
+                _decided(client, rt, body[key])
+    return url, body
+
 
 
 
@@ -155,6 +212,11 @@ def _concrete(body: Any, path: Path) -> str:
     return ".".join(names)
 
 
+def _send(client: Any, rt: Any, method: str, template: str, url: str, body: Any) -> Any:
+    u, b = prepare(client, rt, method, template, url, body)
+    return client.request(method, u, json=b)
+
+
 def test_every_string_field_works_at_its_documented_maximum_and_not_one_past(make_api: Any, database_url: str) -> None:
     client, rt = make_api(database_url=database_url, max_body_bytes=Settings().max_body_bytes)
     for guild in (GUILD, "a" * 128):  # the guild a message names at guild_id's maximum must exist
@@ -173,7 +235,7 @@ def test_every_string_field_works_at_its_documented_maximum_and_not_one_past(mak
                 assert client.post("/v1/moderate", json={"id": DECISION, "text": "hello"}).status_code == 200
                 rt.writer.flush()
             for base in bases:  # the base bodies themselves are valid
-                r = client.request(method, url, json=base)
+                r = _send(client, rt, method, template, url, base)
                 assert r.status_code in (200, 201, 202), (method, url, r.text)
             for path, schema in string_fields(spec, content["schema"]):
                 field = _field(path)
@@ -184,14 +246,14 @@ def test_every_string_field_works_at_its_documented_maximum_and_not_one_past(mak
 
                 at_max = copy.deepcopy(base)
                 _set(at_max, path, value_of_length(path, limit))
-                r = client.request(method, url, json=at_max)
+                r = _send(client, rt, method, template, url, at_max)
                 assert r.status_code in (200, 201, 202), (
                     f"{method.upper()} {template} {field} at {limit}: {r.text[:500]}"
                 )
 
                 over = copy.deepcopy(base)
                 _set(over, path, value_of_length(path, limit + 1))
-                r = client.request(method, url, json=over)
+                r = _send(client, rt, method, template, url, over)
                 assert r.status_code == 422, f"{method.upper()} {template} {field} at {limit + 1}: {r.text[:500]}"
                 error = r.json()["error"]
                 assert error["code"] == "validation_error"
