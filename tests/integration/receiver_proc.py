@@ -32,18 +32,10 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(str(exc).encode())
             return
         event = json.loads(body)
-        log.write(
-            json.dumps(
-                {
-                    "event_id": event["event_id"],
-                    "message_id": event["decision"]["message_id"],
-                    "revision": event["revision"],
-                    "action": event["decision"]["action"],
-                    "at": time.time(),
-                }
-            )
-            + "\n"
-        )
+        log.write(json.dumps({
+            "event_id": event["event_id"], "message_id": event["decision"]["message_id"],
+            "revision": event["revision"], "action": event["decision"]["action"], "at": time.time(),
+        }) + "\n")
         self.send_response(204)
         self.end_headers()
 

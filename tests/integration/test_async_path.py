@@ -119,14 +119,8 @@ def test_worker_refuses_a_database_without_the_schema(pg_url: str, tmp_path: Any
     from tests.integration.conftest import BIN, REPO
 
     env = {**os.environ, "HERON_DATABASE_URL": pg_url, "HERON_REDIS_URL": "redis://127.0.0.1:6379/15"}
-    done = subprocess.run(
-        [str(BIN / "heron"), "worker", "--hostname", "nodb@%h"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = subprocess.run([str(BIN / "heron"), "worker", "--hostname", "nodb@%h"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "has no Heron schema" in done.stderr and "heron migrate" in done.stderr
 
@@ -137,9 +131,8 @@ def test_a_request_id_follows_the_message_from_api_to_worker_to_webhook(stack, r
     stack.start_api()
     w1 = stack.start_worker("w1")
     receiver.secret = stack.client.put("/v1/webhook", json={"url": receiver.url}).json()["secret"]
-    r = stack.client.post(
-        "/v1/messages", json={"id": "traced-1", "text": "hello"}, headers={"X-Request-Id": "req-trace-42"}
-    )
+    r = stack.client.post("/v1/messages", json={"id": "traced-1", "text": "hello"},
+                          headers={"X-Request-Id": "req-trace-42"})
     assert r.status_code == 202 and r.headers["X-Request-Id"] == "req-trace-42"
     receiver.wait_for(1)
     deadline = time.monotonic() + 20

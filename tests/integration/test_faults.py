@@ -39,44 +39,30 @@ def p99(values: list[float]) -> float:
 
 
 def test_five_thousand_messages_through_kill_restart_and_a_hung_receiver(stack: Stack, tmp_path: Path) -> None:
-    stack.env.update(
-        {
-            "HERON_WEBHOOK_TIMEOUT_S": "2",
-            # A test-sized retry schedule (backoff capped at 1 s): the breaker, not the attempt budget,
-            # is what carries events through a one-minute outage, so give the budget room for the
-            # probes of three worker processes.
-            "HERON_WEBHOOK_MAX_ATTEMPTS": "15",
-            "HERON_WEBHOOK_BREAKER_BASE_S": "3",
-            "HERON_ALLOW_PRIVATE_WEBHOOKS": "1",
-        }
-    )
+    stack.env.update({
+        "HERON_WEBHOOK_TIMEOUT_S": "2",
+        # A test-sized retry schedule (backoff capped at 1 s): the breaker, not the attempt budget,
+        # is what carries events through a one-minute outage, so give the budget room for the
+        # probes of three worker processes.
+        "HERON_WEBHOOK_MAX_ATTEMPTS": "15",
+        "HERON_WEBHOOK_BREAKER_BASE_S": "3",
+        "HERON_ALLOW_PRIVATE_WEBHOOKS": "1",
+    })
     stack.start_api()
     stack.start_worker("w1")
     stack.start_worker("w2")
 
     # tenant A: a receiver in its own process, so that it can be SIGSTOPped
     port, secret_file, log_file = free_port(), tmp_path / "a.secret", tmp_path / "a.jsonl"
-    rx_a = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("receiver_proc.py")), str(port), str(secret_file), str(log_file)],
-        cwd=REPO,
-        env={**stack.env, "PYTHONPATH": str(REPO)},
-    )
+    rx_a = subprocess.Popen([sys.executable, str(Path(__file__).with_name("receiver_proc.py")), str(port),
+                             str(secret_file), str(log_file)], cwd=REPO, env={**stack.env, "PYTHONPATH": str(REPO)})
     wait_port(port)
-    secret_file.write_text(
-        stack.client.put("/v1/webhook", json={"url": f"http://127.0.0.1:{port}/hook"}).json()["secret"]
-    )
+    secret_file.write_text(stack.client.put("/v1/webhook", json={"url": f"http://127.0.0.1:{port}/hook"}).json()["secret"])
     # tenant B: another chat service with a healthy receiver
-    key_b = subprocess.run(
-        [str(BIN / "heron"), "keys", "create", "--tenant", "other"],
-        env=stack.env,
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    client_b = httpx.Client(
-        base_url=str(stack.client.base_url), headers={"Authorization": f"Bearer {key_b}"}, timeout=30
-    )
+    key_b = subprocess.run([str(BIN / "heron"), "keys", "create", "--tenant", "other"], env=stack.env, cwd=REPO,
+                           check=True, capture_output=True, text=True).stdout.strip()
+    client_b = httpx.Client(base_url=str(stack.client.base_url), headers={"Authorization": f"Bearer {key_b}"},
+                            timeout=30)
     rx_b = Receiver()
     rx_b.secret = client_b.put("/v1/webhook", json={"url": rx_b.url}).json()["secret"]
 
@@ -183,11 +169,9 @@ def test_five_thousand_messages_through_kill_restart_and_a_hung_receiver(stack: 
     ratio = p99(during) / p99(base)
     dup_a = len(lines) - len(got_a)
     dup_b = len(rx_b.received) - len(got_b)
-    summary = (
-        f"fault test: 5000 messages in {time.monotonic() - t0:.0f}s; receiver A hung {hung_for:.0f}s; "
-        f"tenant B send->webhook p99 {p99(base) * 1000:.0f} ms before, {p99(during) * 1000:.0f} ms during "
-        f"the hang (ratio {ratio:.2f}); duplicates deduped by receivers: A {dup_a}, B {dup_b}"
-    )
+    summary = (f"fault test: 5000 messages in {time.monotonic() - t0:.0f}s; receiver A hung {hung_for:.0f}s; "
+               f"tenant B send->webhook p99 {p99(base) * 1000:.0f} ms before, {p99(during) * 1000:.0f} ms during "
+               f"the hang (ratio {ratio:.2f}); duplicates deduped by receivers: A {dup_a}, B {dup_b}")
     print("\n" + summary)
     (tmp_path / "summary.txt").write_text(summary + "\n")  # kept in pytest's basetemp for the record
     # Before the outbox, B's decisions waited behind A's 5 s timeouts (31 of 600 in 60 s): a ratio in

@@ -41,34 +41,25 @@ def load_generator() -> Any:
 
 
 def new_key(stack: Any, tenant: str) -> str:
-    out = subprocess.run(
-        [str(BIN / "heron"), "keys", "create", "--tenant", tenant],
-        env=stack.env,
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    out = subprocess.run([str(BIN / "heron"), "keys", "create", "--tenant", tenant], env=stack.env, cwd=REPO,
+                         check=True, capture_output=True, text=True)
     return out.stdout.strip()
 
 
 def test_a_sync_flood_is_shed_not_queued_and_nothing_is_lost(stack) -> None:  # type: ignore[no-untyped-def]
     gen = load_generator()
-    stack.env.update(
-        {
-            "HERON_SYNC_BUDGET_MS": str(BUDGET_MS),
-            "HERON_RATE_LIMIT_PER_KEY": "",  # shedding is under test here, not the rate limits
-            "HERON_RATE_LIMIT_PER_GUILD": "",
-        }
-    )
+    stack.env.update({
+        "HERON_SYNC_BUDGET_MS": str(BUDGET_MS),
+        "HERON_RATE_LIMIT_PER_KEY": "",  # shedding is under test here, not the rate limits
+        "HERON_RATE_LIMIT_PER_GUILD": "",
+    })
     stack.start_api()
     stack.start_worker("w1")
     quiet_key = new_key(stack, "quiet")
     alone = asyncio.run(gen.trickle(stack.port, quiet_key, asyncio.Event(), count=40))
     before = gen.server_buckets(stack.port)
-    loud, during = asyncio.run(
-        gen.flood_with_trickle(stack.port, stack.key, quiet_key, gen.flood_messages(FLOOD, "flood"), CONCURRENCY)
-    )
+    loud, during = asyncio.run(gen.flood_with_trickle(stack.port, stack.key, quiet_key,
+                                                      gen.flood_messages(FLOOD, "flood"), CONCURRENCY))
 
     by_status = loud.by_status()
     p99 = loud.quantile_ms(0.99)
@@ -82,10 +73,8 @@ def test_a_sync_flood_is_shed_not_queued_and_nothing_is_lost(stack) -> None:  # 
         f"{len(during.rows)} requests)"
     )
     server = gen.server_view(before, gen.server_buckets(stack.port))
-    print(
-        "  server side, arrival to answer: "
-        + "; ".join(f"{k} {v['count']} (p99 ≤ {v['p99_le_ms']:.0f} ms)" for k, v in server.items())
-    )
+    print("  server side, arrival to answer: " + "; ".join(
+        f"{k} {v['count']} (p99 ≤ {v['p99_le_ms']:.0f} ms)" for k, v in server.items()))
 
     assert len(loud.rows) == FLOOD
     assert set(by_status) <= {200, 202, 429}, {k: len(v) for k, v in by_status.items()}

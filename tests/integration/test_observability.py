@@ -22,12 +22,8 @@ CHEAP_SCORERS = '["rules", "links"]'  # two API processes with the text model ea
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     """Every sample called `name` in a Prometheus exposition, keyed by its sorted labels."""
-    return {
-        tuple(sorted(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name
-    }
+    return {tuple(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples if s.name == name}
 
 
 def json_lines(log: str) -> list[dict[str, Any]]:
@@ -35,21 +31,8 @@ def json_lines(log: str) -> list[dict[str, Any]]:
 
 
 def start_api(stack: Stack, workers: int, env: dict[str, str]) -> Proc:
-    api = Proc(
-        [
-            str(BIN / "heron"),
-            "serve",
-            "--port",
-            str(stack.port),
-            "--no-migrate",
-            "--log-level",
-            "info",
-            "--workers",
-            str(workers),
-        ],
-        {**stack.env, **env},
-        stack.tmp / "api.log",
-    )
+    api = Proc([str(BIN / "heron"), "serve", "--port", str(stack.port), "--no-migrate", "--log-level", "info",
+                "--workers", str(workers)], {**stack.env, **env}, stack.tmp / "api.log")
     stack.api = api
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -113,11 +96,9 @@ def test_a_worker_serves_its_metrics_and_counts_what_it_decided(stack: Stack) ->
     stack.env["HERON_SCORERS"] = CHEAP_SCORERS
     stack.start_api()
     port = free_port()
-    worker = Proc(
-        [str(BIN / "heron"), "worker", "--hostname", "m1@%h", "--loglevel", "INFO"],
-        {**stack.env, "HERON_WORKER_METRICS_PORT": str(port), "HERON_LOG_FORMAT": "json"},
-        stack.tmp / "m1.log",
-    )
+    worker = Proc([str(BIN / "heron"), "worker", "--hostname", "m1@%h", "--loglevel", "INFO"],
+                  {**stack.env, "HERON_WORKER_METRICS_PORT": str(port), "HERON_LOG_FORMAT": "json"},
+                  stack.tmp / "m1.log")
     stack.workers.append(worker)
     deadline = time.monotonic() + 120
     while " ready." not in worker.output():

@@ -19,11 +19,8 @@ pytestmark = pytest.mark.integration
 
 def start_second_api(stack: Any, tmp: Path) -> tuple[Proc, httpx.Client]:
     port = free_port()
-    proc = Proc(
-        [str(BIN / "heron"), "serve", "--port", str(port), "--no-migrate", "--log-level", "warning"],
-        stack.env,
-        tmp / "api2.log",
-    )
+    proc = Proc([str(BIN / "heron"), "serve", "--port", str(port), "--no-migrate", "--log-level", "warning"],
+                stack.env, tmp / "api2.log")
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=stack.client.headers, timeout=30)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -38,14 +35,8 @@ def start_second_api(stack: Any, tmp: Path) -> tuple[Proc, httpx.Client]:
 
 
 def new_key(stack: Any, tenant: str) -> dict[str, str]:
-    out = subprocess.run(
-        [str(BIN / "heron"), "keys", "create", "--tenant", tenant],
-        env=stack.env,
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    out = subprocess.run([str(BIN / "heron"), "keys", "create", "--tenant", tenant], env=stack.env, cwd=REPO,
+                         check=True, capture_output=True, text=True)
     return {"Authorization": f"Bearer {out.stdout.strip()}"}
 
 
@@ -57,22 +48,18 @@ def metric(client: httpx.Client, series: str) -> float:
 
 
 def test_two_api_processes_share_the_limits_through_redis(stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    stack.env.update(
-        {
-            "HERON_SCORERS": '["rules", "links"]',  # the limits are under test, not the model
-            "HERON_RATE_LIMIT_PER_KEY": "12/minute",
-            "HERON_RATE_LIMIT_PER_GUILD": "4/minute",
-        }
-    )
+    stack.env.update({
+        "HERON_SCORERS": '["rules", "links"]',  # the limits are under test, not the model
+        "HERON_RATE_LIMIT_PER_KEY": "12/minute",
+        "HERON_RATE_LIMIT_PER_GUILD": "4/minute",
+    })
     stack.start_api()
     proc2, api2 = start_second_api(stack, tmp_path)
     try:
         apis = [stack.client, api2]
         # per key: 16 requests alternating between the processes; 12 pass in all, not 12 per process
-        statuses = [
-            api.post("/v1/moderate", json={"text": f"hello {i}"}).status_code
-            for i, api in zip(range(16), itertools.cycle(apis), strict=False)
-        ]
+        statuses = [api.post("/v1/moderate", json={"text": f"hello {i}"}).status_code
+                    for i, api in zip(range(16), itertools.cycle(apis), strict=False)]
         assert statuses == [200] * 12 + [429] * 4, statuses
         refused = api2.post("/v1/messages", json={"text": "queued"})
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
@@ -81,10 +68,8 @@ def test_two_api_processes_share_the_limits_through_redis(stack, tmp_path) -> No
         # per guild, for another tenant: its key is fresh, and its guild "g1" is its own
         other = new_key(stack, "other")
         assert stack.client.put("/v1/guilds/g1", json={}, headers=other).status_code == 200
-        statuses = [
-            api.post("/v1/moderate", json={"guild_id": "g1", "text": f"raid {i}"}, headers=other).status_code
-            for i, api in zip(range(8), itertools.cycle(apis), strict=False)
-        ]
+        statuses = [api.post("/v1/moderate", json={"guild_id": "g1", "text": f"raid {i}"}, headers=other).status_code
+                    for i, api in zip(range(8), itertools.cycle(apis), strict=False)]
         assert statuses == [200] * 4 + [429] * 4, statuses
         assert all(metric(api, 'heron_refused_total{limit="per_key"}') >= 1 for api in apis)
 
@@ -96,7 +81,8 @@ def test_two_api_processes_share_the_limits_through_redis(stack, tmp_path) -> No
             assert r.status_code == 200, r.text
         assert all(metric(api, "heron_rate_limit_fallback_total") >= 1 for api in apis)
         # each process now allows 12 a minute on its own: the 7th through process 2 is refused there
-        statuses = [api2.post("/v1/moderate", json={"text": f"more {i}"}, headers=third).status_code for i in range(10)]
+        statuses = [api2.post("/v1/moderate", json={"text": f"more {i}"}, headers=third).status_code
+                    for i in range(10)]
         assert statuses == [200] * 9 + [429], statuses
         stack.redis.start()
     finally:

@@ -63,9 +63,8 @@ def test_drainers_lease_disjoint_events_without_deadlock(store: Store) -> None:
                 with lock:
                     claimed.update(e.id for e in events)
                 for e in events:
-                    store.outbox.record_attempt(
-                        e, owner=owner, ok=True, status_code=204, error=None, duration_ms=1.0, retry_at=None
-                    )
+                    store.outbox.record_attempt(e, owner=owner, ok=True, status_code=204, error=None,
+                                                duration_ms=1.0, retry_at=None)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
