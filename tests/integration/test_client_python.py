@@ -183,8 +183,11 @@ def test_verifier_window_tamper_and_replay() -> None:
     v = WebhookVerifier(secret, window_s=300)
     event = v.verify(headers, body, now=now + 10)
     assert event.decision.action == "block" and not event.duplicate
+    assert v.verify(headers, body, now=now + 20).duplicate  # the same signed request again
+    strict = WebhookVerifier(secret, refuse_replays=True)
+    strict.verify(headers, body, now=now)
     with pytest.raises(WebhookReplayError):
-        v.verify(headers, body, now=now + 20)  # the same signed request again
+        strict.verify(headers, body, now=now + 20)
     retry = signing.signed_headers(secret, body, "dec_1", attempt=2, timestamp=now + 30)
     assert v.verify(retry, body, now=now + 31).duplicate  # a redelivery: re-signed, same event
     for bad_headers, bad_body, at in [

@@ -12,6 +12,8 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,8 +67,36 @@ def _iso_ms(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
+CREATOR_LEVEL = 10**9  # room version 12+: creators have unlimited power
+
+
+def power_level_of(state: dict[Any, Any], user_id: str) -> int:
+    """A user's power level from room state, with room version 12's creators above everyone."""
+    create = state.get(("m.room.create", ""))
+    if create is not None:
+        version = str(create.content.get("room_version", "1"))
+        if version.isdigit() and int(version) >= 12:
+            creators = {create.sender, *(create.content.get("additional_creators") or [])}
+            if user_id in creators:
+                return CREATOR_LEVEL
+    pl = state.get(("m.room.power_levels", ""))
+    content = pl.content if pl is not None else {}
+    return int((content.get("users") or {}).get(user_id, content.get("users_default", 0)))
+
+
+def _thaw(value: Any) -> Any:
+    """A plain, mutable copy of event content (Synapse hands out frozen mappings)."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    return value
+
+
 def roles_for_level(level: int) -> list[str]:
     """Matrix power levels as Heron roles (a policy can exempt "moderator" or "admin")."""
+    if level >= CREATOR_LEVEL:
+        return ["admin", "creator"]
     name = "admin" if level >= 100 else "moderator" if level >= 50 else "member"
     return [name, f"pl:{level}"]
 
@@ -133,7 +163,7 @@ class HeronModule:
                 self._tally("skipped")
                 return NOT_SPAM
             remaining = self.config.budget_ms / 1000 - (time.monotonic() - started)
-            result = await self._loop(self._moderate(message, media, remaining))
+            result = await self._loop(self._moderate((event.room_id, event.sender), message, media, remaining))
         except (TimeoutError, HeronUnavailable) as exc:
             return self._failed(event, f"no answer within {self.config.budget_ms} ms ({type(exc).__name__})")
         except HeronAPIError as exc:
@@ -148,6 +178,7 @@ class HeronModule:
         decision = result.decision
         if decision.action in REJECT:
             self._tally("rejected")
+            self.loop.submit(self._mark_rejected(decision.message_id))
             logger.info(
                 "heron_synapse: rejected %s from %s in %s: %s (%s)",
                 event.event_id,
@@ -225,16 +256,19 @@ class HeronModule:
     async def _guild_and_author(self, event: Any) -> tuple[str, Author]:
         state = await self.api.get_room_state(
             event.room_id,
-            [("m.room.power_levels", ""), ("m.room.member", event.sender), ("m.space.parent", None)],
+            [
+                ("m.room.create", ""),
+                ("m.room.power_levels", ""),
+                ("m.room.member", event.sender),
+                ("m.space.parent", None),
+            ],
         )
         guild_id = guild_id_for_room(event.room_id)
         for (etype, key), _ev in state.items():
             if etype == "m.space.parent" and key in self.config.spaces:
                 guild_id = self.config.spaces[key]
                 break
-        pl = state.get(("m.room.power_levels", ""))
-        pl_content = pl.content if pl is not None else {}
-        level = int((pl_content.get("users") or {}).get(event.sender, pl_content.get("users_default", 0)))
+        level = power_level_of(state, event.sender)
         member = state.get(("m.room.member", event.sender))
         joined_at = _iso_ms(member.origin_server_ts) if member is not None else None
         created_at = None
@@ -256,8 +290,11 @@ class HeronModule:
         _device, token, _exp, _refresh = await self.api.register_device(self.bot_user_id, "HERON_MODULE")
         self._bot_token = token
 
-    async def _moderate(self, message: Message, media: tuple[str, str] | None, budget_s: float) -> Any:
+    async def _moderate(
+        self, event_ref: tuple[str, str], message: Message, media: tuple[str, str] | None, budget_s: float
+    ) -> Any:
         """On the loop thread: download the image, then one call to Heron, all within budget_s."""
+        self.state.remember_event(message.id, *event_ref)
         deadline = time.monotonic() + budget_s
 
         async def run() -> Any:
@@ -296,10 +333,13 @@ class HeronModule:
         event_id = event_id_for_message(message_id)
         done = "nothing"
         if decision.action in REDACT_LATER:
-            original = await self.api.get_event(event_id)
-            if original is None:
-                done = "absent"  # rejected before sending, or not from this homeserver
+            ref = await self._loop(self._event_ref(message_id))
+            if ref is None:
+                done = "unknown"  # not checked by this homeserver's module
+            elif ref[2]:
+                done = "absent"  # rejected before it was sent: nothing to redact
             else:
+                original = _EventRef(event_id=event_id, room_id=ref[0], sender=ref[1])
                 if await self._loop(self._claim_redaction(message_id)):
                     try:
                         await self._redact(original, f"Heron: {decision.action} ({decision.id} r{event.revision})")
@@ -317,6 +357,12 @@ class HeronModule:
         logger.info("heron_synapse: %s r%d %s -> %s", decision.id, event.revision, decision.action, done)
         return done
 
+    async def _mark_rejected(self, message_id: str) -> None:
+        self.state.mark_rejected(message_id)
+
+    async def _event_ref(self, message_id: str) -> tuple[str, str, bool] | None:
+        return self.state.event(message_id)
+
     async def _applied_revision(self, message_id: str) -> int:
         row = self.state.db.execute("SELECT revision FROM applied WHERE message_id = ?", (message_id,)).fetchone()
         return int(row[0]) if row else 0
@@ -333,16 +379,14 @@ class HeronModule:
     async def _local_actor(self, room_id: str, needed: int, above: int | None = None) -> str | None:
         """The highest-powered local member with at least `needed` (and more than `above`): the
         account whose authority Synapse's own admin API borrows to act in a room."""
-        state = await self.api.get_room_state(room_id, [("m.room.power_levels", ""), ("m.room.member", None)])
-        pl = state.get(("m.room.power_levels", ""))
-        content = pl.content if pl is not None else {}
-        users = content.get("users") or {}
-        default = int(content.get("users_default", 0))
+        state = await self.api.get_room_state(
+            room_id, [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", None)]
+        )
         best: tuple[int, str] | None = None
         for (etype, key), ev in state.items():
             if etype != "m.room.member" or ev.content.get("membership") != "join" or not self.api.is_mine(key):
                 continue
-            level = int(users.get(key, default))
+            level = power_level_of(state, key)
             if level >= needed and (above is None or level > above) and (best is None or level > best[0]):
                 best = (level, key)
         return best[1] if best else None
@@ -371,7 +415,7 @@ class HeronModule:
         if pl is None:
             logger.warning("heron_synapse: cannot mute %s in %s: the room has no power levels", user_id, room_id)
             return
-        content = json.loads(json.dumps(pl.content))
+        content = _thaw(pl.content)
         users = content.setdefault("users", {})
         default = int(content.get("users_default", 0))
         events = content.get("events") or {}
@@ -422,7 +466,7 @@ class HeronModule:
         pl = state.get(("m.room.power_levels", ""))
         if pl is None:
             return
-        content = json.loads(json.dumps(pl.content))
+        content = _thaw(pl.content)
         users = content.setdefault("users", {})
         if int(users.get(mute.user_id, content.get("users_default", 0))) != mute.level:
             return  # someone changed it since; theirs wins
@@ -444,6 +488,13 @@ class HeronModule:
             }
         )
         logger.info("heron_synapse: mute of %s in %s expired; power level restored", mute.user_id, mute.room_id)
+
+
+@dataclass(frozen=True)
+class _EventRef:
+    event_id: str
+    room_id: str
+    sender: str
 
 
 class WebhookResource(Resource):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS applied (message_id TEXT PRIMARY KEY, revision INTEGER NOT NULL,
                                     action TEXT NOT NULL, redacted INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS events (message_id TEXT PRIMARY KEY, room_id TEXT NOT NULL, sender TEXT NOT NULL,
+                                   rejected INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS mutes (room_id TEXT NOT NULL, user_id TEXT NOT NULL, level INTEGER NOT NULL,
                                   previous INTEGER, expires_at REAL NOT NULL, PRIMARY KEY (room_id, user_id));
 """
@@ -31,6 +33,23 @@ class ModuleState:
     def __init__(self, path: str | None) -> None:
         self.db = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
         self.db.executescript(SCHEMA)
+
+    def remember_event(self, message_id: str, room_id: str, sender: str) -> None:
+        """Where a checked message lives: a webhook names only the message, and the module API
+        has no public way to look an event up by id."""
+        self.db.execute(
+            "INSERT INTO events (message_id, room_id, sender) VALUES (?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+            (message_id, room_id, sender),
+        )
+
+    def mark_rejected(self, message_id: str) -> None:
+        self.db.execute("UPDATE events SET rejected = 1 WHERE message_id = ?", (message_id,))
+
+    def event(self, message_id: str) -> tuple[str, str, bool] | None:
+        row = self.db.execute(
+            "SELECT room_id, sender, rejected FROM events WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        return (row[0], row[1], bool(row[2])) if row else None
 
     def claim_revision(self, message_id: str, revision: int, action: str) -> bool:
         """Record `revision` as applied; False when it (or a newer one) already was."""
