@@ -222,6 +222,16 @@ def get_webhook() -> Call:
     return Call("GET", "/v1/webhook", lambda r: Webhook.from_json(r.json()))
 
 
+def deliveries(decision_id: str) -> Call:
+    """Every webhook event of a decision (one per revision), with every attempt."""
+    return Call("GET", f"/v1/webhook/deliveries/{_seg(decision_id)}", _json)
+
+
+def redeliver(decision_id: str) -> Call:
+    """Send the decision's current revision again (safe to repeat: the receiver dedupes)."""
+    return Call("POST", f"/v1/webhook/deliveries/{_seg(decision_id)}/redeliver", _json)
+
+
 def report(message_id: str, reporter: str, reason: str, **extra: Any) -> Call:
     """A user's report of a message (POST /v1/reports: message id, reporter, reason)."""
     return Call(

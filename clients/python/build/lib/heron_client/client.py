@@ -138,6 +138,14 @@ class HeronClient:
         """The registered webhook (without its secret)."""
         return self._run(_core.get_webhook())  # type: ignore[no-any-return]
 
+    def deliveries(self, decision_id: str) -> list[dict[str, Any]]:
+        """Every webhook event of a decision (one per revision), with every attempt."""
+        return self._run(_core.deliveries(decision_id))  # type: ignore[no-any-return]
+
+    def redeliver(self, decision_id: str) -> dict[str, Any]:
+        """Send the decision's current revision to the webhook again."""
+        return self._run(_core.redeliver(decision_id))  # type: ignore[no-any-return]
+
     def report(self, message_id: str, reporter: str, reason: str, **extra: Any) -> Any:
         """Report a message for review (POST /v1/reports). Never retried."""
         return self._run(_core.report(message_id, reporter, reason, **extra))  # type: ignore[no-any-return]
@@ -257,6 +265,14 @@ class AsyncHeronClient:
     async def get_webhook(self) -> Webhook:
         """The registered webhook (without its secret)."""
         return await self._run(_core.get_webhook())  # type: ignore[no-any-return]
+
+    async def deliveries(self, decision_id: str) -> list[dict[str, Any]]:
+        """Every webhook event of a decision (one per revision), with every attempt."""
+        return await self._run(_core.deliveries(decision_id))  # type: ignore[no-any-return]
+
+    async def redeliver(self, decision_id: str) -> dict[str, Any]:
+        """Send the decision's current revision to the webhook again."""
+        return await self._run(_core.redeliver(decision_id))  # type: ignore[no-any-return]
 
     async def report(self, message_id: str, reporter: str, reason: str, **extra: Any) -> Any:
         """Report a message for review (POST /v1/reports). Never retried."""

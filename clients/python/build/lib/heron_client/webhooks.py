@@ -5,10 +5,12 @@ The scheme is the server's (`pipeline/signing.py`, docs/webhooks.md): `Heron-Sig
 for chat services that do not install the server; tests/integration/test_client_python.py checks
 it against `pipeline.signing` in both directions so the two cannot drift.
 
-Replays vs redeliveries: Heron re-signs every attempt with a fresh timestamp, so the same
-(timestamp, signature) seen twice is a replay of a captured request and is refused; the same
-`event_id` in a newly signed request is an at-least-once redelivery, which is accepted but marked
-`duplicate` so the receiver applies it once.
+Replays: a request older than the timestamp window is refused. Inside the window a captured
+request sent again cannot be told from Heron's own resend (Heron signs each attempt with the
+current second, so an attempt repeated within one second carries the very same signature), so
+both are accepted and marked `duplicate`: the receiver applies each event id once, which makes a
+replay harmless. Pass `refuse_replays=True` to refuse a repeated signature outright instead (it
+then answers 401 to such a resend, and Heron retries it a moment later with a new signature).
 """
 
 from __future__ import annotations
@@ -76,12 +78,20 @@ class WebhookVerifier:
     revision per message in its own store, as docs/webhooks.md says.
     """
 
-    def __init__(self, secret: str, *, window_s: int = DEFAULT_WINDOW_S, remember_events: int = 100_000) -> None:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        window_s: int = DEFAULT_WINDOW_S,
+        remember_events: int = 100_000,
+        refuse_replays: bool = False,
+    ) -> None:
         if not secret:
             raise ValueError("a webhook secret is required")
         self.secret = secret
         self.window_s = window_s
         self.remember_events = remember_events
+        self.refuse_replays = refuse_replays
         self._signatures: dict[str, float] = {}
         self._events: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
@@ -101,10 +111,11 @@ class WebhookVerifier:
             raise WebhookVerificationError("Heron-Event-Id does not match the signed body")
         with self._lock:
             self._forget_old(current)
-            if signature in self._signatures:
+            replayed = signature in self._signatures
+            if replayed and self.refuse_replays:
                 raise WebhookReplayError("this signed request was already accepted")
             self._signatures[signature] = current
-            if event.event_id in self._events:
+            if replayed or event.event_id in self._events:
                 event.duplicate = True
                 self._events.move_to_end(event.event_id)
             else:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +82,15 @@ def power_level_of(state: dict[Any, Any], user_id: str) -> int:
     pl = state.get(("m.room.power_levels", ""))
     content = pl.content if pl is not None else {}
     return int((content.get("users") or {}).get(user_id, content.get("users_default", 0)))
+
+
+def _thaw(value: Any) -> Any:
+    """A plain, mutable copy of event content (Synapse hands out frozen mappings)."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    return value
 
 
 def roles_for_level(level: int) -> list[str]:
@@ -405,7 +415,7 @@ class HeronModule:
         if pl is None:
             logger.warning("heron_synapse: cannot mute %s in %s: the room has no power levels", user_id, room_id)
             return
-        content = json.loads(json.dumps(pl.content))
+        content = _thaw(pl.content)
         users = content.setdefault("users", {})
         default = int(content.get("users_default", 0))
         events = content.get("events") or {}
@@ -456,7 +466,7 @@ class HeronModule:
         pl = state.get(("m.room.power_levels", ""))
         if pl is None:
             return
-        content = json.loads(json.dumps(pl.content))
+        content = _thaw(pl.content)
         users = content.setdefault("users", {})
         if int(users.get(mute.user_id, content.get("users_default", 0))) != mute.level:
             return  # someone changed it since; theirs wins
