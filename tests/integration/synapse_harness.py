@@ -53,20 +53,27 @@ def ensure_synapse_venv() -> Path:
         want = _sources_hash()
         if stamp.exists() and stamp.read_text() == want and python.exists():
             return python
-        if not python.exists() or not (CACHE / f"synapse-{SYNAPSE_VERSION}").exists():
+        # The venv is rebuilt when Synapse's pin or the packages' dependency lists change; a
+        # change to their code only reinstalls the two packages (seconds, no index lookups).
+        deps = hashlib.sha256(
+            SYNAPSE_VERSION.encode() + b"".join((p / "pyproject.toml").read_bytes() for p in PACKAGES)
+        ).hexdigest()[:16]
+        marker = CACHE / f"deps-{deps}"
+        if not python.exists() or not marker.exists():
+            for old in CACHE.glob("deps-*"):
+                old.unlink()
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
             subprocess.run(
-                [str(python), "-m", "pip", "install", "--quiet", f"matrix-synapse=={SYNAPSE_VERSION}"],
+                [str(python), "-m", "pip", "install", "--quiet", f"matrix-synapse=={SYNAPSE_VERSION}"]
+                + [str(p) for p in PACKAGES],
                 check=True,
             )
-            (CACHE / f"synapse-{SYNAPSE_VERSION}").touch()
+            marker.touch()
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps"]
             + [str(p) for p in PACKAGES],
             check=True,
         )
-        # Their dependencies (httpx) without touching what Synapse pinned.
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet"] + [str(p) for p in PACKAGES], check=True)
         stamp.write_text(want)
     return python
 

@@ -19,7 +19,8 @@ from heron_client import HeronAPIError, HeronClient
 from tests.integration.conftest import free_port
 from tests.integration.synapse_harness import HeronServer, MatrixUser, SynapseServer, ensure_synapse_venv
 
-pytestmark = pytest.mark.integration
+# The first run on a fresh machine builds the Synapse virtualenv (about 5 minutes here).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 LISTS = {
     "keywords": {"violence": ["zzthreatword"], "harassment": ["zzholdword"]},

@@ -232,19 +232,21 @@ def redeliver(decision_id: str) -> Call:
     return Call("POST", f"/v1/webhook/deliveries/{_seg(decision_id)}/redeliver", _json)
 
 
-def report(message_id: str, reporter: str, reason: str, **extra: Any) -> Call:
-    """A user's report of a message (POST /v1/reports: message id, reporter, reason)."""
+def report(message_id: str, reporter: str, reason: str, message: Message | dict[str, Any] | None = None) -> Call:
+    """A user's report of a message (POST /v1/reports). Pass `message` when Heron may not have kept
+    it (a sync decision that needed no review). Answers the review item."""
+    body: dict[str, Any] = {"message_id": message_id, "reporter": reporter, "reason": reason}
+    if message is not None:
+        body["message"] = _message_json(message)
+    return Call("POST", "/v1/reports", _json, json=body, retryable=False)
+
+
+def appeal(decision_id: str, appellant: str, reason: str) -> Call:
+    """An author's appeal of a decision (POST /v1/appeals); the outcome arrives as a revision."""
     return Call(
         "POST",
-        "/v1/reports",
+        "/v1/appeals",
         _json,
-        json={"message_id": message_id, "reporter": reporter, "reason": reason, **extra},
+        json={"decision_id": decision_id, "appellant": appellant, "reason": reason},
         retryable=False,
-    )
-
-
-def appeal(decision_id: str, reason: str, **extra: Any) -> Call:
-    """An author's appeal of a decision (POST /v1/appeals)."""
-    return Call(
-        "POST", "/v1/appeals", _json, json={"decision_id": decision_id, "reason": reason, **extra}, retryable=False
     )

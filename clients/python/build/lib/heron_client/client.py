@@ -146,13 +146,15 @@ class HeronClient:
         """Send the decision's current revision to the webhook again."""
         return self._run(_core.redeliver(decision_id))  # type: ignore[no-any-return]
 
-    def report(self, message_id: str, reporter: str, reason: str, **extra: Any) -> Any:
+    def report(
+        self, message_id: str, reporter: str, reason: str, message: Message | dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Report a message for review (POST /v1/reports). Never retried."""
-        return self._run(_core.report(message_id, reporter, reason, **extra))  # type: ignore[no-any-return]
+        return self._run(_core.report(message_id, reporter, reason, message))  # type: ignore[no-any-return]
 
-    def appeal(self, decision_id: str, reason: str, **extra: Any) -> Any:
+    def appeal(self, decision_id: str, appellant: str, reason: str) -> dict[str, Any]:
         """Appeal a decision (POST /v1/appeals). Never retried."""
-        return self._run(_core.appeal(decision_id, reason, **extra))  # type: ignore[no-any-return]
+        return self._run(_core.appeal(decision_id, appellant, reason))  # type: ignore[no-any-return]
 
 
 class AsyncHeronClient:
@@ -274,10 +276,12 @@ class AsyncHeronClient:
         """Send the decision's current revision to the webhook again."""
         return await self._run(_core.redeliver(decision_id))  # type: ignore[no-any-return]
 
-    async def report(self, message_id: str, reporter: str, reason: str, **extra: Any) -> Any:
+    async def report(
+        self, message_id: str, reporter: str, reason: str, message: Message | dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Report a message for review (POST /v1/reports). Never retried."""
-        return await self._run(_core.report(message_id, reporter, reason, **extra))  # type: ignore[no-any-return]
+        return await self._run(_core.report(message_id, reporter, reason, message))  # type: ignore[no-any-return]
 
-    async def appeal(self, decision_id: str, reason: str, **extra: Any) -> Any:
+    async def appeal(self, decision_id: str, appellant: str, reason: str) -> dict[str, Any]:
         """Appeal a decision (POST /v1/appeals). Never retried."""
-        return await self._run(_core.appeal(decision_id, reason, **extra))  # type: ignore[no-any-return]
+        return await self._run(_core.appeal(decision_id, appellant, reason))  # type: ignore[no-any-return]
