@@ -195,6 +195,57 @@ def test_timeout_author_mutes_then_expires(world: World, room: tuple[MatrixUser,
     assert carol.send_text(room_id, "back again").status_code == 200
 
 
+def test_image_added_to_a_hash_bank_is_redacted(world: World, room: tuple[MatrixUser, MatrixUser, str]) -> None:
+    """An m.image goes to Heron inline (downloaded from Synapse's media repository by the module);
+    once its PDQ hash is added to a bank, Heron revises the decision and the module redacts it.
+    Hash banks come with the images work (issue 18); a server without them says so here."""
+    paths = world.client.request("GET", "/openapi.json")["paths"]
+    if "/v1/banks" not in paths:
+        pytest.skip("this server has no /v1/banks (image hash banks not merged)")
+    import cv2
+    import numpy as np
+
+    from pipeline.images.decode import DecodeLimits, decode_bytes
+    from pipeline.images.pdq import hash_frame
+
+    alice, bob, room_id = room
+    blocks = np.random.default_rng(21).integers(0, 256, (12, 12, 3)).astype(np.uint8)
+    ok, png = cv2.imencode(".png", cv2.resize(blocks, (240, 240), interpolation=cv2.INTER_NEAREST))
+    assert ok
+    data = png.tobytes()
+    up = bob.http.post(
+        "/_matrix/media/v3/upload", content=data, headers={"Content-Type": "image/png"}, params={"filename": "a.png"}
+    )
+    up.raise_for_status()
+    sent = bob.send(
+        room_id,
+        {
+            "msgtype": "m.image",
+            "body": "a.png",
+            "url": up.json()["content_uri"],
+            "info": {"mimetype": "image/png", "size": len(data)},
+        },
+    )
+    assert sent.status_code == 200, sent.text
+    event_id = sent.json()["event_id"]
+    first = wait_for(lambda: _decision(world, event_id[1:]), what="the image's decision")
+    assert first.action not in ("hold_for_review", "block", "timeout_author")
+    assert not redacted(alice, room_id, event_id)
+
+    pdq, _quality = hash_frame(decode_bytes(data, DecodeLimits()).frames[0])
+    world.client.request("POST", "/v1/banks", json={"name": "known-bad", "category": "sexual", "action": "block"})
+    world.client.request("POST", "/v1/banks/known-bad/content", json={"entries": [{"hash": pdq, "label": "test"}]})
+    wait_for(lambda: redacted(alice, room_id, event_id), what="the banked image to be redacted")
+    assert world.client.get_decision(event_id[1:]).revision >= 2
+
+
+def _decision(world: World, message_id: str) -> Any:
+    try:
+        return world.client.get_decision(message_id)
+    except HeronAPIError:
+        return None
+
+
 def test_heron_down_fail_open_then_fail_closed(world: World, room: tuple[MatrixUser, MatrixUser, str]) -> None:
     alice, bob, room_id = room
     world.heron.stop()
