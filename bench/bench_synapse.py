@@ -150,7 +150,7 @@ def main() -> None:
                 "messages": args.messages,
                 "warmup": args.warmup,
                 "budget_ms": args.budget_ms,
-                "scorers": "rules, links, text",
+                "scorers": "the server default (rules, links, text on main)",
                 "sends": "sequential, alternating servers",
             },
             "without_module": p,

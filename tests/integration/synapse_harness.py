@@ -81,14 +81,14 @@ def ensure_synapse_venv() -> Path:
 class HeronServer:
     """`heron serve` over its own SQLite file with an in-process worker and outbox drainer."""
 
-    def __init__(self, tmp: Path, scorers: str = '["rules", "links", "text"]', extra_env: dict[str, str] | None = None):
+    def __init__(self, tmp: Path, scorers: str | None = None, extra_env: dict[str, str] | None = None):
+        """`scorers`: a HERON_SCORERS JSON list, or None for the server's default set."""
         self.tmp = tmp
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "HERON_DATABASE_URL": f"sqlite:///{tmp / 'heron.db'}",
-            "HERON_SCORERS": scorers,
             "HERON_WEBHOOK_BACKOFF_BASE_S": "0.2",
             "HERON_WEBHOOK_BACKOFF_MAX_S": "1",
             "HERON_ALLOW_PRIVATE_WEBHOOKS": "true",
@@ -97,6 +97,9 @@ class HeronServer:
             **(extra_env or {}),
         }
         self.env.pop("HERON_REDIS_URL", None)
+        self.env.pop("HERON_SCORERS", None)
+        if scorers is not None:
+            self.env["HERON_SCORERS"] = scorers
         subprocess.run([str(BIN / "heron"), "migrate"], env=self.env, cwd=REPO, check=True, capture_output=True)
         out = subprocess.run(
             [str(BIN / "heron"), "keys", "create", "--tenant", "chat"],

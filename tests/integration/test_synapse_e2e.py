@@ -50,7 +50,7 @@ class World:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.python = ensure_synapse_venv()
-        self.heron = HeronServer(tmp / "heron", scorers='["rules", "links", "text"]')
+        self.heron = HeronServer(tmp / "heron")  # the server's default scorers
         self.heron.start()
         self.client = HeronClient(self.heron.url, self.heron.key)
         self.synapse_port = free_port()
@@ -204,7 +204,6 @@ def test_image_added_to_a_hash_bank_is_redacted(world: World, room: tuple[Matrix
         pytest.skip("this server has no /v1/banks (image hash banks not merged)")
     import cv2
     import numpy as np
-
     from pipeline.images.decode import DecodeLimits, decode_bytes
     from pipeline.images.pdq import hash_frame
 
