@@ -222,6 +222,19 @@ def get_webhook() -> Call:
     return Call("GET", "/v1/webhook", lambda r: Webhook.from_json(r.json()))
 
 
+def request(method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Call:
+    """Any other route (one newer than this client, e.g. /v1/banks): the JSON answer, or None for 204.
+    Retried like the typed calls only for GET and PUT."""
+    return Call(
+        method.upper(),
+        path,
+        lambda r: None if r.status_code == 204 or not r.content else r.json(),
+        json=json,
+        params=params or {},
+        retryable=method.upper() in ("GET", "PUT"),
+    )
+
+
 def deliveries(decision_id: str) -> Call:
     """Every webhook event of a decision (one per revision), with every attempt."""
     return Call("GET", f"/v1/webhook/deliveries/{_seg(decision_id)}", _json)

@@ -138,6 +138,10 @@ class HeronClient:
         """The registered webhook (without its secret)."""
         return self._run(_core.get_webhook())  # type: ignore[no-any-return]
 
+    def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """Any other route (e.g. /v1/banks): its JSON answer; errors raise HeronAPIError."""
+        return self._run(_core.request(method, path, json, params))
+
     def deliveries(self, decision_id: str) -> list[dict[str, Any]]:
         """Every webhook event of a decision (one per revision), with every attempt."""
         return self._run(_core.deliveries(decision_id))  # type: ignore[no-any-return]
@@ -267,6 +271,10 @@ class AsyncHeronClient:
     async def get_webhook(self) -> Webhook:
         """The registered webhook (without its secret)."""
         return await self._run(_core.get_webhook())  # type: ignore[no-any-return]
+
+    async def request(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """Any other route (e.g. /v1/banks): its JSON answer; errors raise HeronAPIError."""
+        return await self._run(_core.request(method, path, json, params))
 
     async def deliveries(self, decision_id: str) -> list[dict[str, Any]]:
         """Every webhook event of a decision (one per revision), with every attempt."""
