@@ -33,7 +33,8 @@ def _sources_hash() -> str:
     h = hashlib.sha256(SYNAPSE_VERSION.encode())
     for pkg in PACKAGES:
         for f in sorted(pkg.rglob("*")):
-            if f.is_file() and "__pycache__" not in f.parts and ".egg-info" not in str(f):
+            parts = set(f.relative_to(pkg).parts)
+            if f.is_file() and not {"__pycache__", "build"} & parts and ".egg-info" not in str(f):
                 h.update(str(f.relative_to(REPO)).encode())
                 h.update(f.read_bytes())
     return h.hexdigest()[:16]
