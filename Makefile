@@ -10,10 +10,13 @@ PORT   ?= 8000
 
 .PHONY: install run test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[dev,onnx]'
+	# heron-client (httpx only): the tests drive heron serve through it. Synapse gets its own
+	# virtualenv under .cache/synapse/, made by tests/integration/synapse_harness.py.
+	$(BIN)/pip install --quiet -e ./clients/python
 	touch $(STAMP)
 
 # A headless Chromium for the review UI's Playwright tests (tests/browser): Playwright's own build
@@ -43,7 +46,7 @@ test: install $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -ra -q
 
 lint: install
-	$(BIN)/ruff check pipeline api models training tests bench notebooks
+	$(BIN)/ruff check pipeline api models training tests bench notebooks clients integrations
 
 bench: install
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
