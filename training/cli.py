@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from models.text.model import DEFAULT_ARTIFACT_DIR
+from training.links.cli import register as _register_links
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS_DIR = REPO_ROOT / "var" / "text_runs"
@@ -92,6 +93,8 @@ def eval_text(
     evaluate_all(resolve_data_dir(data_dir), artifact, runs_dir, seeds or [0, 1, 2], max_examples=max_examples,
                  quantized=quantized, replace_partial=replace_partial)
 
+
+_register_links(train_app, eval_app)  # heron train links / links-bank, heron eval links / spam
 
 app = typer.Typer(help="Heron training and evaluation.", no_args_is_help=True)
 app.add_typer(train_app, name="train")

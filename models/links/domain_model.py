@@ -13,11 +13,13 @@ closest edit distance from a label to a brand, whether the host sits below a pri
 as ``github.io``). The brand words are the artifact's own (recorded at training time), not the
 configurable look-alike list, so changing settings never changes what the model's inputs mean.
 
-Storage: the classifier is a scikit-learn `LogisticRegression` saved with `skops` (no pickle: only
-trusted sklearn/numpy types are loaded), next to ``config.json`` with the feature version, the
-scaling of the dense features, the score mapping and the sha256 of the model file, which is
-checked before loading. A feature-version mismatch is a hard error: the weights would be read
-against the wrong inputs.
+Storage: the classifier is a scikit-learn `LogisticRegression` at training time; what is saved
+is its weights alone, as a NumPy ``.npz`` read with ``allow_pickle=False`` (no code can ride in
+it, unlike pickle/joblib; `skops` would also be safe, but importing it costs seconds at start-up
+for a model that is a weight vector and a bias). Next to it, ``config.json`` holds the feature
+version, the scaling of the dense features, the score mapping and the sha256 of the weights file,
+checked before loading. A feature-version or checksum mismatch is a hard error: the weights would
+be read against the wrong inputs.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from pipeline.features.domains import public_suffix, registrable_domain
 
 FEATURE_VERSION = 1
 FORMAT_VERSION = 1
-MODEL_FILE = "domain_model.skops"
+MODEL_FILE = "domain_model.npz"
 CONFIG_FILE = "config.json"
 DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
 N_FEATURES = 2**18
@@ -91,7 +93,9 @@ def dense_features(host: str, brands: Sequence[str]) -> list[float]:
     compact = host.replace("-", "").replace(".", "")
     found = [b for b in brands if b in compact]
     labels = [p for p in host.replace("-", ".").split(".") if p]
-    dist = min((Levenshtein.distance(p, b) / max(len(b), 1) for p in labels for b in brands if len(b) >= 5), default=1.0)
+    dist = min(
+        (Levenshtein.distance(p, b) / max(len(b), 1) for p in labels for b in brands if len(b) >= 5), default=1.0
+    )
     letters = [c for c in host if c.isalpha()]
     return [
         len(host),
@@ -120,9 +124,7 @@ def _tokens(host: str, brands: Sequence[str]) -> str:
 _NGRAMS = HashingVectorizer(
     analyzer="char", ngram_range=(2, 5), n_features=N_FEATURES, alternate_sign=False, norm="l2", lowercase=False
 )
-_WORDS = HashingVectorizer(
-    analyzer=str.split, n_features=N_FEATURES, alternate_sign=False, norm=None, lowercase=False
-)
+_WORDS = HashingVectorizer(analyzer=str.split, n_features=N_FEATURES, alternate_sign=False, norm=None, lowercase=False)
 
 
 def featurize(hosts: Sequence[str], brands: Sequence[str], mean: np.ndarray, scale: np.ndarray) -> sparse.csr_matrix:
@@ -169,8 +171,9 @@ def score_map(raw: np.ndarray, t1: float, t01: float, cap: float = 0.95) -> np.n
 class LinkModel:
     """The loaded learned domain model: `score(hosts)` -> calibrated scam scores in [0, 0.95]."""
 
-    def __init__(self, clf: Any, config: LinkModelConfig) -> None:
-        self.clf = clf
+    def __init__(self, coef: np.ndarray, intercept: float, config: LinkModelConfig) -> None:
+        self.coef = np.asarray(coef, dtype=np.float64).ravel()
+        self.intercept = float(intercept)
         self.config = config
         self._mean = np.asarray(config.dense_mean, dtype=np.float64)
         self._scale = np.asarray(config.dense_scale, dtype=np.float64)
@@ -184,25 +187,24 @@ class LinkModel:
         if not hosts:
             return np.zeros(0)
         X = featurize([canonical_host(h) for h in hosts], self.config.brands, self._mean, self._scale)
-        return self.clf.predict_proba(X)[:, 1]
+        z = X @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
 
     def score(self, hosts: Sequence[str]) -> np.ndarray:
         return score_map(self.raw(hosts), self.config.threshold_fpr_1pct, self.config.threshold_fpr_01pct)
 
     def save(self, out_dir: Path) -> None:
         import sklearn
-        from skops.io import dump
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        dump(self.clf, out_dir / MODEL_FILE)
-        self.config.model_sha256 = _sha256(out_dir / MODEL_FILE)
+        path = out_dir / MODEL_FILE
+        np.savez_compressed(path, coef=self.coef.astype(np.float32), intercept=np.array([self.intercept]))
+        self.config.model_sha256 = _sha256(path)
         self.config.sklearn_version = sklearn.__version__
         (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
 
     @classmethod
     def load(cls, artifact_dir: Path = DEFAULT_ARTIFACT_DIR) -> LinkModel:
-        from skops.io import get_untrusted_types, load
-
         cfg_path, model_path = artifact_dir / CONFIG_FILE, artifact_dir / MODEL_FILE
         if not cfg_path.is_file() or not model_path.is_file():
             raise ArtifactError(f"link model artifact not found in {artifact_dir} (run `heron train links`)")
@@ -216,7 +218,9 @@ class LinkModel:
         actual = _sha256(model_path)
         if actual != config.model_sha256:
             raise ArtifactError(f"{model_path}: sha256 {actual} differs from config.json's {config.model_sha256}")
-        untrusted = get_untrusted_types(file=model_path)
-        if untrusted:  # a LogisticRegression needs none; anything else was not written by save()
-            raise ArtifactError(f"{model_path}: refusing untrusted types {untrusted}")
-        return cls(load(model_path), config)
+        with np.load(model_path, allow_pickle=False) as npz:
+            coef, intercept = npz["coef"], npz["intercept"]
+        expected = N_FEATURES + len(DENSE_NAMES)
+        if coef.shape != (expected,):
+            raise ArtifactError(f"{model_path}: {coef.shape[0]} weights, the features have {expected}")
+        return cls(coef, float(intercept[0]), config)

@@ -34,6 +34,41 @@ SHORTENERS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
+# Protected brands for look-alike checks (`Settings.link_protected_brands` overrides): brand word ->
+# the registrable domains the brand owns, which are never look-alikes of it.
+DEFAULT_PROTECTED_BRANDS: dict[str, list[str]] = {
+    "discord": ["discord.com", "discord.gg", "discordapp.com", "discordapp.net", "discord.media", "discord.gift",
+                "discord.new", "discordstatus.com", "discord.dev", "discord.co", "dis.gd"],
+    "nitro": ["discord.com", "discord.gift"],
+    "steam": ["steampowered.com", "steamcommunity.com", "steamstatic.com", "steamgames.com", "steam.tv",
+              "steamchina.com", "steamcontent.com", "steamusercontent.com", "steamserver.net"],
+    "steamcommunity": ["steamcommunity.com"],
+    "steampowered": ["steampowered.com"],
+    "epicgames": ["epicgames.com", "epicgames.dev", "unrealengine.com"],
+    "roblox": ["roblox.com", "rbxcdn.com", "roblox.qq.com"],
+    "twitch": ["twitch.tv", "twitchcdn.net", "ttvnw.net"],
+    "paypal": ["paypal.com", "paypal.me", "paypalobjects.com"],
+    "hypesquad": ["discord.com"],
+}  # fmt: skip
+
+# Well-known community sites around the protected brands (bot lists, stats, libraries): brand words
+# in their names are not imitation, so neither look-alike checks nor the learned model score them.
+# `Settings.link_allowed_domains` adds a deployment's own.
+COMMUNITY_DOMAINS: frozenset[str] = frozenset(
+    {
+        "top.gg", "discordbots.org", "disboard.org", "discord.js.org", "discordjs.guide", "discord.me",
+        "discords.com", "discordservers.com", "discordpy.readthedocs.io", "discord.bots.gg", "bots.gg",
+        "steamdb.info", "steamcharts.com", "steamspy.com", "steamgifts.com", "steamrep.com", "steamid.io",
+        "steamladder.com", "steamtrades.com", "isthereanydeal.com", "rblx.trade", "rolimons.com",
+        "twitchtracker.com", "streamelements.com", "streamlabs.com", "github.com", "gitlab.com",
+        "youtube.com", "youtu.be", "twitter.com", "x.com", "reddit.com", "tenor.com", "giphy.com",
+    }
+)  # fmt: skip
+
+# Reserved for documentation and testing (RFC 2606/6761): not in the public-suffix list, but
+# names under them are meant to be read as domains (examples, test fixtures, demo configs).
+RESERVED_SUFFIXES: frozenset[str] = frozenset({"example", "test", "invalid"})
+
 _lock = threading.Lock()
 _psl: PublicSuffixList | None = None
 
@@ -52,6 +87,9 @@ def _list() -> PublicSuffixList:
 def public_suffix(host: str) -> str | None:
     """The public suffix of an ASCII host (``co.uk``, ``github.io``), or None if it has none."""
     host = host.strip(".").lower()
+    last = host.rsplit(".", 1)[-1]
+    if last in RESERVED_SUFFIXES:
+        return last
     if not host or "." not in host and not _list().is_public(host):
         return None
     return _list().publicsuffix(host)
@@ -68,13 +106,18 @@ def registrable_domain(host: str) -> str | None:
     host = host.strip(".").lower()
     if "." not in host:
         return None
+    labels = host.split(".")
+    if labels[-1] in RESERVED_SUFFIXES:
+        return ".".join(labels[-2:]) if labels[-2] else None
     return _list().privatesuffix(host)
 
 
 def is_shortener(host: str) -> bool:
     """Whether `host` (or its registrable domain) is a known URL shortener."""
-    host = host.strip(".").lower()
-    return host in SHORTENERS or (registrable_domain(host) or "") in SHORTENERS
+    labels = host.strip(".").lower().split(".")
+    # Shorteners are registrable domains themselves, so a walk up the labels finds them without
+    # the public-suffix list (this runs for every bank entry at start-up).
+    return any(".".join(labels[i:]) in SHORTENERS for i in range(len(labels) - 1))
 
 
 def plausible_bare_host(host: str, has_path: bool) -> bool:

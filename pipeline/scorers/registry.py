@@ -27,6 +27,7 @@ REGISTRY: tuple[ScorerEntry, ...] = (
     ScorerEntry("rules", "pipeline.scorers.rules:RulesScorer"),
     ScorerEntry("links", "pipeline.scorers.links:LinkScorer"),
     ScorerEntry("text", "pipeline.scorers.text:TextScorer"),
+    ScorerEntry("spam_text", "pipeline.scorers.spam_text:SpamTextScorer"),
 )
 
 _names = [e.name for e in REGISTRY]

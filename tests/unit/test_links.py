@@ -27,7 +27,7 @@ def blocklist(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def scorer(blocklist: Path) -> LinkScorer:
-    return LinkScorer(blocklist_path=blocklist).load()
+    return LinkScorer(blocklist_path=blocklist, use_model=False).load()  # list semantics alone
 
 
 def run(scorer: LinkScorer, text: str, lists: GuildLists = EMPTY_LISTS) -> Signal:
@@ -163,7 +163,7 @@ def test_no_links_means_no_scores(scorer: LinkScorer) -> None:
 
 
 def test_missing_list_is_reported_not_raised(tmp_path: Path) -> None:
-    scorer = LinkScorer(blocklist_path=tmp_path / "nope.json").load()
+    scorer = LinkScorer(blocklist_path=tmp_path / "nope.json", use_model=False).load()
     status = scorer.status()
     assert not status["ok"] and "not found" in status["detail"] and status["entries"] == 0
     assert run(scorer, "steamcommunity-gift.ru").scores == {"scam": 0.0}  # still scores, from no list
@@ -207,7 +207,7 @@ def test_broken_list_is_reported(tmp_path: Path) -> None:
 @pytest.mark.skipif(not DEFAULT_BLOCKLIST.exists(), reason="shared phishing list not on this machine")
 def test_shared_list_loads_fast_and_flags_nothing_benign() -> None:
     started = time.perf_counter()
-    scorer = LinkScorer(blocklist_path=DEFAULT_BLOCKLIST).load()
+    scorer = LinkScorer(blocklist_path=DEFAULT_BLOCKLIST, use_model=False).load()
     assert time.perf_counter() - started < 1.0
     assert scorer.status()["entries"] > 20_000
     for text in ("google.com", "discord.com", "discord.gg/abc", "github.com", "counter-strike.net"):

@@ -94,7 +94,9 @@ def build_splits(
         "val_start": val_start,
         "negative_split_seed": seed,
         "positives": {s: int((pos_side == s).sum()) for s in ("train", "val", "test")},
-        "positive_registrable_domains": {s: int(pos.loc[pos_side == s, "reg"].nunique()) for s in ("train", "val", "test")},
+        "positive_registrable_domains": {
+            s: int(pos.loc[pos_side == s, "reg"].nunique()) for s in ("train", "val", "test")
+        },
         "negatives": {s: int((neg_side == s).sum()) for s in ("train", "val", "test")},
         "test_first_seen_range": [
             str(pos.loc[pos_side == "test", "first_seen"].min()),

@@ -91,7 +91,7 @@ def train_links(root: Path, out: Path, cutoff: str = DEFAULT_CUTOFF, val_start: 
         threshold_fpr_01pct=t01,
         trained_on={**splits.summary, "C": clf.C, "validation_grid": grid},
     )
-    model = LinkModel(clf, config)
+    model = LinkModel(clf.coef_.ravel(), float(clf.intercept_[0]), config)
     model.save(out)
     return model
 
