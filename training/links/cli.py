@@ -60,3 +60,31 @@ def register(train_app: typer.Typer, eval_app: typer.Typer) -> None:
         from training.text.data import resolve_data_dir
 
         evaluate_links(resolve_data_dir(data_dir), artifact)
+
+    @train_app.command("spam")
+    def train_spam_cmd(
+        data_dir: DataDir = None,
+        out: Annotated[Path | None, typer.Option(help="spam-text artifact directory")] = None,
+        evaluate: Annotated[bool, typer.Option(help="run `heron eval spam` afterwards")] = True,
+    ) -> None:
+        """Train the spam-text model on the SMS and YouTube train splits; thresholds on their val splits."""
+        from models.spam.model import DEFAULT_ARTIFACT_DIR as SPAM_DIR
+        from training.spam.evaluate import evaluate_spam, train_spam
+        from training.text.data import resolve_data_dir
+
+        root = resolve_data_dir(data_dir)
+        train_spam(root, out or SPAM_DIR)
+        if evaluate:
+            evaluate_spam(root, (out or SPAM_DIR) / "metrics.json")
+
+    @eval_app.command("spam")
+    def eval_spam_cmd(
+        data_dir: DataDir = None,
+        out: Annotated[Path | None, typer.Option(help="where to write the figures (default: the artifact's)")] = None,
+    ) -> None:
+        """SMS (dedup split) and YouTube (leave-one-video-out) spam F1/MCC: text model, baseline, spam-text."""
+        from models.spam.model import DEFAULT_ARTIFACT_DIR as SPAM_DIR
+        from training.spam.evaluate import evaluate_spam
+        from training.text.data import resolve_data_dir
+
+        evaluate_spam(resolve_data_dir(data_dir), out or SPAM_DIR / "metrics.json")

@@ -165,13 +165,15 @@ def evaluate_spam(root: Path, out_path: Path | None = None) -> dict[str, Any]:
 def train_spam(root: Path, out: Path = DEFAULT_ARTIFACT_DIR) -> SpamTextModel:
     """The served spam-text model: train splits of SMS and YouTube; thresholds on their val splits."""
     s, yt = sms(root), youtube(root)
+    s["text_spam"] = text_model_spam(s["text"].tolist())  # whole sets: the same cache as evaluate_spam
+    yt["text_spam"] = text_model_spam(yt["text"].tolist())
     train = pd.concat([s[s.split == "train"], yt[yt.split == "train"]], ignore_index=True)
     val = pd.concat([s[s.split == "val"], yt[yt.split == "val"]], ignore_index=True)
     idf, coef, b = fit_ngram(train["text"].tolist(), train["y"].to_numpy())
     model = SpamTextModel(idf, coef, b, SpamTextConfig(version="", combined_threshold=0.5, own_threshold=0.5))
     yv = val["y"].to_numpy()
     own = model.score(val["text"].tolist())
-    comb = 0.5 * own + 0.5 * text_model_spam(val["text"].tolist())
+    comb = 0.5 * own + 0.5 * val["text_spam"].to_numpy()
     model.config = SpamTextConfig(
         version=f"spam-text-{time.strftime('%Y%m%d')}",
         combined_threshold=best_threshold(yv, comb),
