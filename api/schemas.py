@@ -246,3 +246,16 @@ class DecisionRevise(BaseModel):
     action: Action
     reason: str = Field(min_length=1, max_length=500)
     actor: str = Field(default="tenant", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@\-]+$")
+
+
+class BlockedLinksChange(BaseModel):
+    """Entries to add to and remove from a guild's `blocked_links`, as one new lists version."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"add": ["evil.example", "bit.ly/abc"], "remove": []}]}
+    )
+
+    add: list[LinkEntry] = Field(
+        default_factory=list, max_length=MAX_BLOCKED_LINKS, description="domains or URL prefixes"
+    )
+    remove: list[LinkEntry] = Field(default_factory=list, max_length=MAX_BLOCKED_LINKS, description="entries to drop")

@@ -18,6 +18,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _default_brands() -> dict[str, list[str]]:
+    from pipeline.features.domains import DEFAULT_PROTECTED_BRANDS
+
+    return {k: list(v) for k, v in DEFAULT_PROTECTED_BRANDS.items()}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERON_", extra="ignore")
 
@@ -58,8 +64,17 @@ class Settings(BaseSettings):
     text_threads: int | None = Field(default=None, ge=1, description="threads per worker; None: cores / workers")
     text_cache_size: int = Field(default=50_000, ge=0, description="repeat cache entries (0 turns it off)")
     # The platform phishing list(s) for the link scorer, several paths joined by os.pathsep; unset:
-    # ../shared/data/discord_phishing_links/domain-list.json next to the repository when present.
+    # the bundled bank models/links/known_bad.json.gz (`heron train links-bank` rebuilds it).
     link_blocklist: str | None = None
+    # The learned domain model (models/links/artifact; `heron train links`): on by default; the
+    # folder may be overridden. Protected brands for look-alike checks: brand word -> its own
+    # registrable domains (JSON in HERON_LINK_PROTECTED_BRANDS); see pipeline/scorers/link_lookalike.py.
+    link_model: bool = True
+    link_model_dir: Path | None = None
+    link_protected_brands: dict[str, list[str]] = Field(default_factory=_default_brands)
+    # Registrable domains the look-alike checks and the learned model leave alone (a deployment's
+    # own sites), on top of the brands' domains and pipeline.features.domains.COMMUNITY_DOMAINS.
+    link_allowed_domains: list[str] = []
     # Where derived model files (the exported ONNX graphs) are cached; unset: a per-user temp folder.
     cache_dir: Path | None = None
     # Webhook URLs may target loopback/private/link-local addresses (development, tests, a receiver

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from models.text.model import DEFAULT_ARTIFACT_DIR
+from training.links.cli import register as _register_links
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS_DIR = REPO_ROOT / "var" / "text_runs"
@@ -144,6 +145,8 @@ def eval_behaviour(
     if write:
         (artifact / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
 
+
+_register_links(train_app, eval_app)  # heron train links / links-bank, heron eval links / spam
 
 app = typer.Typer(help="Heron training and evaluation.", no_args_is_help=True)
 app.add_typer(train_app, name="train")

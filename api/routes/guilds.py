@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import RuntimeDep, TenantDep
-from api.schemas import GuildCreate, GuildPublic, ListsBody
+from api.schemas import BlockedLinksChange, GuildCreate, GuildPublic, ListsBody
 from pipeline.errors import InvalidInput, NotFound
 from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
 from pipeline.types import Id
@@ -80,6 +80,58 @@ async def put_lists(guild_id: Id, body: ListsBody, tenant: TenantDep, rt: Runtim
     lists = _validate_lists(body)
     await _upsert(rt, tenant, guild_id, lists=lists)
     return _public(await _existing(rt, tenant, guild_id))
+
+
+@router.post(
+    "/{guild_id}/lists/blocked_links",
+    response_model=GuildPublic,
+    summary="Add and remove blocked links (one new lists version; other lists unchanged)",
+)
+async def change_blocked_links(
+    guild_id: Id, body: BlockedLinksChange, tenant: TenantDep, rt: RuntimeDep
+) -> GuildPublic:
+    """Entries are normalised (scheme, port, query dropped; host in lower-case punycode) and must
+    name a real public suffix (422 `invalid_link_entry`); removing an entry the guild does not
+    have is 404 `unknown_link_entry`. Runs inside the guild's write transaction, so concurrent
+    changes are never lost."""
+    from api.schemas import MAX_BLOCKED_LINKS
+    from pipeline.scorers.links import normalize_link_entry
+
+    await _existing(rt, tenant, guild_id)
+    try:
+        add = [normalize_link_entry(e) for e in body.add]
+        remove = {normalize_link_entry(e) for e in body.remove}
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="invalid_link_entry") from None
+
+    def change(current: dict[str, Any] | None) -> dict[str, Any]:
+        lists = dict(current or {})
+        entries = list(lists.get("blocked_links") or [])
+        have = {normalize_link_entry(e) if _valid(e) else e for e in entries}
+        missing = sorted(remove - have)
+        if missing:
+            raise NotFound(f"not in the guild's blocked links: {', '.join(missing)}", code="unknown_link_entry")
+        kept = [e for e in entries if (normalize_link_entry(e) if _valid(e) else e) not in remove]
+        known = {normalize_link_entry(e) if _valid(e) else e for e in kept}
+        kept += [e for e in dict.fromkeys(add) if e not in known]
+        if len(kept) > MAX_BLOCKED_LINKS:
+            raise InvalidInput(f"a guild may block at most {MAX_BLOCKED_LINKS} links", code="invalid_list")
+        lists["blocked_links"] = kept
+        return lists
+
+    await _upsert(rt, tenant, guild_id, lists=change)
+    return _public(await _existing(rt, tenant, guild_id))
+
+
+def _valid(entry: str) -> bool:
+    """Whether an already stored entry normalises (lists set before validation may hold odd ones)."""
+    from pipeline.scorers.links import normalize_link_entry
+
+    try:
+        normalize_link_entry(entry)
+    except ValueError:
+        return False
+    return True
 
 
 @router.get("/{guild_id}/history", summary="Every policy and list version of the guild")

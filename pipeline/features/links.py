@@ -19,6 +19,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from pipeline.features.context import ExtractedLink, Feature, ScoringItem
+from pipeline.features.domains import plausible_bare_host
 from pipeline.features.stage import FeatureExtractor
 from pipeline.normalize import _INVISIBLE
 
@@ -137,7 +138,14 @@ def invite_code(host: str, path: str) -> str | None:
 
 
 def extract_links(text: str) -> list[ExtractedLink]:
-    """Every link in `text`, in order of appearance, each host once per path."""
+    """Every link in `text`, in order of appearance, each host once per path.
+
+    The public entry point for any text that may carry links: message text here, and OCR and QR
+    text from images, so that a link in a picture is found and judged the same way.
+
+    A name written without a scheme counts only if it ends in a real public suffix (the bundled
+    public-suffix list: ``os.path`` and ``e.g`` do not) and, for file-extension-like suffixes
+    (``file.py``, ``readme.md``), only with a path or ``www.``; see `pipeline.features.domains`."""
     if text.isascii() and "." not in text and "dot" not in text.lower():
         # No dot and no defanged one: no host name can be in here. ASCII text folds to itself,
         # so this check is exact, and it skips the per-character pass for most chat messages.
@@ -147,13 +155,15 @@ def extract_links(text: str) -> list[ExtractedLink]:
     seen: set[tuple[str, str]] = set()
     taken: list[tuple[int, int]] = []
 
-    def add(start: int, raw: str, has_scheme: bool) -> None:
+    def add(start: int, raw: str, has_scheme: bool, bare_host_len: int = 0) -> None:
         url = _trim(raw)
         if not url:
             return
         split = _split(url, has_scheme)
         if split is None:
             return
+        if not has_scheme and not plausible_bare_host(split[0], has_path=len(url.rstrip(".")) > bare_host_len):
+            return  # "file.py", "os.path", "e.g": a dotted word, not a link
         end = start + len(url)
         span = (index[start], index[end - 1] + 1)
         taken.append((start, end))
@@ -169,7 +179,7 @@ def extract_links(text: str) -> list[ExtractedLink]:
     for m in _BARE_URL.finditer(clean):
         if any(a <= m.start() < b for a, b in taken):
             continue
-        add(m.start(), m.group(0), False)
+        add(m.start(), m.group(0), False, len(m.group(1)))
     found.sort(key=lambda link: link.span)
     return found
 

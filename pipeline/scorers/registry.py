@@ -29,6 +29,7 @@ REGISTRY: tuple[ScorerEntry, ...] = (
     ScorerEntry("text", "pipeline.scorers.text:TextScorer"),
     ScorerEntry("behaviour", "pipeline.scorers.behaviour:BehaviourScorer"),
     ScorerEntry("image_hash", "pipeline.scorers.image_hash:ImageHashScorer"),
+    ScorerEntry("spam_text", "pipeline.scorers.spam_text:SpamTextScorer"),
 )
 
 _names = [e.name for e in REGISTRY]

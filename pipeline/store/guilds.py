@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,10 +58,14 @@ class Guilds:
         guild_id: str,
         *,
         policy: GuildPolicy | None = None,
-        lists: dict[str, Any] | None = None,
+        lists: dict[str, Any] | Callable[[dict[str, Any] | None], dict[str, Any]] | None = None,
         actor: str = "api",
     ) -> GuildConfig:
         """Create the guild if new; a given policy or lists becomes a new version, kept in history.
+
+        `lists` may be a function of the current lists (None for a new guild): it runs inside the
+        transaction that holds the guild's row, so a read-modify-write (adding one blocked link)
+        never loses a concurrent writer's change; after a lost race it runs again on the winner's.
 
         Two writers of one guild can read the same current version (SQLite has no row locks, and
         a brand-new guild has no row to lock yet); the loser's insert hits the unique version key,
@@ -80,7 +85,7 @@ class Guilds:
         guild_id: str,
         *,
         policy: GuildPolicy | None,
-        lists: dict[str, Any] | None,
+        lists: dict[str, Any] | Callable[[dict[str, Any] | None], dict[str, Any]] | None,
         actor: str,
     ) -> GuildConfig:
         ts = now()
@@ -100,6 +105,8 @@ class Guilds:
                 policy_version, lists_version = 0, 0
             else:
                 policy_version, lists_version = row.policy_version, row.lists_version
+            if callable(lists):
+                lists = lists(row.lists if row is not None else None)
             values: dict[str, Any] = {"updated_at": ts}
             versions = {"policy": policy_version, "lists": lists_version}
             bodies = {"policy": policy.model_dump(mode="json") if policy is not None else None, "lists": lists}
