@@ -61,7 +61,7 @@ def fp32_scorer() -> Iterator[TextScorer]:
 
 def test_artifact_is_small_and_pins_its_backbone() -> None:
     cfg = ArtifactConfig.from_file(DEFAULT_ARTIFACT_DIR / CONFIG_FILE)
-    assert (DEFAULT_ARTIFACT_DIR / WEIGHTS_FILE).stat().st_size <= 22.5e6
+    assert (DEFAULT_ARTIFACT_DIR / WEIGHTS_FILE).stat().st_size <= 15e6  # the per-file cap (int8 at rest)
     assert set(cfg.backbone["files"]) >= {"model.safetensors", "tokenizer.json", "vocab.txt"}
     for name in ("metrics.json", "MODEL_CARD.md"):
         assert (DEFAULT_ARTIFACT_DIR / name).is_file(), name
