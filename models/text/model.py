@@ -243,6 +243,20 @@ def check_input_form(config: ArtifactConfig, artifact_dir: Path) -> None:
                              f"this code prepares version {ours}; retrain it with `heron train text`")
 
 
+def load_config(artifact_dir: Path, skip_backbone_files: tuple[str, ...] = ()) -> ArtifactConfig:
+    """The artifact's config after the checks every load makes (input form, backbone files but
+    `skip_backbone_files`); for a process that serves a cached ONNX export, which already holds the
+    backbone's weights, and so skips `model.safetensors`."""
+    cfg_path = artifact_dir / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"no text artifact at {artifact_dir} (missing {CONFIG_FILE}); run `heron train text`")
+    config = ArtifactConfig.from_file(cfg_path)
+    check_input_form(config, artifact_dir)
+    files = {k: v for k, v in config.backbone.get("files", {}).items() if k not in skip_backbone_files}
+    verify_backbone({**config.backbone, "files": files})
+    return config
+
+
 def load_artifact(artifact_dir: Path | None = None) -> tuple[TextClassifier, ArtifactConfig, Any]:
     """Rebuild the model from the verified backbone plus the artifact's tuned tensors.
 

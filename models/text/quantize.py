@@ -122,6 +122,18 @@ def onnx_cache_dir() -> Path:
     return Path(base) / "text-onnx"
 
 
+def cached_onnx_int8(artifact_dir: Path, smooth: bool = False) -> Path | None:
+    """The int8 ONNX file `export_onnx_int8` already wrote for this artifact and recipe, or None.
+
+    Why: with it, a process serving an onnx path needs neither the PyTorch model nor transformers,
+    which are most of a model worker's start-up (`heron moderate --input` starts one per core)."""
+    recipe = SQ_RECIPE if smooth else ONNX_RECIPE
+    if smooth and not (artifact_dir / ACT_MAX_FILE).is_file():
+        return None
+    final = onnx_cache_dir() / _artifact_key(artifact_dir, recipe) / "model.int8.onnx"
+    return final if final.is_file() else None
+
+
 def export_onnx_int8(model: TextClassifier, artifact_dir: Path, max_length: int, smooth: bool = False) -> Path:
     """Export the fp32 model to ONNX and quantise its weights to int8 (cached per artifact hash).
 
