@@ -84,7 +84,7 @@ def _worker_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"text_workers": 1, "text_threads": 1})
 
 
-def _init_worker(names: Sequence[str]) -> None:
+def _init_worker(names: Sequence[str], settings: Settings | None = None) -> None:
     """Load the fanned-out scorers once per worker process, one thread each, and warm them up.
 
     A scorer that fails to load is remembered, not raised: every chunk then gets its error, as the
@@ -93,7 +93,7 @@ def _init_worker(names: Sequence[str]) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pipeline.scorers import registry
 
-    settings = _worker_settings(get_settings())
+    settings = _worker_settings(settings or get_settings())
     scorers: dict[str, Scorer] = {}
     errors: dict[str, str] = {}
     for name in names:
@@ -211,7 +211,10 @@ class BatchModerator:
 
             # Spawned, not forked: a fork would copy this process's threads' locks mid-state.
             self.pool = ProcessPoolExecutor(
-                self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(remote,)
+                self.workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(remote, self.settings),
             )
             for _ in range(self.workers):  # start every worker now: they load while we read
                 self.pool.submit(_ping)

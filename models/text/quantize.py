@@ -59,9 +59,15 @@ def fp32_node(name: str) -> bool:
 
 
 def _artifact_key(artifact_dir: Path, recipe: str = ONNX_RECIPE) -> str:
+    """What the export depends on: config.json (less the evaluation's record of which path serves and
+    the figures before int8, which `heron eval text` writes into it afterwards), weights, maxima."""
     h = hashlib.sha256()
-    names = (CONFIG_FILE, WEIGHTS_FILE) + ((ACT_MAX_FILE,) if recipe == SQ_RECIPE else ())
-    for name in names:
+    config = json.loads((artifact_dir / CONFIG_FILE).read_text("utf-8"))
+    config.pop("serving", None)
+    if isinstance(config.get("weights"), dict):
+        config["weights"] = {k: v for k, v in config["weights"].items() if k != "before_int8"}
+    h.update(json.dumps(config, sort_keys=True).encode())
+    for name in (WEIGHTS_FILE,) + ((ACT_MAX_FILE,) if recipe == SQ_RECIPE else ()):
         h.update((artifact_dir / name).read_bytes())
     h.update(torch.__version__.encode())
     h.update(recipe.encode())
