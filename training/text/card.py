@@ -236,6 +236,8 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
     add("## Results (official test splits; never trained or tuned on)\n")
     add(f"Mean ± sd over {n_seeds} seed(s) {metrics['seeds']}; the committed artifact is seed 0. Benchmark "
         "thresholds chosen on each benchmark's validation split.\n")
+    if metrics.get("weights_note"):
+        add(metrics["weights_note"] + "\n")
     add("Each benchmark is scored with its data set's own head (headline) and with the head that serves the "
         f"category in production ({', '.join(f'{k} ← `{v}`' for k, v in cfg.serving_heads.items())}).\n")
     add("| benchmark | own head | serving head | published baselines | target |")
