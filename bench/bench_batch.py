@@ -151,50 +151,57 @@ def main() -> None:
     from models.text.engine import TextEngine
 
     TextEngine(args.artifact, quantize=quantize, num_threads=1)  # the ONNX export, once, outside every timing
+    result: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cores": cores, "platform": platform.platform(), "load_avg_at_start": os.getloadavg()},
+        "messages": f"{len(texts)} distinct OLID train tweets (shared data), one JSON line each",
+        "served_path": quantize,
+        "batch_size": args.batch_size,
+    }
+
+    def save(key: str, value: Any) -> None:
+        """Each phase is written as soon as it ends, so an interrupted run still leaves its figures."""
+        result[key] = value
+        bare_runs = [result[k]["msg_per_s"] for k in ("bare_before", "bare_after") if result.get(k)]
+        if bare_runs and result.get("parallel"):
+            bare_mean = sum(bare_runs) / len(bare_runs)
+            single = result.get("single_process")
+            result["summary"] = {
+                "bare_msg_per_s_mean": bare_mean,
+                "bare_runs": len(bare_runs),
+                "parallel_over_bare": result["parallel"]["msg_per_s"] / bare_mean,
+                "single_over_bare": single["msg_per_s"] / bare_mean if single else None,
+                "parallel_over_single": result["parallel"]["msg_per_s"] / single["msg_per_s"] if single else None,
+                "target_parallel_over_bare": 0.8,
+            }
+        result["machine"]["load_avg_last"] = os.getloadavg()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+
     with tempfile.TemporaryDirectory(prefix="heron-bench-batch-") as tmp:
         src = Path(tmp) / "messages.jsonl"
         src.write_text("".join(json.dumps({"id": f"m{i}", "text": t}) + "\n" for i, t in enumerate(texts)), "utf-8")
         print(f"{len(texts)} messages, {cores} cores, served path {quantize}", flush=True)
-        bare_before = bare(args.artifact, quantize, texts, args.batch_size, cores)
-        print(f"  bare (before): {bare_before['msg_per_s']:.1f} msg/s", flush=True)
-        parallel = end_to_end(src, None, args.batch_size)
+        save("bare_before", bare(args.artifact, quantize, texts, args.batch_size, cores))
+        print(f"  bare (before): {result['bare_before']['msg_per_s']:.1f} msg/s", flush=True)
+        save("parallel", end_to_end(src, None, args.batch_size))
+        par = result["parallel"]
         print(
-            f"  heron moderate --input (parallel): {parallel['msg_per_s']:.1f} msg/s, "
-            f"{parallel['seconds']:.1f} s, first decision after {parallel['first_decision_s']:.1f} s",
+            f"  heron moderate --input (parallel): {par['msg_per_s']:.1f} msg/s, {par['seconds']:.1f} s, "
+            f"first decision after {par['first_decision_s']:.1f} s",
             flush=True,
         )
-        single = None if args.skip_single else end_to_end(src, 0, args.batch_size)
-        if single:
+        if not args.skip_single:
+            save("single_process", end_to_end(src, 0, args.batch_size))
+            one = result["single_process"]
             print(
-                f"  heron moderate --input --workers 0 (single process): {single['msg_per_s']:.1f} msg/s, "
-                f"{single['seconds']:.1f} s, first decision after {single['first_decision_s']:.1f} s",
+                f"  heron moderate --input --workers 0 (single process): {one['msg_per_s']:.1f} msg/s, "
+                f"{one['seconds']:.1f} s, first decision after {one['first_decision_s']:.1f} s",
                 flush=True,
             )
-        bare_after = bare(args.artifact, quantize, texts, args.batch_size, cores)
-        print(f"  bare (after): {bare_after['msg_per_s']:.1f} msg/s", flush=True)
-    bare_mean = (bare_before["msg_per_s"] + bare_after["msg_per_s"]) / 2
-    summary = {
-        "bare_msg_per_s_mean": bare_mean,
-        "parallel_over_bare": parallel["msg_per_s"] / bare_mean,
-        "single_over_bare": single["msg_per_s"] / bare_mean if single else None,
-        "parallel_over_single": parallel["msg_per_s"] / single["msg_per_s"] if single else None,
-        "target_parallel_over_bare": 0.8,
-    }
-    result = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cores": cores, "platform": platform.platform(), "load_avg_at_end": os.getloadavg()},
-        "messages": f"{len(texts)} distinct OLID train tweets (shared data), one JSON line each",
-        "served_path": quantize,
-        "batch_size": args.batch_size,
-        "bare_before": bare_before,
-        "parallel": parallel,
-        "single_process": single,
-        "bare_after": bare_after,
-        "summary": summary,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
-    print(json.dumps(summary, indent=2))
+        save("bare_after", bare(args.artifact, quantize, texts, args.batch_size, cores))
+        print(f"  bare (after): {result['bare_after']['msg_per_s']:.1f} msg/s", flush=True)
+    print(json.dumps(result["summary"], indent=2))
 
 
 if __name__ == "__main__":
