@@ -318,28 +318,34 @@ def _read_json_file(path: Path | None) -> Any:
 @app.command()
 def moderate(
     text: Annotated[str | None, typer.Argument(help="one message text to moderate")] = None,
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="JSON lines, one Message per line")] = None,
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="JSON lines, one Message per line (- : stdin)")
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="where to write decisions (JSON lines)")] = None,
     policy: Annotated[Path | None, typer.Option(help="a guild policy JSON file (default: platform policy)")] = None,
     lists: Annotated[Path | None, typer.Option(help="a guild lists JSON file (keywords, regexes, allowlist)")] = None,
     scorers: Annotated[str | None, typer.Option(help="comma-separated scorer names")] = None,
     batch_size: Annotated[int, typer.Option(help="messages per scoring batch")] = 64,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on stderr")] = True,
+    workers: Annotated[int | None, typer.Option(
+        help="--input: model worker processes (default: one per core; 0 = all in this process)")] = None,
     tenant: Annotated[str | None, typer.Option(
         "--tenant", help="decide as this tenant: its hash banks, and its guilds' policies and lists, from the "
-        "configured store (HERON_DATABASE_URL); --policy/--lists still override")] = None,
+        "configured store (HERON_DATABASE_URL); unregistered guilds get the platform default policy; "
+        "--policy/--lists still override")] = None,
 ) -> None:
     """Run the pipeline in-process, no server: one TEXT, or --input messages.jsonl --output decisions.jsonl.
 
-    --input is a time-ordered stream (sorted by `timestamp`, stably): behaviour state (windowed
-    counters, spam waves) carries from line to line, so a recorded log replays as live traffic did.
+    With --input, decisions are written in input order as they are ready, the text model running in
+    one single-threaded worker process per core (`pipeline/batch.py`). The file is a time-ordered
+    stream: behaviour state (windowed counters, spam waves) carries from line to line, so a recorded
+    log replays as live traffic did (lines whose timestamp goes backwards are counted and reported).
     """
     from pydantic import ValidationError
-    from tqdm import tqdm
 
+    from pipeline.batch import render
     from pipeline.guilds import GuildConfig, lists_from_json
     from pipeline.policy import PLATFORM_DEFAULT, GuildPolicy
-    from pipeline.service import ModerationService
     from pipeline.settings import get_settings
     from pipeline.types import Message
 
@@ -348,88 +354,65 @@ def moderate(
         typer.echo("give either a TEXT argument or --input FILE", err=True)
         raise typer.Exit(2)
     names = scorers.split(",") if scorers else get_settings().scorers
-    service = ModerationService.from_names(names)
-    for name, err in service.unavailable.items():
-        typer.echo(f"warning: scorer {name} unavailable: {err}", err=True)
-    tenant_id, guild_for = _cli_tenant(tenant, policy is not None or lists is not None)
     guild = GuildConfig(
         "cli",
         GuildPolicy.model_validate(_read_json_file(policy)) if policy else PLATFORM_DEFAULT,
         1 if policy else 0,
         lists_from_json(_read_json_file(lists) or {}, 1 if lists else 0),
     )
-
-    def render(message: Message, decision: Any) -> dict[str, Any]:
-        body = decision.model_dump(mode="json")
-        body["decision_id"] = body.pop("id")
-        body.pop("message_id")
-        return {"id": message.id, **body}
-
-    if text is not None:
-        try:
-            message = Message(text=text)
-        except ValidationError as exc:
-            typer.echo(f"invalid message: {exc.errors()[0]['msg']}", err=True)
-            raise typer.Exit(2) from None
-        decision = service.decide_one(tenant_id, message, guild_for(message) or guild)
-        out = json.dumps(render(message, decision), ensure_ascii=False)
-        if output:
-            output.write_text(out + "\n", "utf-8")
-        else:
-            typer.echo(out)
+    tenant_id, guild_for = _cli_tenant(tenant, policy is not None or lists is not None)
+    if input is not None:
+        _moderate_file(input, output, names, guild, workers, batch_size, progress_bar, tenant_id, guild_for)
         return
 
-    assert input is not None
-    lines = input.read_text("utf-8").splitlines()
-    sink = output.open("w", encoding="utf-8") if output else sys.stdout
-    bad = 0
-    pending: list[tuple[int, Message]] = []
-    parsed: list[tuple[int, Message]] = []
-    results: dict[int, dict[str, Any]] = {}
+    from pipeline.service import ModerationService
 
-    def flush() -> None:
-        if not pending:
-            return
-        decisions = service.decide_batch(tenant_id, [(m, guild_for(m) or guild) for _, m in pending])
-        for (n, m), d in zip(pending, decisions, strict=True):
-            results[n] = render(m, d)
-        pending.clear()
-
-    progress = tqdm(total=len(lines), unit="msg", desc="moderating", file=sys.stderr, disable=not progress_bar)
-    for n, line in enumerate(lines, start=1):
-        progress.update(1)
-        if not line.strip():
-            continue
-        try:
-            message = Message.model_validate_json(line)
-            unknown = _cli_unknown_guild(tenant, message, guild_for)
-            if unknown:
-                bad += 1
-                results[n] = {"line": n, "error": {"code": "unknown_guild", "message": unknown}}
-                continue
-            parsed.append((n, message))
-        except ValidationError as exc:
-            bad += 1
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err.get("loc", ()))
-            results[n] = {
-                "line": n,
-                "error": {"code": "invalid_message", "message": f"{loc}: {err['msg']}".strip(": ")},
-            }
-    # The stream in message time (ties keep file order), in batches: behaviour state carries over.
-    parsed.sort(key=lambda nm: nm[1].timestamp.timestamp())
-    for start in range(0, len(parsed), batch_size):
-        pending.extend(parsed[start : start + batch_size])
-        flush()
-    progress.close()
-    for n in sorted(results):
-        sink.write(json.dumps(results[n], ensure_ascii=False) + "\n")
+    service = ModerationService.from_names(names)
+    for name, err in service.unavailable.items():
+        typer.echo(f"warning: scorer {name} unavailable: {err}", err=True)
+    try:
+        message = Message(text=text)
+    except ValidationError as exc:
+        typer.echo(f"invalid message: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from None
+    decision = service.decide_one(tenant_id, message, guild_for(message) or guild)
+    out = json.dumps(render(message, decision), ensure_ascii=False)
     if output:
-        sink.close()
-        typer.echo(
-            f"wrote {len(results) - bad} decisions to {output}" + (f"; {bad} invalid lines" if bad else ""), err=True
-        )
-    if bad:
+        output.write_text(out + "\n", "utf-8")
+    else:
+        typer.echo(out)
+
+
+def _moderate_file(input: Path, output: Path | None, names: list[str], guild: Any, workers: int | None,
+                   batch_size: int, progress_bar: bool, tenant_id: str = "cli", guild_for: Any = None) -> None:
+    """`heron moderate --input FILE` (`-`: standard input): `pipeline.batch.moderate_file` between the
+    files, a progress bar on stderr."""
+    import contextlib
+
+    from tqdm import tqdm
+
+    from pipeline.batch import moderate_file
+
+    stdin = str(input) == "-"
+    total = None
+    if progress_bar and not stdin and input.is_file():
+        with input.open("r", encoding="utf-8") as src:
+            total = sum(1 for _ in src)
+    sink = output.open("w", encoding="utf-8") if output else sys.stdout
+    progress = tqdm(total=total, unit="msg", desc="moderating", file=sys.stderr, disable=not progress_bar)
+    try:
+        with contextlib.nullcontext(sys.stdin) if stdin else input.open("r", encoding="utf-8") as src:
+            result = moderate_file(src, sink, names, guild, workers=workers, batch_size=batch_size,
+                                   progress=progress.update, warn=lambda m: typer.echo(m, err=True),
+                                   tenant_id=tenant_id, guild_for=guild_for)
+    finally:
+        progress.close()
+        if output:
+            sink.close()
+    if output:
+        typer.echo(f"wrote {result.decided} decisions to {output}"
+                   + (f"; {result.invalid} invalid lines" if result.invalid else ""), err=True)
+    if result.invalid:
         raise typer.Exit(1)
 
 
@@ -589,11 +572,13 @@ def banks_remove(
 def _cli_tenant(tenant: str | None, overridden: bool) -> tuple[str, Any]:
     """(tenant id, message -> GuildConfig | None) for `heron moderate`: "cli" and nothing without
     --tenant; with it, the tenant's id and its registered guilds from the configured store, as the
-    API would resolve them (None: use the --policy/--lists guild, or the platform default)."""
+    API resolves them. None means: the --policy/--lists guild, else the platform default policy;
+    a replayed log may name guilds that were never registered, and they get the platform default
+    rather than an error."""
+
     def none(_m: Any) -> Any:
         return None
 
-    none.lenient = True  # type: ignore[attr-defined]
     if tenant is None:
         return "cli", none
     store = _banks_store()
@@ -602,22 +587,16 @@ def _cli_tenant(tenant: str | None, overridden: bool) -> tuple[str, Any]:
         return tenant_id, none
     from pipeline.guilds import PLATFORM_GUILD
 
+    known: dict[str, Any] = {}
+
     def guild_for(message: Any) -> Any:
         if not message.guild_id:
             return PLATFORM_GUILD
-        return store.guilds.get(tenant_id, message.guild_id)
+        if message.guild_id not in known:  # one lookup per guild, not per message
+            known[message.guild_id] = store.guilds.get(tenant_id, message.guild_id)
+        return known[message.guild_id]
 
     return tenant_id, guild_for
-
-
-def _cli_unknown_guild(tenant: str | None, message: Any, guild_for: Any) -> str | None:
-    """The API refuses a message for an unregistered guild (404 unknown_guild); so does the CLI
-    with --tenant (unless --policy/--lists give its own guild), so both answer the same."""
-    if tenant is None or not message.guild_id or getattr(guild_for, "lenient", False):
-        return None
-    if guild_for(message) is not None:
-        return None
-    return f"guild {message.guild_id!r} is not registered for tenant {tenant!r}"
 
 
 def main() -> None:  # pragma: no cover

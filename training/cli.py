@@ -53,6 +53,9 @@ def train_text(
     num_threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
     evaluate: Annotated[bool, typer.Option(help="score the test sets and write metrics + card afterwards")] = True,
     quantized: Annotated[bool, typer.Option(help="with --evaluate: also measure the int8 paths")] = True,
+    weights_format: Annotated[str, typer.Option(
+        help="how the artifact stores the tuned weights: int8-per-channel-sym-v1 or fp16-v1",
+    )] = "int8-per-channel-sym-v1",
 ) -> None:
     """Fine-tune the text model on the shared data, one run per seed; seed 0 becomes the artifact."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,7 +66,8 @@ def train_text(
     root = resolve_data_dir(data_dir)
     seeds = seeds or [0, 1, 2]
     cfg = TrainConfig(epochs=epochs, max_length=max_length, batch_size=batch_size, lr=lr, tune_layers=tune_layers,
-                      aug_prob=aug_prob, max_examples=max_examples, num_threads=num_threads)
+                      aug_prob=aug_prob, max_examples=max_examples, num_threads=num_threads,
+                      weights_format=weights_format)
     train_seeds(root, out, runs_dir, seeds, cfg)
     if evaluate:
         from training.text.evaluate import evaluate_all

@@ -19,8 +19,15 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from models.text.model import DEFAULT_ARTIFACT_DIR, ArtifactConfig, backbone_dir, load_artifact
-from models.text.quantize import QUANTIZE_MODES, export_onnx_int8, quantize_torch_int8
+from models.text.model import (
+    DEFAULT_ARTIFACT_DIR,
+    ArtifactConfig,
+    TextClassifier,
+    backbone_dir,
+    load_artifact,
+    load_config,
+)
+from models.text.quantize import QUANTIZE_MODES, cached_onnx_int8, export_onnx_int8, quantize_torch_int8
 
 
 class TextEngine:
@@ -37,7 +44,16 @@ class TextEngine:
         self.quantize = quantize
         self.max_batch = max_batch
         self.num_threads = num_threads
-        model, config, _ = load_artifact(self.artifact_dir)
+        # An onnx path whose export is cached starts from that file alone: no PyTorch model, no
+        # transformers import (most of a model worker's start-up). The cache key covers the artifact's
+        # config and weights; the backbone's weights are inside the export.
+        onnx_path = (cached_onnx_int8(self.artifact_dir, smooth=quantize == "onnx-int8-sq")
+                     if quantize.startswith("onnx-") else None)
+        model: TextClassifier | None = None
+        if onnx_path is None:
+            model, config, _ = load_artifact(self.artifact_dir)
+        else:
+            config = load_config(self.artifact_dir, skip_backbone_files=("model.safetensors",))
         self.config: ArtifactConfig = config
         self.labels: tuple[str, ...] = tuple(config.labels)  # served categories
         self.outputs: tuple[str, ...] = tuple(config.outputs)  # every network output
@@ -55,11 +71,13 @@ class TextEngine:
         if quantize == "fp32":
             self._model = model
         elif quantize == "torch-int8":
+            assert model is not None
             self._model = quantize_torch_int8(model)
         else:
             import onnxruntime as ort
 
-            path = export_onnx_int8(model, self.artifact_dir, config.max_length, smooth=quantize == "onnx-int8-sq")
+            path = onnx_path or export_onnx_int8(model, self.artifact_dir, config.max_length,
+                                                 smooth=quantize == "onnx-int8-sq")
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = num_threads or torch.get_num_threads()
             opts.inter_op_num_threads = 1

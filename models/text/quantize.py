@@ -14,9 +14,10 @@ Why one module: serving (`models.text.engine`, `pipeline.scorers.text`) builds t
 training (`training.text.train`, `training.text.evaluate`) measures the activation maxima
 SmoothQuant needs and decides which path serves. When both sides read the recipe, its constants
 and the selection rule from here, a recipe change cannot reach one side and not the other.
-Which path serves by default is decided by measurement in `heron eval text` (the fastest path
-in `FASTEST_FIRST` whose OLID-validation macro-F1 is within 0.5 points of fp32) and recorded in
-the artifact's metrics.json, which `serving_quantize` reads.
+Which path serves by default is decided per served model by measurement in `heron eval text` (the
+fastest path in `FASTEST_FIRST` with which the served seed's own model loses at most
+`MAX_SERVED_LOSS` OLID-validation macro-F1, every path at its own validation-fitted threshold) and
+recorded in the artifact's config.json (`serving`), which `serving_quantize` reads.
 """
 
 from __future__ import annotations
@@ -58,9 +59,15 @@ def fp32_node(name: str) -> bool:
 
 
 def _artifact_key(artifact_dir: Path, recipe: str = ONNX_RECIPE) -> str:
+    """What the export depends on: config.json (less the evaluation's record of which path serves and
+    the figures before int8, which `heron eval text` writes into it afterwards), weights, maxima."""
     h = hashlib.sha256()
-    names = (CONFIG_FILE, WEIGHTS_FILE) + ((ACT_MAX_FILE,) if recipe == SQ_RECIPE else ())
-    for name in names:
+    config = json.loads((artifact_dir / CONFIG_FILE).read_text("utf-8"))
+    config.pop("serving", None)
+    if isinstance(config.get("weights"), dict):
+        config["weights"] = {k: v for k, v in config["weights"].items() if k != "before_int8"}
+    h.update(json.dumps(config, sort_keys=True).encode())
+    for name in (WEIGHTS_FILE,) + ((ACT_MAX_FILE,) if recipe == SQ_RECIPE else ()):
         h.update((artifact_dir / name).read_bytes())
     h.update(torch.__version__.encode())
     h.update(recipe.encode())
@@ -119,6 +126,18 @@ def onnx_cache_dir() -> Path:
     configured = get_settings().cache_dir
     base = configured or Path(tempfile.gettempdir()) / f"heron-cache-{os.getuid()}"
     return Path(base) / "text-onnx"
+
+
+def cached_onnx_int8(artifact_dir: Path, smooth: bool = False) -> Path | None:
+    """The int8 ONNX file `export_onnx_int8` already wrote for this artifact and recipe, or None.
+
+    Why: with it, a process serving an onnx path needs neither the PyTorch model nor transformers,
+    which are most of a model worker's start-up (`heron moderate --input` starts one per core)."""
+    recipe = SQ_RECIPE if smooth else ONNX_RECIPE
+    if smooth and not (artifact_dir / ACT_MAX_FILE).is_file():
+        return None
+    final = onnx_cache_dir() / _artifact_key(artifact_dir, recipe) / "model.int8.onnx"
+    return final if final.is_file() else None
 
 
 def export_onnx_int8(model: TextClassifier, artifact_dir: Path, max_length: int, smooth: bool = False) -> Path:
@@ -196,16 +215,33 @@ def measure_act_max(model: TextClassifier,
 # The int8 paths, fastest first (measured by bench/bench_text.py's bare rows); `heron eval text`
 # serves the first whose quality loss against fp32 is small enough, else fp32.
 FASTEST_FIRST = ("onnx-int8-sq", "onnx-int8", "torch-int8")
+# The most OLID-validation macro-F1 (points) the served seed may lose on its served path, against the
+# same model before its weights were stored int8 (issue 22: "the seed that serves must itself lose at
+# most 0.5 macro-F1, each path scored at its own validation-fitted threshold").
+MAX_SERVED_LOSS = 0.5
+
+
+def recorded_quantize(directory: Path) -> str | None:
+    """The forward path recorded for this artifact: config.json's `serving.quantize`, else (artifacts
+    evaluated before that field) metrics.json's `quantization.chosen`; None when nothing was measured."""
+    config = directory / CONFIG_FILE
+    if config.is_file():
+        chosen = json.loads(config.read_text("utf-8")).get("serving", {}).get("quantize")
+        if chosen:
+            return str(chosen)
+    metrics = directory / "metrics.json"
+    if metrics.is_file():
+        chosen = json.loads(metrics.read_text("utf-8")).get("quantization", {}).get("chosen")
+        if chosen:
+            return str(chosen)
+    return None
 
 
 def serving_quantize(directory: Path) -> str:
-    """The forward path `heron eval text` chose for this artifact (metrics.json), or the nearest
+    """The forward path `heron eval text` chose for this artifact (`recorded_quantize`), or the nearest
     one this installation can run: onnx-int8 when the SmoothQuant maxima are missing, torch-int8
     without onnxruntime, fp32 when nothing was measured."""
-    metrics = directory / "metrics.json"
-    if not metrics.is_file():
-        return "fp32"
-    chosen = json.loads(metrics.read_text("utf-8")).get("quantization", {}).get("chosen")
+    chosen = recorded_quantize(directory)
     if not chosen:
         return "fp32"
     if chosen == "onnx-int8-sq" and not (directory / ACT_MAX_FILE).is_file():

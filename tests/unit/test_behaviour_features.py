@@ -185,12 +185,13 @@ def test_moderate_replays_a_log_with_behaviour(tmp_path: Path) -> None:
     for i in range(6, 12):
         lines.append(_msg(i, author=f"m{i}", channel="c0", text="good game everyone", dt=20 + i).model_dump_json())
     src = tmp_path / "log.jsonl"
-    src.write_text("\n".join(reversed(lines)) + "\n")  # out of order on purpose: the CLI sorts by time
+    src.write_text("\n".join(lines) + "\n")  # a recorded log: in time order, streamed line by line
     out = tmp_path / "decisions.jsonl"
     res = CliRunner().invoke(
         app, ["moderate", "--input", str(src), "--output", str(out), "--scorers", "rules,behaviour", "--no-progress"]
     )
     assert res.exit_code == 0, res.output
+    assert "earlier than a line before them" not in res.output
     decisions = {d["id"]: d for d in map(json.loads, out.read_text().splitlines())}
     third = decisions["m2"]
     assert third["action"] in ("hold_for_review", "block", "timeout_author"), third
@@ -198,3 +199,10 @@ def test_moderate_replays_a_log_with_behaviour(tmp_path: Path) -> None:
     assert "behaviour" in text and "minutes old" in text
     legit = [decisions[f"m{i}"]["action"] for i in range(6, 12)]
     assert legit.count("allow") == 6, legit
+    # A log out of order is still decided, and the CLI says so (behaviour windows need time order).
+    src.write_text("\n".join(reversed(lines)) + "\n")
+    res = CliRunner().invoke(
+        app, ["moderate", "--input", str(src), "--output", str(out), "--scorers", "rules,behaviour", "--no-progress"]
+    )
+    assert res.exit_code == 0 and "11 lines have a timestamp earlier" in res.output, res.output
+    assert len(out.read_text().splitlines()) == 12

@@ -61,7 +61,7 @@ def fp32_scorer() -> Iterator[TextScorer]:
 
 def test_artifact_is_small_and_pins_its_backbone() -> None:
     cfg = ArtifactConfig.from_file(DEFAULT_ARTIFACT_DIR / CONFIG_FILE)
-    assert (DEFAULT_ARTIFACT_DIR / WEIGHTS_FILE).stat().st_size <= 22.5e6
+    assert (DEFAULT_ARTIFACT_DIR / WEIGHTS_FILE).stat().st_size <= 15e6  # the per-file cap (int8 at rest)
     assert set(cfg.backbone["files"]) >= {"model.safetensors", "tokenizer.json", "vocab.txt"}
     for name in ("metrics.json", "MODEL_CARD.md"):
         assert (DEFAULT_ARTIFACT_DIR / name).is_file(), name
@@ -111,9 +111,9 @@ def test_the_smoothquant_path_needs_its_activation_maxima(tmp_path: Path) -> Non
     assert not (tmp_path / ACT_MAX_FILE).exists()
     with pytest.raises(FileNotFoundError, match=f"{ACT_MAX_FILE} is missing.*heron train text"):
         TextEngine(tmp_path, quantize="onnx-int8-sq")
-    metrics = json.loads((tmp_path / "metrics.json").read_text("utf-8"))
-    metrics["quantization"]["chosen"] = "onnx-int8-sq"
-    (tmp_path / "metrics.json").write_text(json.dumps(metrics), "utf-8")
+    config = json.loads((tmp_path / CONFIG_FILE).read_text("utf-8"))
+    config["serving"] = {**config.get("serving", {}), "quantize": "onnx-int8-sq"}  # where serving reads the choice
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(config), "utf-8")
     s = TextScorer(artifact_dir=tmp_path, workers=1).load()  # auto falls back instead of failing to load
     try:
         assert s.quantize == "onnx-int8" and s.score([item(INSULT)])[0].ok
