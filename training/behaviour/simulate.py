@@ -4,8 +4,9 @@ Everything here is *simulated*: no real chat logs were available with author, ch
 data and spam labels. Each seed is one guild over about fifteen minutes of message time, with:
 
 - **normal** members (old accounts, months of tenure) chatting in one or two favourite channels
-  at a Poisson rate of one message every 1-6 minutes, with occasional links and mentions, plus a
-  few **newcomers** (accounts days old, joined minutes ago) saying hello once or twice;
+  at a Poisson rate of one message every 1-6 minutes, with occasional links and mentions, plus
+  4-10 **newcomers** (40% with accounts 5-60 minutes old, the rest up to 6 days; joined minutes
+  ago) saying hello once or twice;
 - **bursty but legitimate** traffic (label 0): an **announcement** with ``@everyone`` from a
   moderator followed by 20-60 members replying within a minute; an **event** channel where 30-60
   members all say "gg" within 20 s, some twice; a **busy channel** where 20-40 members chat every
@@ -141,9 +142,11 @@ def _normal(g: _Guild) -> None:
 
 def _newcomers(g: _Guild) -> None:
     r = g.rng
-    for _ in range(r.randint(2, 5)):
+    for _ in range(r.randint(4, 10)):
         t = r.uniform(0, DURATION_S - 60)
-        a = g.author("newcomer", t, age_s=r.uniform(3600, 6 * 86400), tenure_s=r.uniform(30, 600))
+        # as fresh as raiders' accounts: a real person may sign up minutes before joining
+        age = r.uniform(300, 3600) if r.random() < 0.4 else r.uniform(3600, 6 * 86400)
+        a = g.author("newcomer", t, age_s=age, tenure_s=r.uniform(30, 600))
         g.emit(a, g.channels[0], t, r.choice(_HELLOS), "newcomer")
         if r.random() < 0.5:
             g.emit(a, g.channels[0], t + r.uniform(20, 120), g.chatter(), "newcomer")
