@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,18 @@ from models.spam.model import DEFAULT_ARTIFACT_DIR, SpamTextConfig, SpamTextMode
 from training.spam.data import sms, youtube
 
 C = 10.0
-CACHE = Path("/work/cache/links") if Path("/work/cache/links").is_dir() else None
+
+
+def _cache_dir() -> Path:
+    """Where the text model's spam scores are cached: `HERON_CACHE_DIR`, else a per-user temp folder."""
+    import tempfile
+
+    from pipeline.settings import get_settings
+
+    root = get_settings().cache_dir or Path(tempfile.gettempdir()) / f"heron-cache-{os.getuid()}"
+    path = Path(root) / "spam_eval"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -59,9 +71,14 @@ def best_threshold(y: np.ndarray, s: np.ndarray) -> float:
 
 def text_model_spam(texts: list[str]) -> np.ndarray:
     """The served text model's spam probabilities (served quantisation path), cached by content."""
-    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    cached = CACHE / f"text_spam_{key}.npy" if CACHE else None
-    if cached is not None and cached.is_file():
+    from models.text.model import DEFAULT_ARTIFACT_DIR as TEXT_DIR
+
+    # Keyed by the texts and the text artifact's config (its version and thresholds): a retrained
+    # text model never reads another model's cached scores.
+    text_cfg = (TEXT_DIR / "config.json").read_bytes()
+    key = hashlib.sha256("\x00".join(texts).encode() + b"\x00" + text_cfg).hexdigest()[:16]
+    cached = _cache_dir() / f"text_spam_{key}.npy"
+    if cached.is_file():
         return np.load(cached)
     from models.text.canonical import canonicalize
     from pipeline.normalize import normalize
@@ -74,8 +91,7 @@ def text_model_spam(texts: list[str]) -> np.ndarray:
     model_texts = [canonicalize(normalize(t)) for t in texts]
     out = np.concatenate([engine.served(model_texts[i : i + 64])[:, col] for i in range(0, len(model_texts), 64)])
     scorer.close()
-    if cached is not None:
-        np.save(cached, out)
+    np.save(cached, out)
     return out
 
 
