@@ -281,8 +281,10 @@ class Outbox:
                 conn.execute(
                     db.outbox.update()
                     .where(o.id.in_(delivered), o.lease_owner == owner, o.status == "pending")
-                    .values(attempts=o.attempts + 1, last_status_code=sa.case(
-                        {r.event.id: r.status_code for r in outcomes if r.ok}, value=o.id, else_=None),
+                    # Cast: a sink without HTTP status codes (the review queue) makes every branch NULL,
+                    # which PostgreSQL would type as text.
+                    .values(attempts=o.attempts + 1, last_status_code=sa.cast(sa.case(
+                        {r.event.id: r.status_code for r in outcomes if r.ok}, value=o.id, else_=None), sa.Integer),
                         last_error=None, status="delivered", delivered_at=ts, next_attempt_at=None, **cleared)
                 )
             for r in outcomes:

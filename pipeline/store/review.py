@@ -286,8 +286,8 @@ class ReviewQueue:
                        t.status.in_(OPEN_STATUSES))
                 .values(reach=reach + 1, updated_at=ts)
             )
-            write_audit(conn, tenant_id, f"reporter:{reporter}", "review_report", decision.message_id,
-                        {"reason": reason, "reach": reach})
+            write_audit(conn, tenant_id, "chat-service:report", "review_report", decision.message_id,
+                        {"reporter": reporter, "reason": reason, "reach": reach})
             row = conn.execute(sa.select(review_items).where(*key)).one()
         return _item(row, ts)
 
@@ -311,8 +311,9 @@ class ReviewQueue:
                 severity=max(0.5, sev), reach=1, self_harm=self_harm(decision), queue="platform", status="open",
                 submitted_by=appellant, reason=reason, double_review=False, created_at=ts, updated_at=ts,
             ))
-            write_audit(conn, tenant_id, f"appellant:{appellant}", "review_appeal", decision.message_id,
-                        {"reason": reason, "decision_id": decision.id, "revision": decision.revision})
+            write_audit(conn, tenant_id, "chat-service:appeal", "review_appeal", decision.message_id,
+                        {"appellant": appellant, "reason": reason, "decision_id": decision.id,
+                         "revision": decision.revision})
             row = conn.execute(sa.select(review_items).where(*key)).one()
         return _item(row, ts)
 

@@ -70,9 +70,9 @@ class Reviewers:
             raise InvalidInput("a moderator needs at least one --guild", code="validation_error")
         if role == "admin" and guilds:
             raise InvalidInput("an admin sees every guild of its tenant; give no --guild", code="validation_error")
-        if not username or len(username) > 128 or not username.replace("-", "").replace("_", "").replace(".", "") \
+        if not username or len(username) > 100 or not username.replace("-", "").replace("_", "").replace(".", "") \
                 .replace("@", "").isalnum():
-            raise InvalidInput("username: 1-128 letters, digits, '.', '_', '-', '@'", code="validation_error")
+            raise InvalidInput("username: 1-100 letters, digits, '.', '_', '-', '@'", code="validation_error")
         if len(password) < MIN_PASSWORD_CHARS:
             raise InvalidInput(f"password: at least {MIN_PASSWORD_CHARS} characters", code="weak_password")
         rid = "rv_" + secrets.token_hex(8)
