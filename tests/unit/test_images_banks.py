@@ -212,7 +212,8 @@ def test_cli_banks_and_moderate_with_tenant(database_url: str, tmp_path: Path) -
     cv2.imwrite(str(src), cv2.cvtColor(photo("chelsea.png"), cv2.COLOR_RGB2BGR))
     flat = tmp_path / "flat.png"
     cv2.imwrite(str(flat), np.zeros((64, 64, 3), dtype=np.uint8))
-    r = runner.invoke(app, ["banks", "create", "cats", "--category", "violence", "--action", "block", "--tenant", "acme"])
+    create = ["banks", "create", "cats", "--category", "violence", "--action", "block", "--tenant", "acme"]
+    r = runner.invoke(app, create)
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["banks", "add", "cats", str(src), str(flat), "--tenant", "acme", "--label", "L1"])
     assert r.exit_code == 1 and '"added": 1' in r.output and "quality" in r.output  # the flat one is refused
