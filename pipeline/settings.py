@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     text_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="model threads")
     text_threads: int | None = Field(default=None, ge=1, description="threads per worker; None: cores / workers")
     text_cache_size: int = Field(default=50_000, ge=0, description="repeat cache entries (0 turns it off)")
+    # Image scorers (pipeline/scorers/image_nsfw.py, image_scam.py; bench/bench_images.py).
+    # image_backend: torch | onnx for the NSFW model (torch measured faster on 2 cores, see
+    # bench/README.md); image_threads None leaves torch's process-wide thread count (the text
+    # model's) alone; OCR runs one tesseract process per frame on image_ocr_workers threads.
+    image_backend: Literal["torch", "onnx"] = "torch"
+    image_max_batch: int = Field(default=16, ge=1, description="frames per NSFW forward pass")
+    image_threads: int | None = Field(default=None, ge=1, description="torch threads; None: leave as set")
+    image_cache_size: int = Field(default=4096, ge=0, description="NSFW results kept by image sha256")
+    image_ocr_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
+    image_ocr_timeout_s: float = Field(default=15.0, gt=0, description="per frame; a timeout is a missing signal")
+    image_ocr_lang: str = "eng"
     # The platform phishing list(s) for the link scorer, several paths joined by os.pathsep; unset:
     # ../shared/data/discord_phishing_links/domain-list.json next to the repository when present.
     link_blocklist: str | None = None

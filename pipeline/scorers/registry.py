@@ -27,6 +27,10 @@ REGISTRY: tuple[ScorerEntry, ...] = (
     ScorerEntry("rules", "pipeline.scorers.rules:RulesScorer"),
     ScorerEntry("links", "pipeline.scorers.links:LinkScorer"),
     ScorerEntry("text", "pipeline.scorers.text:TextScorer"),
+    # Images (need the decoded frames, Feature.MEDIA): the NSFW classifier, QR codes, OCR.
+    ScorerEntry("image_nsfw", "pipeline.scorers.image_nsfw:ImageNSFWScorer"),
+    ScorerEntry("image_qr", "pipeline.scorers.image_scam:QRScorer"),
+    ScorerEntry("image_ocr", "pipeline.scorers.image_scam:OCRScorer"),
 )
 
 _names = [e.name for e in REGISTRY]
