@@ -49,8 +49,13 @@ _DISCORD_HOSTS = frozenset(
     {"discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com", "www.discord.com"}
 )
 MAX_QR_SIDE = 2048  # frames larger than this are shrunk before QR detection (time grows with pixels)
-MAX_OCR_SIDE = 2500
-MIN_OCR_SIDE = 600  # smaller frames are enlarged: tesseract wants text at least ~20 px tall
+# Frames are scaled so their longer side is this long: tesseract reads captions on chat-sized
+# images (300-600 px) much better enlarged, and huge photos cost time for nothing.
+OCR_SIDE = 1000
+# Two page-segmentation passes, their texts kept apart: 11 (sparse text) finds captions scattered
+# over a photo, 3 (automatic layout) reads lines whole; on generated captions over the staged
+# photos each pass missed links the other read (tests/unit/test_images_scam.py).
+OCR_PAGE_MODES = (11, 3)
 OCR_MIN_CONFIDENCE = 40.0
 MAX_EVIDENCE = 10
 
@@ -354,32 +359,36 @@ class OCRScorer(_ImageReader):
         img = np.asarray(frame.pixels)
         gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
         h, w = gray.shape[:2]
-        side = max(h, w)
-        if side > MAX_OCR_SIDE or side < MIN_OCR_SIDE:
-            k = (MAX_OCR_SIDE if side > MAX_OCR_SIDE else MIN_OCR_SIDE) / side
+        k = OCR_SIDE / max(h, w)
+        if abs(k - 1) > 0.05:
             gray = cv2.resize(
                 gray,
                 (max(1, int(w * k)), max(1, int(h * k))),
                 interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC,
             )
-        data = pytesseract.image_to_data(
-            gray, lang=self.lang, config="--psm 11", timeout=self.timeout_s, output_type=pytesseract.Output.DICT
-        )
-        lines: dict[tuple[int, int, int], list[str]] = {}
-        for word, conf, block, par, line in zip(
-            data["text"], data["conf"], data["block_num"], data["par_num"], data["line_num"], strict=True
-        ):
-            if word.strip() and float(conf) >= OCR_MIN_CONFIDENCE and any(c.isalnum() for c in word):
-                lines.setdefault((block, par, line), []).append(word.strip())
-        text = "\n".join(" ".join(ws) for ws in lines.values())
-        return [text] if text.strip() else []
+        texts: list[str] = []
+        for psm in OCR_PAGE_MODES:
+            data = pytesseract.image_to_data(
+                gray, lang=self.lang, config=f"--psm {psm}", timeout=self.timeout_s, output_type=pytesseract.Output.DICT
+            )
+            lines: dict[tuple[int, int, int], list[str]] = {}
+            for word, conf, block, par, line in zip(
+                data["text"], data["conf"], data["block_num"], data["par_num"], data["line_num"], strict=True
+            ):
+                if word.strip() and float(conf) >= OCR_MIN_CONFIDENCE and any(c.isalnum() for c in word):
+                    lines.setdefault((block, par, line), []).append(word.strip())
+            text = "\n".join(" ".join(ws) for ws in lines.values())
+            if text.strip() and text not in texts:
+                texts.append(text)
+        return texts
 
     def verdict(self, item: ScoringItem, found: list[_Found], unread: list[str], started: float) -> Signal:
         texts = [t for h in found for t in h.texts]
         if not texts:
             notes = [Evidence(category="scam", detail="not read: " + "; ".join(unread))] if unread else []
             return Signal(scorer=self.name, version=self.version, evidence=notes, latency_ms=_ms(started))
-        compact = [_Found(h.frame, [_compact_links(t) for t in h.texts]) for h in found]
+        compact = [_Found(h.frame, list(dict.fromkeys([*h.texts, *(_compact_links(t) for t in h.texts)])))
+                   for h in found]
         evidence, failed = self._link_evidence(item, compact)
         if failed is not None:
             return self.error_signal(f"link scorer failed: {failed.error}", started)

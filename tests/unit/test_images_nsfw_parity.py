@@ -23,7 +23,8 @@ from training.image.nsfwjs_npm import ensure_nsfwjs, run_nsfwjs
 
 TOLERANCE = 1e-3
 
-pytestmark = pytest.mark.slow
+# nsfwjs on tfjs's pure-JS CPU backend takes ~3 s an image on a free core; the test machine is shared.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 @pytest.fixture(scope="module")

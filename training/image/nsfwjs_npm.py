@@ -73,7 +73,7 @@ def dump_tfjs_model(npm_dir: Path, out_dir: Path) -> Path:
     return out_dir / "model.json"
 
 
-def run_nsfwjs(pixels: np.ndarray, npm_dir: Path | None = None, timeout_s: float = 1800) -> np.ndarray:
+def run_nsfwjs(pixels: np.ndarray, npm_dir: Path | None = None, timeout_s: float = 3000) -> np.ndarray:
     """Class probabilities from nsfwjs itself (`classify`, CPU backend) for uint8 images
     of shape (N, 224, 224, 3); returns (N, 5) float64 in nsfwjs's class order.
 
