@@ -24,8 +24,9 @@ class Settings(BaseSettings):
     env: str = Field(default="development", description="'production' refuses unsafe defaults")
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'heron.db'}"
     redis_url: str | None = None
-    # Scorers to run, by registry name. "text" loads the committed text-model artifact.
-    scorers: list[str] = ["rules", "links", "text"]
+    # Scorers to run, by registry name. "text" loads the committed text-model artifact; the
+    # image_* scorers read decoded attachments (docs/images-models.md) and skip text-only messages.
+    scorers: list[str] = ["rules", "links", "text", "image_nsfw", "image_qr", "image_ocr"]
     sync_budget_ms: float = 250.0
     max_body_bytes: int = 1_000_000
     webhook_timeout_s: float = 5.0
@@ -56,10 +57,11 @@ class Settings(BaseSettings):
     text_threads: int | None = Field(default=None, ge=1, description="threads per worker; None: cores / workers")
     text_cache_size: int = Field(default=50_000, ge=0, description="repeat cache entries (0 turns it off)")
     # Image scorers (pipeline/scorers/image_nsfw.py, image_scam.py; bench/bench_images.py).
-    # image_backend: torch | onnx for the NSFW model (torch measured faster on 2 cores, see
-    # bench/README.md); image_threads None leaves torch's process-wide thread count (the text
-    # model's) alone; OCR runs one tesseract process per frame on image_ocr_workers threads.
-    image_backend: Literal["torch", "onnx"] = "torch"
+    # image_backend: onnx | torch for the NSFW model (ONNX Runtime measured 4.4x torch on batches
+    # of 16 on 2 cores, bench/README.md); image_threads None leaves torch's process-wide thread
+    # count (the text model's) alone; OCR runs one tesseract process per frame on
+    # image_ocr_workers threads.
+    image_backend: Literal["torch", "onnx"] = "onnx"
     image_max_batch: int = Field(default=16, ge=1, description="frames per NSFW forward pass")
     image_threads: int | None = Field(default=None, ge=1, description="torch threads; None: leave as set")
     image_cache_size: int = Field(default=4096, ge=0, description="NSFW results kept by image sha256")

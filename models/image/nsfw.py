@@ -16,6 +16,7 @@ not the resize.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,7 +97,9 @@ class NSFWEngine:
         backend: str = "torch",
         max_batch: int = 16,
         num_threads: int | None = None,
+        cache_dir: Path | str | None = None,
     ) -> None:
+        """`cache_dir`: where the exported ONNX graph is kept (default: the temp folder)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         import torch
@@ -121,17 +124,24 @@ class NSFWEngine:
         self._session: Any = None
         self._lock = threading.Lock()  # ORT sessions are thread-safe; this only guards lazy export
         if backend == "onnx":
-            self._session = self._onnx_session(num_threads)
+            self._session = self._onnx_session(num_threads, cache_dir)
 
-    def _onnx_session(self, num_threads: int | None) -> Any:
+    def _onnx_session(self, num_threads: int | None, cache_dir: Path | str | None) -> Any:
+        """The BN-folded model exported once per weights file (keyed by its sha256) and run by ONNX
+        Runtime; the export is written to a temporary name and renamed, so processes starting
+        together never read a half-written graph."""
+        import hashlib
         import tempfile
 
         import onnxruntime as ort
         import torch
 
-        path = Path(tempfile.gettempdir()) / f"heron-{self.config['version']}-fused.onnx"
+        digest = hashlib.sha256((self.artifact_dir / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+        folder = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir())
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"heron-nsfw-{digest}-fused.onnx"
         if not path.exists():
-            tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
             torch.onnx.export(
                 self.model,

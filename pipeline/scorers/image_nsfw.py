@@ -58,6 +58,7 @@ class ImageNSFWScorer(Scorer):
         self.num_threads = num_threads or cfg.image_threads
         self.cache_size = cache_size if cache_size is not None else cfg.image_cache_size
         self.artifact_dir = Path(artifact_dir) if artifact_dir else None
+        self.cache_dir = cfg.cache_dir
         self.version = "unloaded"
         self.engine: NSFWEngine | None = None
         self._cache: LRUCache[tuple[str, int], Any] = LRUCache(maxsize=max(1, self.cache_size))

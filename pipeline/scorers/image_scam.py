@@ -387,8 +387,9 @@ class OCRScorer(_ImageReader):
         if not texts:
             notes = [Evidence(category="scam", detail="not read: " + "; ".join(unread))] if unread else []
             return Signal(scorer=self.name, version=self.version, evidence=notes, latency_ms=_ms(started))
-        compact = [_Found(h.frame, list(dict.fromkeys([*h.texts, *(_compact_links(t) for t in h.texts)])))
-                   for h in found]
+        compact = [
+            _Found(h.frame, list(dict.fromkeys([*h.texts, *(_compact_links(t) for t in h.texts)]))) for h in found
+        ]
         evidence, failed = self._link_evidence(item, compact)
         if failed is not None:
             return self.error_signal(f"link scorer failed: {failed.error}", started)

@@ -37,8 +37,10 @@ def test_benign_images_are_not_flagged(scorer: ImageNSFWScorer, benign: list[np.
     signals = scorer.score(items)
     scores = [s.scores["sexual"] for s in signals]
     flagged = sum(s >= FLAG for s in scores)
-    print(f"benign images: {len(scores)}, flagged {flagged} (FPR {flagged / len(scores):.3f}), "
-          f"max sexual {max(scores):.4f}")
+    print(
+        f"benign images: {len(scores)}, flagged {flagged} (FPR {flagged / len(scores):.3f}), "
+        f"max sexual {max(scores):.4f}"
+    )
     assert flagged == 0
     assert all(s.ok and s.scorer == "image_nsfw" and not s.definitive for s in signals)
     assert "attachment 0: image model sexual" in signals[0].evidence[0].detail
@@ -56,8 +58,7 @@ def test_batching_is_length_agnostic(scorer: ImageNSFWScorer, benign: list[np.nd
         assert [e.detail for e in a.evidence] == [e.detail for e in b.evidence]
 
 
-def test_worst_frame_of_an_animation_and_attachment_is_named(scorer: ImageNSFWScorer,
-                                                              benign: list[np.ndarray]) -> None:
+def test_worst_frame_of_an_animation_and_attachment_is_named(scorer: ImageNSFWScorer, benign: list[np.ndarray]) -> None:
     frames = [benign[0], benign[-1], benign[len(benign) // 2]]
     (sig,) = scorer.score([image_item([benign[1], frames])])
     per_frame = scorer.score([image_item([f]) for f in [benign[1], *frames]])

@@ -50,14 +50,16 @@ def test_nsfwjs_runs_and_sums_to_one(reference: np.ndarray, pixels: tuple[list[s
 
 
 def test_torch_port_matches_nsfwjs(reference: np.ndarray, pixels: tuple[list[str], np.ndarray]) -> None:
-    """The unfused port (the converted weights as they are) and the serving engine (BN folded)."""
+    """The unfused port (the converted weights as they are) and the serving engine (BN folded),
+    on torch and on ONNX Runtime."""
     names, px = pixels
     model = NSFWMobileNetV2().eval()
     model.load_state_dict(load_file(str(ARTIFACT_DIR / WEIGHTS_FILE)), strict=False)
     with torch.inference_mode():
         ported = model(torch.from_numpy(px.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)).numpy()
-    served = NSFWEngine(max_batch=7).forward_224(px)  # 7: batches that do not divide the set evenly
-    for label, got in (("port", ported), ("engine", served)):
+    # 7: batches that do not divide the set evenly
+    served = {b: NSFWEngine(backend=b, max_batch=7).forward_224(px) for b in ("torch", "onnx")}
+    for label, got in (("port", ported), ("engine torch", served["torch"]), ("engine onnx", served["onnx"])):
         diff = np.abs(got - reference)
         worst = np.unravel_index(diff.argmax(), diff.shape)
         print(

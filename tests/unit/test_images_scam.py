@@ -57,10 +57,13 @@ def ocr(text_scorer: TextScorer) -> OCRScorer:
 # --- QR ------------------------------------------------------------------------------------------
 
 
-def test_qr_to_a_listed_phishing_domain_is_a_definitive_scam(qr: QRScorer, photos: list[np.ndarray],
-                                                             listed: list[str]) -> None:
-    items = [image_item([paste(photo, qr_rgb(f"https://{listed[k % 2]}/claim?gift={k}"), (20 + 7 * k, 15))])
-             for k, photo in enumerate(photos)]
+def test_qr_to_a_listed_phishing_domain_is_a_definitive_scam(
+    qr: QRScorer, photos: list[np.ndarray], listed: list[str]
+) -> None:
+    items = [
+        image_item([paste(photo, qr_rgb(f"https://{listed[k % 2]}/claim?gift={k}"), (20 + 7 * k, 15))])
+        for k, photo in enumerate(photos)
+    ]
     signals = qr.score(items)
     for k, sig in enumerate(signals):
         assert sig.ok and sig.definitive and sig.scores == {"scam": 1.0}, (PHOTOS[k], sig)
@@ -110,8 +113,15 @@ def test_unreadable_image_is_missing_for_qr(qr: QRScorer) -> None:
 # --- OCR -----------------------------------------------------------------------------------------
 
 
-OCR_PHOTOS = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "camera.png", "hubble_deep_field.jpg",
-              "retina.jpg"]
+OCR_PHOTOS = [
+    "chelsea.png",
+    "coffee.png",
+    "astronaut.png",
+    "rocket.jpg",
+    "camera.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+]
 
 
 def test_scam_caption_on_photos_is_read_and_its_link_caught(ocr: OCRScorer, listed: list[str]) -> None:

@@ -76,12 +76,22 @@ def decoded(frames: Sequence[np.ndarray], data: bytes | None = None) -> DecodedM
     """DecodedMedia as the decoding extractor fills it (RGB frames, sha256 of the bytes)."""
     data = data if data is not None else b"".join(np.ascontiguousarray(f).tobytes() for f in frames)
     h, w = frames[0].shape[:2]
-    return DecodedMedia(width=w, height=h, format="png", frames=tuple(frames),
-                        sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+    return DecodedMedia(
+        width=w,
+        height=h,
+        format="png",
+        frames=tuple(frames),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+    )
 
 
-def image_item(images: Sequence[np.ndarray | Sequence[np.ndarray] | None], text: str = "",
-               lists: GuildLists = EMPTY_LISTS, tenant_id: str = "t") -> ScoringItem:
+def image_item(
+    images: Sequence[np.ndarray | Sequence[np.ndarray] | None],
+    text: str = "",
+    lists: GuildLists = EMPTY_LISTS,
+    tenant_id: str = "t",
+) -> ScoringItem:
     """A message with one attachment per entry: an RGB image, a list of frames (animated), or
     None for an image attachment that did not decode (its MediaRef carries an error).
 
@@ -93,8 +103,9 @@ def image_item(images: Sequence[np.ndarray | Sequence[np.ndarray] | None], text:
     for img in images:
         first = img if isinstance(img, np.ndarray) else (img[0] if img else np.zeros((8, 8, 3), np.uint8))
         thumb = cv2.resize(first, (16, 16), interpolation=cv2.INTER_AREA)
-        attachments.append(Attachment(content_base64=base64.b64encode(png_bytes(thumb)).decode(),
-                                      content_type="image/png"))
+        attachments.append(
+            Attachment(content_base64=base64.b64encode(png_bytes(thumb)).decode(), content_type="image/png")
+        )
     item = prepare(Message(text=text, attachments=attachments), lists, tenant_id=tenant_id)
     media = []
     for ref, img in zip(item.context.media, images, strict=True):
