@@ -50,13 +50,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ARTIFACT_DIR / "metrics.json")
     args = ap.parse_args()
-    engine = NSFWEngine()
+    engine = NSFWEngine(backend="onnx")
     paths = benign_image_paths()
     originals = [load_rgb(p) for p in paths]
     probs = engine.probs(originals)
     scores = engine.sexual_scores(probs)
+    var_names = [f"{p.name}:{k}" for p, img in zip(paths, originals, strict=True) for k in variants(img)]
     var_frames = [v for img in originals for v in variants(img).values()]
     var_scores = engine.sexual_scores(engine.probs(var_frames))
+    flagged = {n: round(float(s), 4) for n, s in zip(var_names, var_scores, strict=True) if s >= THRESHOLDS["flag"]}
     worst = int(scores.argmax())
     metrics = {
         "model": engine.version,
@@ -68,6 +70,7 @@ def main() -> None:
         "benign_variant_frames": len(var_frames),
         "benign_variant_fpr": rates(var_scores),
         "benign_variant_max_sexual": round(float(var_scores.max()), 4),
+        "benign_variant_flagged": flagged,
         "top_class_counts": {c: int((probs.argmax(axis=1) == k).sum()) for k, c in enumerate(engine.config["classes"])},
         "thresholds": THRESHOLDS,
     }
