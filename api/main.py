@@ -17,7 +17,7 @@ from api.errors import ERROR_RESPONSES, heron_error_handler, http_error_handler,
 from api.metrics import SCORER_STATS
 from api.middleware import BodyGuard
 from api.observability import RequestIdMiddleware
-from api.routes import admin, decisions, guilds, hooks, moderation
+from api.routes import admin, banks, behaviour, decisions, guilds, hooks, moderation
 from pipeline.errors import HeronError
 from pipeline.runtime import Runtime
 from pipeline.settings import get_settings
@@ -83,8 +83,9 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unhandled_handler)
-    for r in (moderation.router, decisions.router, guilds.router, hooks.router, admin.router):
+    for r in (moderation.router, decisions.router, guilds.router, hooks.router, admin.router, behaviour.router):
         app.include_router(r)
+    app.include_router(banks.router)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # BodyGuard's refusals carry the id too
     app.add_middleware(ArrivalStamp)  # added last = outermost: the sync budget counts from here

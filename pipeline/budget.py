@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from pipeline.guilds import GuildConfig
-from pipeline.types import Decision, Message
+from pipeline.types import Decision, DecisionStatus, Message
 
 if TYPE_CHECKING:
     from pipeline.runtime import Runtime
@@ -111,7 +111,9 @@ class SyncPath:
             return await self._shed(tenant_id, message)
         ahead = self.estimate.started()
         started = time.perf_counter()
-        task = asyncio.ensure_future(self.rt.service.decide_one_async(tenant_id, message, guild))
+        # Images are scored after the answer (the async path completes the decision as a revision).
+        defer = {"defer_media": True} if message.attachments and self.rt.settings.sync_defer_images else {}
+        task = asyncio.ensure_future(self.rt.service.decide_one_async(tenant_id, message, guild, **defer))
         task.add_done_callback(lambda _: self.estimate.finished(ahead, time.perf_counter() - started))
         try:
             decision = await asyncio.wait_for(asyncio.shield(task), remaining)
@@ -120,6 +122,10 @@ class SyncPath:
             task.add_done_callback(lambda t: self.rt.finish_late(tenant_id, message, t))
             return SyncAnswer(Outcome.PENDING)
         self.rt.writer.record(tenant_id, decision)
+        if decision.status is DecisionStatus.PARTIAL:
+            # Images deferred: the async path scores them and stores the complete decision as the
+            # next revision (delivered by webhook), see pipeline.queue.processing.
+            await asyncio.wrap_future(self.rt.inbox.put(tenant_id, message))
         return SyncAnswer(Outcome.DECIDED, decision)
 
     async def _shed(self, tenant_id: str, message: Message) -> SyncAnswer:

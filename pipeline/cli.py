@@ -255,8 +255,15 @@ def moderate(
     scorers: Annotated[str | None, typer.Option(help="comma-separated scorer names")] = None,
     batch_size: Annotated[int, typer.Option(help="messages per scoring batch")] = 64,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on stderr")] = True,
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", help="decide as this tenant: its hash banks, and its guilds' policies and lists, from the "
+        "configured store (HERON_DATABASE_URL); --policy/--lists still override")] = None,
 ) -> None:
-    """Run the pipeline in-process, no server: one TEXT, or --input messages.jsonl --output decisions.jsonl."""
+    """Run the pipeline in-process, no server: one TEXT, or --input messages.jsonl --output decisions.jsonl.
+
+    --input is a time-ordered stream (sorted by `timestamp`, stably): behaviour state (windowed
+    counters, spam waves) carries from line to line, so a recorded log replays as live traffic did.
+    """
     from pydantic import ValidationError
     from tqdm import tqdm
 
@@ -274,6 +281,7 @@ def moderate(
     service = ModerationService.from_names(names)
     for name, err in service.unavailable.items():
         typer.echo(f"warning: scorer {name} unavailable: {err}", err=True)
+    tenant_id, guild_for = _cli_tenant(tenant, policy is not None or lists is not None)
     guild = GuildConfig(
         "cli",
         GuildPolicy.model_validate(_read_json_file(policy)) if policy else PLATFORM_DEFAULT,
@@ -293,7 +301,7 @@ def moderate(
         except ValidationError as exc:
             typer.echo(f"invalid message: {exc.errors()[0]['msg']}", err=True)
             raise typer.Exit(2) from None
-        decision = service.decide_one("cli", message, guild)
+        decision = service.decide_one(tenant_id, message, guild_for(message) or guild)
         out = json.dumps(render(message, decision), ensure_ascii=False)
         if output:
             output.write_text(out + "\n", "utf-8")
@@ -306,12 +314,13 @@ def moderate(
     sink = output.open("w", encoding="utf-8") if output else sys.stdout
     bad = 0
     pending: list[tuple[int, Message]] = []
+    parsed: list[tuple[int, Message]] = []
     results: dict[int, dict[str, Any]] = {}
 
     def flush() -> None:
         if not pending:
             return
-        decisions = service.decide_batch("cli", [(m, guild) for _, m in pending])
+        decisions = service.decide_batch(tenant_id, [(m, guild_for(m) or guild) for _, m in pending])
         for (n, m), d in zip(pending, decisions, strict=True):
             results[n] = render(m, d)
         pending.clear()
@@ -323,7 +332,12 @@ def moderate(
             continue
         try:
             message = Message.model_validate_json(line)
-            pending.append((n, message))
+            unknown = _cli_unknown_guild(tenant, message, guild_for)
+            if unknown:
+                bad += 1
+                results[n] = {"line": n, "error": {"code": "unknown_guild", "message": unknown}}
+                continue
+            parsed.append((n, message))
         except ValidationError as exc:
             bad += 1
             err = exc.errors()[0]
@@ -332,9 +346,11 @@ def moderate(
                 "line": n,
                 "error": {"code": "invalid_message", "message": f"{loc}: {err['msg']}".strip(": ")},
             }
-        if len(pending) >= batch_size:
-            flush()
-    flush()
+    # The stream in message time (ties keep file order), in batches: behaviour state carries over.
+    parsed.sort(key=lambda nm: nm[1].timestamp.timestamp())
+    for start in range(0, len(parsed), batch_size):
+        pending.extend(parsed[start : start + batch_size])
+        flush()
     progress.close()
     for n in sorted(results):
         sink.write(json.dumps(results[n], ensure_ascii=False) + "\n")
@@ -345,6 +361,193 @@ def moderate(
         )
     if bad:
         raise typer.Exit(1)
+
+
+banks_app = typer.Typer(help="Manage a tenant's hash banks (known-bad images, PDQ).", no_args_is_help=True)
+app.add_typer(banks_app, name="banks")
+TenantOpt = Annotated[str, typer.Option("--tenant", help="tenant name")]
+
+
+def _banks_store() -> Any:
+    """The configured store (migrated), for the bank commands."""
+    from pipeline.migrate import upgrade
+    from pipeline.settings import get_settings
+    from pipeline.store import Store
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    return Store.from_url(settings.database_url, settings.api_key_pepper)
+
+
+def _tenant_id(store: Any, tenant: str) -> str:
+    tenant_id = store.tenants.id_for_name(tenant)
+    if tenant_id is None:
+        typer.echo(f"no tenant named {tenant!r} (create one with `heron keys create --tenant {tenant}`)", err=True)
+        raise typer.Exit(2)
+    return str(tenant_id)
+
+
+def _bank_errors(fn: Any) -> Any:
+    """HeronErrors (unknown bank, bad hash ...) as one line on stderr and exit status 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pipeline.errors import HeronError
+
+        try:
+            return fn(*args, **kwargs)
+        except HeronError as exc:
+            typer.echo(f"heron banks: {exc.message} ({exc.code})", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@banks_app.command("create")
+@_bank_errors
+def banks_create(
+    name: Annotated[str, typer.Argument(help="bank name")],
+    tenant: TenantOpt,
+    category: Annotated[str, typer.Option("--category", help="taxonomy category matches count toward")],
+    action: Annotated[str | None, typer.Option("--action", help="an action every match forces, e.g. block")] = None,
+) -> None:
+    """Create a bank whose matches count toward CATEGORY (and force ACTION, if given)."""
+    store = _banks_store()
+    bank = store.banks.create(_tenant_id(store, tenant), name, category, action, actor="cli")
+    typer.echo(json.dumps({"name": bank.name, "category": bank.category, "action": bank.action}))
+
+
+@banks_app.command("list")
+@_bank_errors
+def banks_list(tenant: TenantOpt) -> None:
+    """The tenant's banks with their sizes."""
+    store = _banks_store()
+    for b in store.banks.list(_tenant_id(store, tenant)):
+        typer.echo(json.dumps({"name": b.name, "category": b.category, "action": b.action, "size": b.size}))
+
+
+def _recheck(store: Any, tenant_id: str, name: str, added: Any) -> int:
+    from pipeline.images.retro import recheck_after_add
+    from pipeline.settings import get_settings
+
+    return len(recheck_after_add(store, tenant_id, name, added, get_settings().image_hash_retention_days))
+
+
+@banks_app.command("add")
+@_bank_errors
+def banks_add(
+    name: Annotated[str, typer.Argument(help="bank name")],
+    files: Annotated[list[Path], typer.Argument(help="image files to hash and add")],
+    tenant: TenantOpt,
+    label: Annotated[str | None, typer.Option("--label", help="label stored with each hash")] = None,
+) -> None:
+    """Hash image FILEs (PDQ) and add them; earlier messages that match are revised."""
+    from pipeline.images.decode import DecodeLimits, MediaRejected, decode_bytes
+    from pipeline.images.pdq import MIN_QUALITY, hash_frame
+    from pipeline.settings import get_settings
+    from pipeline.store.banks import normalise_entry
+
+    store = _banks_store()
+    tenant_id = _tenant_id(store, tenant)
+    store.banks.get(tenant_id, name)
+    limits = DecodeLimits.from_settings(get_settings())
+    entries = []
+    failed = 0
+    for f in files:
+        try:
+            decoded = decode_bytes(f.read_bytes(), limits)
+        except (OSError, MediaRejected) as exc:
+            typer.echo(f"{f}: skipped: {exc}", err=True)
+            failed += 1
+            continue
+        h, q = hash_frame(decoded.frames[0])
+        if q < MIN_QUALITY:
+            typer.echo(f"{f}: skipped: hash quality {q} below {MIN_QUALITY} (too featureless to match)", err=True)
+            failed += 1
+            continue
+        entries.append(normalise_entry(h, label or f.name, q))
+    added = store.banks.add(tenant_id, name, entries, actor="cli")
+    revised = _recheck(store, tenant_id, name, added)
+    typer.echo(json.dumps({"added": len(added), "skipped": failed, "revised": revised}))
+    if failed:
+        raise typer.Exit(1)
+
+
+@banks_app.command("import")
+@_bank_errors
+def banks_import(
+    name: Annotated[str, typer.Argument(help="bank name")],
+    csv_file: Annotated[Path, typer.Argument(help="CSV of hash,label (HMA-style header optional)")],
+    tenant: TenantOpt,
+) -> None:
+    """Import PDQ hashes from CSV; earlier messages that match are revised."""
+    from pipeline.store.banks import parse_csv
+
+    store = _banks_store()
+    tenant_id = _tenant_id(store, tenant)
+    entries = parse_csv(csv_file.read_text("utf-8"))
+    added = store.banks.add(tenant_id, name, entries, actor="cli")
+    typer.echo(json.dumps({"added": len(added), "revised": _recheck(store, tenant_id, name, added)}))
+
+
+@banks_app.command("export")
+@_bank_errors
+def banks_export(name: Annotated[str, typer.Argument(help="bank name")], tenant: TenantOpt) -> None:
+    """Write the bank as CSV (signal_type,hash,label) to stdout."""
+    from pipeline.store.banks import to_csv
+
+    store = _banks_store()
+    sys.stdout.write(to_csv(store.banks.content(_tenant_id(store, tenant), name)))
+
+
+@banks_app.command("remove")
+@_bank_errors
+def banks_remove(
+    name: Annotated[str, typer.Argument(help="bank name")],
+    hashes: Annotated[list[str], typer.Argument(help="PDQ hashes to remove")],
+    tenant: TenantOpt,
+) -> None:
+    """Remove hashes from a bank."""
+    from pipeline.store.banks import normalise_entry
+
+    store = _banks_store()
+    n = store.banks.remove(_tenant_id(store, tenant), name, [normalise_entry(h).hash for h in hashes], actor="cli")
+    typer.echo(json.dumps({"removed": n}))
+
+
+def _cli_tenant(tenant: str | None, overridden: bool) -> tuple[str, Any]:
+    """(tenant id, message -> GuildConfig | None) for `heron moderate`: "cli" and nothing without
+    --tenant; with it, the tenant's id and its registered guilds from the configured store, as the
+    API would resolve them (None: use the --policy/--lists guild, or the platform default)."""
+    def none(_m: Any) -> Any:
+        return None
+
+    none.lenient = True  # type: ignore[attr-defined]
+    if tenant is None:
+        return "cli", none
+    store = _banks_store()
+    tenant_id = _tenant_id(store, tenant)
+    if overridden:
+        return tenant_id, none
+    from pipeline.guilds import PLATFORM_GUILD
+
+    def guild_for(message: Any) -> Any:
+        if not message.guild_id:
+            return PLATFORM_GUILD
+        return store.guilds.get(tenant_id, message.guild_id)
+
+    return tenant_id, guild_for
+
+
+def _cli_unknown_guild(tenant: str | None, message: Any, guild_for: Any) -> str | None:
+    """The API refuses a message for an unregistered guild (404 unknown_guild); so does the CLI
+    with --tenant (unless --policy/--lists give its own guild), so both answer the same."""
+    if tenant is None or not message.guild_id or getattr(guild_for, "lenient", False):
+        return None
+    if guild_for(message) is not None:
+        return None
+    return f"guild {message.guild_id!r} is not registered for tenant {tenant!r}"
 
 
 def main() -> None:  # pragma: no cover

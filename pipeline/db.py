@@ -180,3 +180,80 @@ outbox_attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("duration_ms", sa.Float, nullable=True),
 )
+
+# ---- images (migration 0004): hash banks, hashes seen (for retroactive matching), thumbnails ----
+
+# A tenant's bank of known-bad media hashes. Matches count toward `category`; `action`, when set,
+# is forced whatever the guild's thresholds say. `version` grows with every content change, so a
+# scorer's cached index knows when to reload.
+banks = sa.Table(
+    "banks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("category", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(32), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_banks_tenant_name"),
+)
+
+bank_content = sa.Table(
+    "bank_content",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bank_id", sa.Integer, sa.ForeignKey("banks.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False, index=True),
+    sa.Column("signal_type", sa.String(16), nullable=False, server_default="pdq"),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("quality", sa.Integer, nullable=True),
+    sa.Column("label", sa.String(256), nullable=True),
+    sa.Column("added_at", TS, nullable=False),
+    sa.UniqueConstraint("bank_id", "hash", name="uq_bank_content_hash"),
+)
+
+# PDQ hashes of images seen in messages (never the images): re-checked when a bank gains content.
+media_hashes = sa.Table(
+    "media_hashes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("attachment", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    # The other 7 dihedral hashes (rotations, flips), concatenated: a bank hash added later matches
+    # a rotated or mirrored earlier post too.
+    sa.Column("variants", sa.Text, nullable=True),
+    sa.Column("quality", sa.Integer, nullable=False),
+    sa.Column("seen_at", TS, nullable=False),
+    sa.UniqueConstraint("tenant_id", "message_id", "attachment", name="uq_media_hashes_key"),
+    sa.Index("ix_media_hashes_recent", "tenant_id", "seen_at"),
+)
+
+# A small normalised thumbnail (WebP) per image of a message that went to review: what the review
+# UI shows (blurred by default). Nothing is kept for messages that did not go to review.
+media_thumbnails = sa.Table(
+    "media_thumbnails",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("message_id", sa.String(128), primary_key=True),
+    sa.Column("attachment", sa.Integer, primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=True),
+    sa.Column("mime", sa.String(32), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+# Inline attachment bytes of an accepted message, held only until it is decided: the messages
+# table keeps the message without them (pipeline/store/messages.py strips them).
+media_inline = sa.Table(
+    "media_inline",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("message_id", sa.String(128), primary_key=True),
+    sa.Column("attachment", sa.Integer, primary_key=True),
+    sa.Column("content_base64", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)

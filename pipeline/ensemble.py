@@ -6,6 +6,10 @@ Rules (pure, no I/O):
   part, so a missing signal never counts as zero.
 - Definitive signals (exact list matches) set a floor: a blocked word scores 1.0 in its category
   whatever the models say, and a list that did not match pulls no model score down.
+- Floor scorers (`EnsembleConfig.floor_scorers`, the behaviour scorer by default) also set a
+  floor with their scores, and their evidence is kept: behaviour is about the author, not the
+  words, so a raid of harmless words ("hi all") is not averaged away by a text model that rightly
+  finds the words harmless.
 - Every category appears in the result; categories no signal covered are listed in `uncovered`.
 """
 
@@ -15,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.taxonomy import CATEGORY_NAMES
-from pipeline.types import Evidence, Signal
+from pipeline.types import Action, Evidence, Signal
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class EnsembleConfig:
 
     weights: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     default_weight: float = 1.0
+    # Scorers whose scores are floors rather than votes (see the module docstring).
+    floor_scorers: frozenset[str] = frozenset({"behaviour"})
 
     def weight(self, scorer: str, category: str) -> float:
         per_scorer = self.weights.get(scorer, {})
@@ -39,6 +45,8 @@ class EnsembleResult:
     evidence: dict[str, list[tuple[str, Evidence]]]
     missing: list[str]
     uncovered: list[str]
+    # Actions definitive signals force (scorer, action, why): a hash bank set to always block.
+    forced: list[tuple[str, Action, str]] = field(default_factory=list)
 
 
 def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> EnsembleResult:
@@ -50,13 +58,15 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
     contributors: dict[str, list[str]] = {c: [] for c in CATEGORY_NAMES}
     evidence: dict[str, list[tuple[str, Evidence]]] = {c: [] for c in CATEGORY_NAMES}
     missing: list[str] = []
+    forced: list[tuple[str, Action, str]] = []
 
     for signal in signals:
         if not signal.ok:
             missing.append(signal.scorer)
             continue
+        floor_like = signal.definitive or signal.scorer in config.floor_scorers
         for category, score in signal.scores.items():
-            if signal.definitive:
+            if floor_like:
                 if score > 0.0:
                     floors[category] = max(floors.get(category, 0.0), score)
                     contributors[category].append(signal.scorer)
@@ -67,9 +77,11 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
             sums[category] = sums.get(category, 0.0) + w * score
             totals[category] = totals.get(category, 0.0) + w
             contributors[category].append(signal.scorer)
-        for ev in signal.evidence if signal.definitive else ():
+        for ev in signal.evidence if floor_like else ():
             if ev.category in evidence:
                 evidence[ev.category].append((signal.scorer, ev))
+        if signal.action is not None:
+            forced.append((signal.scorer, signal.action, "; ".join(e.detail for e in signal.evidence)))
 
     scores: dict[str, float] = {}
     uncovered: list[str] = []
@@ -81,4 +93,4 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
             scores[category] = 0.0
             continue
         scores[category] = round(min(1.0, max(model or 0.0, floor or 0.0)), 4)
-    return EnsembleResult(scores, contributors, evidence, missing, uncovered)
+    return EnsembleResult(scores, contributors, evidence, missing, uncovered, forced)

@@ -78,13 +78,21 @@ PLATFORM_DEFAULT = GuildPolicy(
         "sexual": _rules((0.5, A.FLAG), (0.8, A.HOLD_FOR_REVIEW), (0.97, A.BLOCK)),
         "violence": _rules((0.5, A.FLAG), (0.7, A.HOLD_FOR_REVIEW), (0.95, A.BLOCK)),
         "self_harm": _rules((0.3, A.FLAG), (0.5, A.HOLD_FOR_REVIEW)),
-        "spam": _rules((0.6, A.FLAG), (0.9, A.HOLD_FOR_REVIEW), (0.99, A.BLOCK)),
+        # 1.0 is certain spam: a word-list match, or the behaviour scorer seeing a confident model
+        # score on an author's third message in a minute (raids, floods): time the author out.
+        "spam": _rules((0.6, A.FLAG), (0.9, A.HOLD_FOR_REVIEW), (0.99, A.BLOCK), (1.0, A.TIMEOUT_AUTHOR)),
         "scam": _rules((0.5, A.HOLD_FOR_REVIEW), (0.8, A.BLOCK), (1.0, A.TIMEOUT_AUTHOR)),
     },
     on_scorer_failure="fail_closed",
 )
 
-SOURCE_NAMES = {"text": "text model", "rules": "word list", "links": "link list"}
+SOURCE_NAMES = {
+    "text": "text model",
+    "rules": "word list",
+    "links": "link list",
+    "behaviour": "behaviour",
+    "image_hash": "hash bank",
+}
 
 
 def _source_text(result: EnsembleResult, category: str) -> str:
@@ -139,6 +147,18 @@ def decide(
     if exempt and action is not Action.ALLOW:
         reasons.append(Reason(action=Action.ALLOW, source="policy", text=f"{exempt}; would have been {action.value}"))
         action = Action.ALLOW
+    # Forced actions (a hash bank set to always block) apply after exemptions: known-bad media is
+    # known-bad whoever posts it.
+    for scorer, forced, why in result.forced:
+        if forced.severity > action.severity:
+            action = forced
+            reasons.append(
+                Reason(
+                    action=forced,
+                    source=scorer,
+                    text=f"{SOURCE_NAMES.get(scorer, scorer)} forces {forced.value}: {why}",
+                )
+            )
     return action, reasons
 
 

@@ -24,7 +24,7 @@ from pipeline.service import ModerationService
 from pipeline.settings import Settings, get_settings
 from pipeline.sinks import OutboxDrainer, WebhookSink
 from pipeline.store import Store
-from pipeline.types import Decision, Message
+from pipeline.types import Decision, DecisionStatus, Message
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,11 @@ class Runtime:
 
     @cached_property
     def service(self) -> ModerationService:
-        return ModerationService.from_settings(self.settings)
+        from pipeline.images.keeper import MediaKeeper
+
+        service = ModerationService.from_settings(self.settings)
+        service.on_media = MediaKeeper(self.store.banks, self.settings.image_thumbnail_px)
+        return service
 
     def process(self, row_ids: list[int]) -> int:
         return len(decide_stored_messages(self.store, self.service, row_ids, on_decided=self.drainer.wake))
@@ -181,6 +185,9 @@ class Runtime:
                 if self.store.decisions.save_many([(tenant_id, decision)], path="sync-late",
                                                   request_ids={decision.message_id: rid}):
                     self.drainer.wake()
+                if decision.status is DecisionStatus.PARTIAL:  # images deferred: the async path completes it
+                    row_id, _ = self.store.messages.insert(tenant_id, message)
+                    self.dispatcher.submit([row_id])
             except Exception:  # noqa: BLE001 - the sweeper retries a message left pending
                 log.exception("storing late decision for %s failed", message.id)
 
@@ -332,7 +339,20 @@ class Maintenance:
     # pending messages are merely waiting their turn, and re-sending them would multiply work.
     MAX_BACKLOG_FOR_SWEEP = 4
 
+    PURGE_EVERY_S = 3600.0
+    _purged_at = float("-inf")
+
+    def purge_media_hashes(self) -> None:
+        """Forget image hashes older than HERON_IMAGE_HASH_RETENTION_DAYS (hourly)."""
+        if time.monotonic() - self._purged_at < self.PURGE_EVERY_S:
+            return
+        self._purged_at = time.monotonic()
+        n = self.rt.store.banks.purge_seen(self.rt.settings.image_hash_retention_days)
+        if n:
+            log.info("forgot %d image hashes past the retention window", n)
+
     def run_once(self) -> None:
+        self.purge_media_hashes()
         backlog = self._dispatcher.backlog()
         if backlog is not None and backlog <= self.MAX_BACKLOG_FOR_SWEEP:
             submit = getattr(self._dispatcher, "send_now", self._dispatcher.submit)

@@ -13,18 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.ensemble import EnsembleConfig, combine
 from pipeline.features import FeatureStage, build_stage
-from pipeline.features.context import Feature
+from pipeline.features.context import Feature, MediaRef
 from pipeline.guilds import PLATFORM_GUILD, GuildConfig
 from pipeline.policy import decide
 from pipeline.scorers import registry
 from pipeline.scorers.base import Scorer, ScoringItem
 from pipeline.settings import Settings, get_settings
-from pipeline.types import Decision, Message, Signal, decision_id_for
+from pipeline.types import Decision, DecisionStatus, MediaReport, Message, Signal, decision_id_for
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,15 @@ def needed_features(scorers: Sequence[Scorer]) -> frozenset[Feature]:
     return frozenset().union(*(s.needs for s in scorers))
 
 
+def media_report(ref: MediaRef) -> MediaReport:
+    d = ref.decoded
+    return MediaReport(
+        index=ref.index, kind=ref.kind, format=d.format if d else None, width=d.width if d else None,
+        height=d.height if d else None, frames=len(d.frames) if d else None, sha256=d.sha256 if d else None,
+        error=ref.error,
+    )
+
+
 class ModerationService:
     def __init__(
         self,
@@ -56,6 +65,12 @@ class ModerationService:
         self.ensemble = ensemble or EnsembleConfig()
         self.unavailable = dict(unavailable or {})
         self.features = features if features is not None else build_stage(needed_features(self.scorers))
+        # The sync path's stage when images are deferred: everything but the decoder.
+        self.light_features = FeatureStage(e for e in self.features.extractors if e.name != "decode")
+        self.media_scorers = [s for s in self.scorers if Feature.MEDIA in s.needs]
+        # Called with (tenant, [(item, decision)]) after each batch: the runtime keeps image hashes
+        # (retroactive bank matching) and review thumbnails there. None: nothing is kept.
+        self.on_media: Callable[[str, list[tuple[ScoringItem, Decision]]], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, ensemble: EnsembleConfig | None = None) -> ModerationService:
@@ -126,18 +141,36 @@ class ModerationService:
         self.features.run(items)
         per_scorer = [self._run_scorer(s, items) for s in self.scorers]
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return [
-            self._assemble(tenant_id, message, guild, [col[i] for col in per_scorer if col[i] is not None], elapsed_ms)
+        decisions = [
+            self._assemble(tenant_id, message, guild, [col[i] for col in per_scorer if col[i] is not None], elapsed_ms,
+                           items[i].context.media)
             for i, (message, guild) in enumerate(batch)
         ]
+        self._media_done(tenant_id, items, decisions)
+        return decisions
+
+    def _media_done(self, tenant_id: str, items: Sequence[ScoringItem], decisions: Sequence[Decision]) -> None:
+        if self.on_media is None:
+            return
+        with_media = [(it, d) for it, d in zip(items, decisions, strict=True) if it.context.media]
+        if not with_media:
+            return
+        try:
+            self.on_media(tenant_id, with_media)
+        except Exception:  # noqa: BLE001 - keeping hashes/thumbnails must not cost the decision
+            log.exception("keeping media hashes/thumbnails failed")
 
     def _assemble(
-        self, tenant_id: str, message: Message, guild: GuildConfig | None, signals: list[Signal], elapsed_ms: float
+        self, tenant_id: str, message: Message, guild: GuildConfig | None, signals: list[Signal], elapsed_ms: float,
+        media: Sequence[MediaRef] = (), pending: Sequence[str] = (),
     ) -> Decision:
         guild = guild or PLATFORM_GUILD
         signals = signals + [
             Signal(scorer=name, version="unavailable", error=err) for name, err in self.unavailable.items()
         ]
+        if message.attachments and not self.media_scorers and not pending and "image" not in self.unavailable:
+            # Attachments and no scorer that reads them: "not checked" must not read as "clean".
+            signals.append(Signal(scorer="image", version="none", error="no image scorer is configured"))
         result = combine(signals, self.ensemble)
         action, reasons = decide(result, message, guild.policy)
         return Decision(
@@ -148,26 +181,44 @@ class ModerationService:
             scores=result.scores,
             reasons=reasons,
             missing_signals=result.missing,
+            status=DecisionStatus.PARTIAL if pending else DecisionStatus.COMPLETE,
+            pending_signals=list(pending),
+            media=[media_report(r) for r in media],
             model_versions={s.scorer: s.version for s in signals if s.ok},
             policy_version=guild.policy_version,
             latency_ms=round(elapsed_ms, 3),
         )
 
-    async def decide_one_async(self, tenant_id: str, message: Message, guild: GuildConfig | None = None) -> Decision:
+    async def decide_one_async(
+        self, tenant_id: str, message: Message, guild: GuildConfig | None = None, *, defer_media: bool = False
+    ) -> Decision:
         """One message on the event loop: `async_single` scorers are awaited (the text model's
         micro-batcher, so concurrent requests share a forward pass); `inline` scorers run right
-        here; the rest on a thread. Inline extractors (all of today's) run without a coroutine."""
+        here; the rest on a thread. Inline extractors (all of today's) run without a coroutine.
+
+        `defer_media`: a message with attachments is decided without decoding them; the media
+        scorers are named in `pending_signals` (status `partial`) and the caller completes the
+        decision later (the sync API hands it to the async path, which stores it as a revision)."""
         started = time.perf_counter()
         item = ScoringItem(message, tenant_id=tenant_id, lists=(guild or PLATFORM_GUILD).lists)
         items = (item,)
-        if self.features.sync_only:
-            self.features.run(items)
+        deferring = defer_media and bool(message.attachments)
+        # Without attachments the decoder has nothing to do: the light stage runs inline, with no
+        # thread hop on the sync path's hot path.
+        stage = self.light_features if deferring or not message.attachments else self.features
+        if stage.sync_only:
+            stage.run(items)
         else:
-            await self.features.run_async(items)
+            await stage.run_async(items)
         signals: list[Signal] = []
         waits = []
         failed = item.context.failed
+        pending: list[str] = []
         for scorer in self.scorers:
+            if deferring and Feature.MEDIA in scorer.needs:
+                if scorer.applies_to(item):
+                    pending.append(scorer.name)
+                continue
             if scorer.inline and not scorer.async_single:
                 sig = self._run_scorer(scorer, items)[0]
                 if sig is not None:
@@ -189,7 +240,11 @@ class ModerationService:
                 signals.append(got)
         elif waits:
             signals.extend(s for s in await asyncio.gather(*waits) if s is not None)
-        return self._assemble(tenant_id, message, guild, signals, (time.perf_counter() - started) * 1000)
+        decision = self._assemble(tenant_id, message, guild, signals, (time.perf_counter() - started) * 1000,
+                                  item.context.media, pending)
+        if self.on_media is not None and not deferring and item.context.media:
+            await asyncio.to_thread(self._media_done, tenant_id, items, [decision])
+        return decision
 
     def decide_one(self, tenant_id: str, message: Message, guild: GuildConfig | None = None) -> Decision:
         return self.decide_batch(tenant_id, [(message, guild)])[0]

@@ -24,9 +24,11 @@ class Settings(BaseSettings):
     env: str = Field(default="development", description="'production' refuses unsafe defaults")
     database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'heron.db'}"
     redis_url: str | None = None
-    # Scorers to run, by registry name. "text" loads the committed text-model artifact; the
-    # image_* scorers read decoded attachments (docs/images-models.md) and skip text-only messages.
-    scorers: list[str] = ["rules", "links", "text", "image_nsfw", "image_qr", "image_ocr"]
+    # Scorers to run, by registry name. "text" loads the committed text-model artifact, "behaviour"
+    # the behaviour model (models/behaviour) over the windowed behaviour features, "image_hash" the
+    # tenant's PDQ hash banks; the other image_* scorers read decoded attachments
+    # (docs/images-models.md) and skip text-only messages.
+    scorers: list[str] = ["rules", "links", "text", "behaviour", "image_hash", "image_nsfw", "image_qr", "image_ocr"]
     sync_budget_ms: float = 250.0
     max_body_bytes: int = 1_000_000
     webhook_timeout_s: float = 5.0
@@ -77,6 +79,10 @@ class Settings(BaseSettings):
     # on the same LAN). Off by default: a tenant must not reach Redis, PostgreSQL or the LAN through
     # Heron (pipeline/netguard.py). Cloud metadata addresses stay refused either way.
     allow_private_webhooks: bool = False
+    # Where the behaviour features keep their windowed counters (pipeline/features/behaviour.py):
+    # "auto" = Redis when HERON_REDIS_URL is set (shared by every API and worker process), else
+    # in-process; "memory" forces in-process (one process's view), "redis" requires Redis.
+    behaviour_backend: Literal["auto", "memory", "redis"] = "auto"
     api_key_pepper: str = "heron-dev-pepper"
     # Log lines: "json" (one object per line, with request/message/tenant ids), "text", or "auto"
     # (text when stderr is a terminal, JSON otherwise). See pipeline/logs.py.
@@ -97,6 +103,28 @@ class Settings(BaseSettings):
     # overloaded). The backlog is what the dispatcher reports: messages waiting for the embedded
     # worker, or tasks (up to 128 messages each) waiting in the Celery queue.
     shed_max_backlog: int = Field(default=10_000, ge=0)
+    # Images (pipeline/images, docs/images.md). Limits on what one attachment may cost to decode:
+    # bytes (a fetched URL; inline bytes are capped by the request body), pixels per frame (refused
+    # from the headers, before decoding: decompression bombs), frames in an animation, frames
+    # actually decoded, and frames kept for the scorers (evenly spaced).
+    image_max_bytes: int = Field(default=8_000_000, ge=1)
+    image_max_pixels: int = Field(default=40_000_000, ge=1)
+    image_max_frames: int = Field(default=1_000, ge=1)
+    image_max_decode_frames: int = Field(default=64, ge=1)
+    image_sample_frames: int = Field(default=4, ge=1)
+    # Fetching image URLs: one deadline for the whole fetch, redirects capped (each re-checked).
+    image_fetch_timeout_s: float = Field(default=5.0, gt=0)
+    image_fetch_max_redirects: int = Field(default=3, ge=0)
+    # Image URLs may point at loopback/private addresses (tests, a LAN media server). Off by default
+    # (SSRF); metadata addresses stay refused either way.
+    allow_private_image_urls: bool = False
+    # POST /v1/moderate answers on text alone within its budget and scores images afterwards (the
+    # decision says `status: partial` with `pending_signals`; the full one follows as a revision).
+    sync_defer_images: bool = True
+    # Retroactive bank matching: image hashes (never the images) are kept this many days.
+    image_hash_retention_days: int = Field(default=30, ge=0)
+    # Thumbnail kept for messages that go to review (longest side, pixels).
+    image_thumbnail_px: int = Field(default=160, ge=16, le=512)
 
     @field_validator("rate_limit_per_key", "rate_limit_per_guild", "rate_limit_other")
     @classmethod

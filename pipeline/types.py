@@ -206,6 +206,8 @@ class Signal(_Strict):
     scores: dict[str, float] = Field(default_factory=dict)
     evidence: list[Evidence] = Field(default_factory=list)
     definitive: bool = False
+    # An action this signal forces whatever the thresholds say (a hash bank set to always block).
+    action: Action | None = None
     error: str | None = None
     latency_ms: float = 0.0
 
@@ -240,6 +242,23 @@ class Reason(_Strict):
 
 class DecisionStatus(StrEnum):
     COMPLETE = "complete"
+    # Answered within the sync budget on some signals (text) while others (images) are still being
+    # computed; `pending_signals` names them and the complete decision follows as the next revision.
+    PARTIAL = "partial"
+
+
+class MediaReport(_Strict):
+    """What happened to one attachment: its sniffed format, size and hashes, or why it could not be
+    read (too large, corrupt, a decompression bomb, a polyglot, a refused URL, ...)."""
+
+    index: int
+    kind: str
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    sha256: str | None = None
+    error: str | None = None
 
 
 class Decision(_Strict):
@@ -253,6 +272,11 @@ class Decision(_Strict):
     scores: dict[str, float]
     reasons: list[Reason] = Field(default_factory=list)
     missing_signals: list[str] = Field(default_factory=list)
+    pending_signals: list[str] = Field(
+        default_factory=list, description="signals still being computed (status `partial`); the complete "
+        "decision follows by webhook as the next revision"
+    )
+    media: list[MediaReport] = Field(default_factory=list, description="one report per attachment")
     model_versions: dict[str, str] = Field(default_factory=dict)
     policy_version: int = 0
     latency_ms: float = 0.0

@@ -93,6 +93,58 @@ def eval_text(
                  quantized=quantized, replace_partial=replace_partial)
 
 
+BEHAVIOUR_ARTIFACT = REPO_ROOT / "models" / "behaviour" / "artifact"
+
+
+def _print_behaviour(metrics: dict) -> None:
+    for name in ("flag", "hold"):
+        m = metrics[name]
+        typer.echo(f"{name} (>= {m['threshold']}): precision {m['precision']:.4f} recall {m['recall']:.4f} "
+                   f"false positives {m['false_positives']} of {metrics['messages'] - metrics['spam_messages']}")
+        for sc, v in m["per_scenario"].items():
+            key = "recall" if "recall" in v else "flagged_rate"
+            typer.echo(f"  {sc:14s} {v['messages']:6d} msgs  {key} {v[key]:.4f}")
+    for sc, v in metrics["caught_by_third_message"].items():
+        typer.echo(f"caught by 3rd message: {sc:14s} {v['caught']}/{v['actors']}")
+
+
+@train_app.command("behaviour")
+def train_behaviour(
+    out: Annotated[Path, typer.Option(help="artifact directory")] = BEHAVIOUR_ARTIFACT,
+    seed: Annotated[int, typer.Option(help="model seed")] = 0,
+) -> None:
+    """Train the behaviour model on simulator seeds 0-39; evaluate on held-out seeds 1000-1019."""
+    from training.behaviour.train import train_and_save
+
+    metrics = train_and_save(out, seed)
+    typer.echo(f"wrote {out} ({metrics['version']})")
+    _print_behaviour(metrics)
+
+
+@eval_app.command("behaviour")
+def eval_behaviour(
+    artifact: Annotated[Path, typer.Option(help="artifact directory")] = BEHAVIOUR_ARTIFACT,
+    seeds: Seeds = None,
+    write: Annotated[bool, typer.Option(help="write metrics.json into the artifact")] = False,
+) -> None:
+    """Precision/recall of the committed behaviour model on held-out simulator seeds, per scenario."""
+    import json
+
+    from models.behaviour.model import load_model
+    from training.behaviour.train import EVAL_SEEDS, evaluate
+
+    model = load_model(artifact)
+    metrics = evaluate(model, tuple(seeds) if seeds else EVAL_SEEDS)
+    metrics["version"] = model.version
+    _print_behaviour(metrics)
+    committed = artifact / "metrics.json"
+    if committed.exists() and not seeds:
+        same = json.loads(committed.read_text("utf-8")) == json.loads(json.dumps(metrics))
+        typer.echo("matches the committed metrics.json" if same else "DIFFERS from the committed metrics.json")
+    if write:
+        (artifact / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
+
+
 app = typer.Typer(help="Heron training and evaluation.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")

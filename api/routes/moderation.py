@@ -74,7 +74,12 @@ async def moderate(
     """Returns the decision within the configured latency budget (`HERON_SYNC_BUDGET_MS`), counted
     from the request's arrival.
 
-    - **200**: the decision.
+    - **200**: the decision. Images are not decoded on this path (`HERON_SYNC_DEFER_IMAGES`, on
+      by default): a message with attachments is answered on its text with `status: partial` and
+      the image scorers named in `pending_signals`; the complete decision (image signals
+      included) follows by webhook as the next `revision` of the same decision, never a second
+      decision, and `GET /v1/decisions/{id}` shows it once made. `POST /v1/messages` instead
+      answers 202 at once and its (only) decision includes the image signals.
     - **202** (`status: pending`): the budget could not be met: scoring ran past it, or the service
       was too busy to start scoring in time and handed the message to the asynchronous path. The
       message is stored and its decision arrives at the tenant's webhook and at

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pipeline.features.behaviour import BehaviourExtractor
 from pipeline.features.context import (
     BehaviourSnapshot,
     DecodedMedia,
@@ -19,6 +20,7 @@ from pipeline.features.context import (
     MediaRef,
     ScoringItem,
 )
+from pipeline.features.decode import DecodeExtractor
 from pipeline.features.links import LinkExtractor, extract_links
 from pipeline.features.media import MediaExtractor
 from pipeline.features.stage import FeatureExtractor, FeatureStage
@@ -27,9 +29,15 @@ from pipeline.guilds import EMPTY_LISTS, GuildLists
 from pipeline.settings import Settings, get_settings
 from pipeline.types import Message
 
-# Every known extractor, in run order. The behaviour extractor (Redis or in-process counters)
-# joins here with the spam-behaviour issue; until then `ItemContext.behaviour` stays None.
-EXTRACTORS: tuple[type[FeatureExtractor], ...] = (TextExtractor, LinkExtractor, MediaExtractor)
+# Every known extractor, in run order (decode after media: it reads the references; behaviour last:
+# it reads the normalised text and links).
+EXTRACTORS: tuple[type[FeatureExtractor], ...] = (
+    TextExtractor,
+    LinkExtractor,
+    MediaExtractor,
+    DecodeExtractor,
+    BehaviourExtractor,
+)
 
 
 def build_stage(needs: Iterable[Feature] | None = None, settings: Settings | None = None) -> FeatureStage:
@@ -39,6 +47,9 @@ def build_stage(needs: Iterable[Feature] | None = None, settings: Settings | Non
     does not pay for link extraction.
     """
     wanted = set(Feature) if needs is None else set(needs)
+    for cls in EXTRACTORS:
+        if cls.provides & wanted:
+            wanted |= cls.requires
     settings = settings or get_settings()
     return FeatureStage(cls.from_settings(settings) for cls in EXTRACTORS if cls.provides & wanted)
 
@@ -55,7 +66,9 @@ def prepare(
 
 __all__ = [
     "EXTRACTORS",
+    "BehaviourExtractor",
     "BehaviourSnapshot",
+    "DecodeExtractor",
     "DecodedMedia",
     "ExtractedLink",
     "Feature",

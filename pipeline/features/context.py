@@ -105,13 +105,17 @@ class MediaRef:
 class BehaviourSnapshot:
     """The author's and channel's recent activity at the time of the message.
 
-    Left None by default; the spam-behaviour issue fills it from windowed counters (Redis or
-    in-process). `counters` maps a counter name (e.g. ``"author.messages.60s"``) to its value;
-    `near_duplicates` counts recent messages in the same near-duplicate cluster.
+    Filled by `pipeline.features.behaviour.BehaviourExtractor` from windowed counters (Redis or
+    in-process); None when no scorer needs it. `counters` maps a counter name (e.g.
+    ``"author.msgs.60s"``, all listed in `behaviour.FEATURE_NAMES`) to its value;
+    `near_duplicates` counts recent near-identical messages in the guild; `cluster_id` names the
+    spam wave the message joined (None when it has no near-duplicates), so the decision can
+    reference the whole cluster.
     """
 
     counters: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     near_duplicates: int = 0
+    cluster_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -32,6 +32,9 @@ class FeatureExtractor:
 
     name: ClassVar[str]
     provides: ClassVar[frozenset[Feature]]
+    # Features this extractor reads from earlier extractors (behaviour reads the text and links):
+    # `build_stage` adds their extractors whenever this one runs.
+    requires: ClassVar[frozenset[Feature]] = frozenset()
     # Cheap and free of I/O (well under a millisecond per message): safe to call on the API's
     # event loop. Otherwise the default `extract_async` runs `extract` on a thread.
     inline: ClassVar[bool] = True

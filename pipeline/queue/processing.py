@@ -16,7 +16,7 @@ from pipeline.metrics import observe_decided
 from pipeline.service import ModerationService
 from pipeline.store.messages import StoredMessage
 from pipeline.store.protocols import DecidingStore
-from pipeline.types import Decision, Message
+from pipeline.types import Decision, DecisionStatus, Message
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def decide_stored_messages(
     """
     if not row_ids:
         return []
-    stored = [m for m in store.messages.load(row_ids) if m.status != "decided"]
+    stored = [m for m in store.messages.load(row_ids) if m.status != "decided" or _partial(store, m)]
     by_tenant: dict[str, list[StoredMessage]] = defaultdict(list)
     for m in stored:
         by_tenant[m.tenant_id].append(m)
@@ -47,6 +47,8 @@ def decide_stored_messages(
         decisions = service.decide_batch(tenant_id, batch)
         request_ids = {m.message.id: m.request_id for m in msgs}
         new = store.decisions.save_many([(tenant_id, d) for d in decisions], request_ids=request_ids)
+        new += _complete_partials(store, tenant_id, decisions, {d.id for _, d in new}, request_ids)
+        store.messages.drop_inline(tenant_id, [d.message_id for d in decisions if d.status is DecisionStatus.COMPLETE])
         for _, d in new:
             with log_context(request_id=request_ids.get(d.message_id), message_id=d.message_id, tenant_id=tenant_id):
                 log.info("decided: %s", d.action.value, extra={"decision_id": d.id, "action": d.action.value})
@@ -57,6 +59,33 @@ def decide_stored_messages(
     if created and on_decided is not None:
         on_decided()
     return created
+
+
+def _partial(store: DecidingStore, m: StoredMessage) -> bool:
+    """A decided message whose decision was answered on text alone (the sync path deferred its
+    images): it is decided again, fully, and stored as the next revision."""
+    current = store.decisions.get(m.tenant_id, m.message.id)
+    return current is not None and current.status is DecisionStatus.PARTIAL
+
+
+def _complete_partials(
+    store: DecidingStore, tenant_id: str, decisions: list[Decision], created: set[str],
+    request_ids: dict[str, str | None],
+) -> list[tuple[str, Decision]]:
+    """Complete decisions whose message already has a partial one: the next revision (webhook and
+    audit included), never a second decision."""
+    out: list[tuple[str, Decision]] = []
+    for d in decisions:
+        if d.id in created or d.status is not DecisionStatus.COMPLETE:
+            continue
+        current = store.decisions.get(tenant_id, d.message_id)
+        if current is None or current.status is not DecisionStatus.PARTIAL:
+            continue
+        note = "signals pending at the first answer: " + ", ".join(current.pending_signals)
+        revised = store.decisions.revise(tenant_id, d, cause="media_verdict", actor="system:pipeline", note=note,
+                                         request_id=request_ids.get(d.message_id))
+        out.append((tenant_id, revised))
+    return out
 
 
 def sweep(store: DecidingStore, requeue_after_s: float, enqueue: Callable[[list[int]], object]) -> int:

@@ -49,8 +49,6 @@ def collect_frames(item: ScoringItem) -> tuple[list[Frame], list[str]]:
             frames += [Frame(ref.index, k, n, f, decoded.sha256) for k, f in enumerate(decoded.frames)]
         elif decoded is not None:
             unread.append(f"attachment {ref.index}: decoded without frames")
-        elif ref.error:
-            unread.append(f"attachment {ref.index}: {ref.error}")
         elif ref.kind == "image":
-            unread.append(f"attachment {ref.index}: not decoded (no image decoder ran)")
+            unread.append(f"attachment {ref.index}: {ref.error or 'not decoded (no image decoder ran)'}")
     return frames, unread

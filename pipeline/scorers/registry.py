@@ -27,6 +27,8 @@ REGISTRY: tuple[ScorerEntry, ...] = (
     ScorerEntry("rules", "pipeline.scorers.rules:RulesScorer"),
     ScorerEntry("links", "pipeline.scorers.links:LinkScorer"),
     ScorerEntry("text", "pipeline.scorers.text:TextScorer"),
+    ScorerEntry("behaviour", "pipeline.scorers.behaviour:BehaviourScorer"),
+    ScorerEntry("image_hash", "pipeline.scorers.image_hash:ImageHashScorer"),
     # Images (need the decoded frames, Feature.MEDIA): the NSFW classifier, QR codes, OCR.
     ScorerEntry("image_nsfw", "pipeline.scorers.image_nsfw:ImageNSFWScorer"),
     ScorerEntry("image_qr", "pipeline.scorers.image_scam:QRScorer"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from pipeline.store.audit import AuditLog
+from pipeline.store.banks import Banks
 from pipeline.store.decisions import DecisionPage, Decisions, RevisionRecord
 from pipeline.store.engine import Database, make_engine, now
 from pipeline.store.guilds import Guilds
@@ -25,7 +26,7 @@ from pipeline.store.tenants import Tenants
 from pipeline.store.webhooks import Webhook, Webhooks
 
 __all__ = [
-    "Attempt", "DecisionPage", "Decisions", "Guilds", "Messages", "Outbox", "OutboxEvent", "OutboxRouter",
+    "Attempt", "Banks", "DecisionPage", "Decisions", "Guilds", "Messages", "Outbox", "OutboxEvent", "OutboxRouter",
     "RevisionRecord", "Store", "StoredMessage", "Tenants", "Webhook", "Webhooks", "make_engine", "now",
 ]
 
@@ -42,6 +43,7 @@ class Store:
         self.decisions = Decisions(database, router or OutboxRouter())
         self.webhooks = Webhooks(database)
         self.audit = AuditLog(database)
+        self.banks = Banks(database)
 
     @classmethod
     def from_url(cls, url: str, pepper: str = "heron-dev-pepper") -> Store:

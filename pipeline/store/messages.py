@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from pipeline import db
 from pipeline.store.engine import Database, aware, now
-from pipeline.types import Message
+from pipeline.types import Attachment, Message
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,13 @@ class Messages:
             return []
         ts = now()
         rids = request_ids or [None] * len(items)
+        inline: list[dict[str, object]] = []
         rows = [
             {
                 "tenant_id": t,
                 "message_id": m.id,
                 "guild_id": m.guild_id,
-                "payload": m.model_dump(mode="json"),
+                "payload": _without_inline(t, m, inline, ts),
                 "status": "pending",
                 "attempts": 0,
                 "received_at": ts,
@@ -61,6 +63,9 @@ class Messages:
                 self.db.insert(db.messages).on_conflict_do_nothing().returning(c.id, c.tenant_id, c.message_id), rows
             )
             created = {(r.tenant_id, r.message_id): int(r.id) for r in result}
+            fresh = [r for r in inline if (r["tenant_id"], r["message_id"]) in created]
+            if fresh:
+                conn.execute(self.db.insert(db.media_inline).on_conflict_do_nothing(), fresh)
             missing = [(t, m.id) for t, m in items if (t, m.id) not in created]
             existing: dict[tuple[str, str], int] = {}
             for t in {t for t, _ in missing}:
@@ -90,11 +95,41 @@ class Messages:
         with self.db.engine.begin() as conn:
             conn.execute(db.messages.update().where(c.id.in_(row_ids)).values(attempts=c.attempts + 1))
             rows = conn.execute(sa.select(db.messages).where(c.id.in_(row_ids)).order_by(c.id)).all()
+            blobs: dict[tuple[str, str], dict[int, str]] = {}
+            i = db.media_inline.c
+            for t in {r.tenant_id for r in rows}:
+                mids = [r.message_id for r in rows if r.tenant_id == t]
+                for b in conn.execute(sa.select(i.message_id, i.attachment, i.content_base64)
+                                      .where(i.tenant_id == t, i.message_id.in_(mids))):
+                    blobs.setdefault((t, b.message_id), {})[int(b.attachment)] = b.content_base64
         return [
-            StoredMessage(r.id, r.tenant_id, Message.model_validate(r.payload), r.status, r.attempts,
-                          aware(r.received_at), r.request_id)
+            StoredMessage(r.id, r.tenant_id, _with_inline(r.payload, blobs.get((r.tenant_id, r.message_id), {})),
+                          r.status, r.attempts, aware(r.received_at), r.request_id)
             for r in rows
         ]
+
+    def get(self, tenant_id: str, message_id: str) -> Message | None:
+        """The stored message (inline bytes only while still held)."""
+        c = db.messages.c
+        with self.db.engine.connect() as conn:
+            row = conn.execute(sa.select(c.id).where(c.tenant_id == tenant_id, c.message_id == message_id)).first()
+        if row is None:
+            return None
+        with self.db.engine.connect() as conn:
+            r = conn.execute(sa.select(db.messages).where(c.id == row.id)).one()
+            i = db.media_inline.c
+            blobs = {int(b.attachment): b.content_base64 for b in conn.execute(
+                sa.select(i.attachment, i.content_base64).where(i.tenant_id == tenant_id, i.message_id == message_id))}
+        return _with_inline(r.payload, blobs)
+
+    def drop_inline(self, tenant_id: str, message_ids: list[str]) -> None:
+        """Forget the inline attachment bytes of decided messages (hashes and, for review, a
+        thumbnail are all that is kept of them)."""
+        if not message_ids:
+            return
+        i = db.media_inline.c
+        with self.db.engine.begin() as conn:
+            conn.execute(db.media_inline.delete().where(i.tenant_id == tenant_id, i.message_id.in_(message_ids)))
 
     def received_at(self, tenant_id: str, message_ids: list[str]) -> dict[str, object]:
         c = db.messages.c
@@ -137,3 +172,48 @@ class Messages:
                     db.messages.c.tenant_id == tenant_id, db.messages.c.message_id == message_id
                 )
             ).scalar()
+
+
+def _without_inline(tenant_id: str, message: Message, out: list[dict[str, object]], ts: datetime) -> dict[str, Any]:
+    """The message as stored in `messages`: inline attachment bytes go to `media_inline` (held
+    until the message is decided), never into the payload, whose rows live as long as the audit."""
+    payload = message.model_dump(mode="json")
+    for n, att in enumerate(payload.get("attachments") or []):
+        data = att.get("content_base64")
+        if data:
+            out.append({"tenant_id": tenant_id, "message_id": message.id, "attachment": n,
+                        "content_base64": data, "created_at": ts})
+            att["content_base64"] = None
+            att["inline"] = True
+    return payload
+
+
+def _with_inline(payload: dict[str, Any], blobs: dict[int, str]) -> Message:
+    """The stored payload with its inline bytes back where they are still held. An attachment whose
+    bytes are gone (the message was decided and they were dropped) stays as a reference with
+    neither URL nor bytes, which the image decoder reports as an attachment error."""
+    atts = payload.get("attachments") or []
+    if not any("inline" in a for a in atts):
+        return Message.model_validate(payload)
+    fixed: list[dict[str, Any]] = []
+    gone: list[int] = []
+    for n, att in enumerate(atts):
+        att = {k: v for k, v in att.items() if k != "inline"}
+        if att.get("content_base64") is None and att.get("url") is None:
+            if n in blobs:
+                att["content_base64"] = blobs[n]
+            else:
+                gone.append(n)
+        fixed.append(att)
+    if not gone:
+        return Message.model_validate({**payload, "attachments": fixed})
+    # Validate what is left (with a placeholder text should nothing else be left), then put the
+    # byte-less references back in their places without validation.
+    kept = [a for n, a in enumerate(fixed) if n not in gone]
+    probe = Message.model_validate({**payload, "attachments": kept, "text": payload.get("text") or "-"})
+    attachments = list(probe.attachments)
+    for n in gone:
+        ref = fixed[n]
+        attachments.insert(n, Attachment.model_construct(
+            url=None, content_base64=None, content_type=ref.get("content_type"), filename=ref.get("filename")))
+    return probe.model_copy(update={"attachments": attachments, "text": payload.get("text") or ""})

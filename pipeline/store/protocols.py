@@ -21,6 +21,7 @@ from pipeline.types import Decision
 class MessageRepo(Protocol):
     def load(self, row_ids: list[int]) -> list[StoredMessage]: ...
     def claim_stale_pending(self, older_than_s: float, limit: int = 500) -> list[int]: ...
+    def drop_inline(self, tenant_id: str, message_ids: list[str]) -> None: ...
 
 
 class GuildRepo(Protocol):
@@ -36,6 +37,11 @@ class DecisionRepo(Protocol):
         path: str = ...,
         request_ids: dict[str, str | None] | None = ...,
     ) -> list[tuple[str, Decision]]: ...
+    def get(self, tenant_id: str, decision_or_message_id: str) -> Decision | None: ...
+    def revise(
+        self, tenant_id: str, decision: Decision, *, cause: str, actor: str, note: str | None = ...,
+        request_id: str | None = ...,
+    ) -> Decision: ...
 
 
 class OutboxRepo(Protocol):

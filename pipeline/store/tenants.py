@@ -38,6 +38,12 @@ class Tenants:
             write_audit(conn, tenant_id, "system:cli", "tenant_created", name, {})
             return tenant_id
 
+    def id_for_name(self, name: str) -> str | None:
+        """The tenant's id by its name (the CLI's --tenant), or None."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(sa.select(db.tenants.c.id).where(db.tenants.c.name == name)).first()
+        return str(row.id) if row else None
+
     def create_api_key(self, tenant_name: str) -> tuple[str, str]:
         """Create (or reuse) a tenant and issue a new key; only the key's HMAC is stored."""
         tenant_id = self.ensure(tenant_name)

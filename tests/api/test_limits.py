@@ -62,7 +62,12 @@ BASES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("post", "/v1/decisions/{decision_id}/revisions"): [
         {"action": "allow", "reason": "a moderator looked", "actor": "m"}
     ],
+    ("post", "/v1/banks"): [{"name": "limits-bank", "category": "spam", "action": "block"}],
+    ("post", "/v1/banks/{name}/content"): [{"entries": [{"hash": "ab" * 32, "label": "x"}]}],
+    ("post", "/v1/banks/{name}/content/remove"): [{"hashes": ["ab" * 32]}],
+    ("post", "/v1/banks/{name}/import"): [{"csv": "hash,label\n" + "cd" * 32 + ",y\n"}],
 }
+BANK = "limits-bank"
 DECISION = "limits-decision"
 
 
@@ -123,6 +128,13 @@ def value_of_length(path: Path, n: int) -> str:
     if name == "url":
         prefix = "http://127.0.0.1:9/" if len(path) == 1 else "https://cdn.example/"
         return prefix + "a" * (n - len(prefix))
+    if name in ("hash", "hashes") and n == 64:
+        return "a" * n  # a valid PDQ hash (hex); other lengths are refused by length
+    if name == "csv":  # a header, then rows of hash[,label] filling exactly n characters
+        head, row = "hash\n", "ab" * 32
+        rest = n - len(head) - len(row)
+        rows, label = divmod(rest, len(row) + 1)
+        return head + (row + "\n") * rows + row + ("," + "a" * (label - 1) if label else "")
     if name == "content_base64":
         return "A" * n  # 'AAAA' is valid base64 of three zero bytes; n over the limit is still refused by length
     return "a" * n
@@ -156,7 +168,7 @@ def test_every_string_field_works_at_its_documented_maximum_and_not_one_past(mak
                 continue
             bases = BASES.get((method, template))
             assert bases, f"{method.upper()} {template} has a JSON body: add valid base bodies to BASES"
-            url = template.replace("{guild_id}", GUILD).replace("{decision_id}", DECISION)
+            url = template.replace("{guild_id}", GUILD).replace("{decision_id}", DECISION).replace("{name}", BANK)
             if "{decision_id}" in template and client.get(f"/v1/decisions/{DECISION}").status_code != 200:
                 assert client.post("/v1/moderate", json={"id": DECISION, "text": "hello"}).status_code == 200
                 rt.writer.flush()

@@ -231,9 +231,12 @@ def test_a_new_feature_and_its_scorer_plug_in() -> None:
 
 
 def test_build_stage_orders_and_selects_extractors() -> None:
-    assert [e.name for e in build_stage().extractors] == ["text", "links", "media"]
-    assert [e.name for e in build_stage({Feature.MEDIA, Feature.TEXT}).extractors] == ["text", "media"]
-    assert build_stage().sync_only
+    assert [e.name for e in build_stage().extractors] == ["text", "links", "media", "decode", "behaviour"]
+    assert [e.name for e in build_stage({Feature.MEDIA, Feature.TEXT}).extractors] == ["text", "media", "decode"]
+    # behaviour reads the text and links, so asking for it brings their extractors along
+    assert [e.name for e in build_stage({Feature.BEHAVIOUR}).extractors] == ["text", "links", "behaviour"]
+    assert build_stage({Feature.TEXT, Feature.LINKS}).sync_only
+    assert not build_stage().sync_only  # the image decoder fetches and decodes: off the event loop
     with pytest.raises(ValueError, match="duplicate"):
         FeatureStage([TextExtractor(), TextExtractor()])
 

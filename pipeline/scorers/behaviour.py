@@ -1,0 +1,150 @@
+"""The behaviour scorer: spam (and scam) from what the author and guild are doing, not the words.
+
+Reads `ItemContext.behaviour` (the windowed counters of `pipeline.features.behaviour`) and
+scores it with the behaviour model (`models/behaviour`). It emits:
+
+- `spam`: the model's probability;
+- `scam`: the same probability, but only for a message carrying a link or invite from a brand
+  new account or member (account under a day old, or joined under an hour ago, or its first
+  message in the guild): the "free nitro" drop from a throwaway account. Other messages get no
+  `scam` score from this scorer (it says nothing about scams it cannot see).
+
+Its evidence is written for people ("12 messages in 10 s across 5 channels; account 3 minutes
+old; same text from 9 accounts in 10 min (spam wave cl_...)"). The ensemble takes this scorer's
+scores as a floor (`EnsembleConfig.floor_scorers`): a raid of innocuous words ("hi all") must not
+be averaged away by a text model that rightly finds the words harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pipeline.features.context import Feature, ScoringItem
+from pipeline.scorers.base import Modality, Scorer
+from pipeline.settings import Settings
+from pipeline.types import Evidence, Signal
+
+SCAM_ACCOUNT_S = 86_400
+SCAM_TENURE_S = 3_600
+# The model alone never says "certain" (1.0, the timeout level of the platform policy): only a
+# confident score (>= CERTAIN_MODEL) on an author's third message within a minute, or their third
+# copy of the same text, does. One message, however suspicious, is held or blocked, not timed out.
+CONFIDENT_CAP = 0.999
+CERTAIN_MODEL = 0.99
+CERTAIN_REPEATS = 3
+# Below this spam probability the evidence is not worth a reviewer's time.
+EVIDENCE_MIN = 0.5
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{s} second{'s' if s != 1 else ''}"
+
+
+def describe(c: Mapping[str, float], cluster_id: str | None) -> list[str]:
+    """The behaviour that stands out, as short phrases a moderator can read."""
+    parts: list[str] = []
+    for window, label in (("10s", "10 s"), ("60s", "1 min"), ("600s", "10 min")):
+        n = int(c[f"author.msgs.{window}"])
+        thresh = {"10s": 4, "60s": 8, "600s": 30}[window]
+        if n >= thresh:
+            ch = int(c[f"author.channels.{window}"])
+            parts.append(f"{n} messages in {label}" + (f" across {ch} channels" if ch > 1 else ""))
+            break
+    else:
+        ch = int(c["author.channels.60s"])
+        if ch >= 3:
+            parts.append(f"posted in {ch} channels in 1 min")
+    if c["author.dups.600s"] >= 2:
+        parts.append(f"repeated the same text {int(c['author.dups.600s'])} times in 10 min")
+    if c["msg.mass_mention"] or c["author.mentions.60s"] >= 10:
+        parts.append(f"{int(c['msg.mentions'])} mentions in this message, {int(c['author.mentions.60s'])} in 1 min")
+    if c["near.authors.600s"] >= 3:
+        wave = f" (spam wave {cluster_id})" if cluster_id else ""
+        parts.append(f"same text from {int(c['near.authors.600s']) + 1} accounts in 10 min{wave}")
+    if c["guild.new_authors.60s"] >= 5:
+        parts.append(f"{int(c['guild.new_authors.60s'])} new accounts posting in the guild in 1 min")
+    if c["msg.first_with_link"]:
+        parts.append("first message in the guild carries a link")
+    elif c["msg.invites"]:
+        parts.append("carries a server invite")
+    if c["account.age_s"] < 7 * 86_400:
+        parts.append(f"account {_duration(c['account.age_s'])} old")
+    if c["account.tenure_s"] < 86_400:
+        parts.append(f"joined {_duration(c['account.tenure_s'])} ago")
+    return parts
+
+
+class BehaviourScorer(Scorer):
+    """Spam/scam from behaviour features, with a scikit-learn model saved by skops."""
+
+    name: ClassVar[str] = "behaviour"
+    modality: ClassVar[Modality] = Modality.BEHAVIOR
+    labels: ClassVar[tuple[str, ...]] = ("spam", "scam")
+    batched: ClassVar[bool] = True
+    needs: ClassVar[frozenset[Feature]] = frozenset({Feature.BEHAVIOUR})
+
+    def __init__(self, artifact_dir: Path | None = None) -> None:
+        self.artifact_dir = artifact_dir
+        self.model: Any = None
+        self.version = "unloaded"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(getattr(settings, "behaviour_model_dir", None))
+
+    def load(self, artifact_dir: Path | None = None) -> Self:
+        from models.behaviour.model import load_model
+
+        self.model = load_model(artifact_dir or self.artifact_dir)
+        self.version = self.model.version
+        return self
+
+    def status(self) -> dict[str, Any]:
+        if self.model is None:
+            return {"ok": False, "detail": "behaviour model not loaded"}
+        return {"ok": True, "detail": f"behaviour model {self.version}"}
+
+    def score(self, items: Sequence[ScoringItem]) -> list[Signal]:
+        import time
+
+        if self.model is None:
+            self.load()
+        started = time.perf_counter()
+        out: list[Signal | None] = [None] * len(items)
+        rows: list[Mapping[str, float]] = []
+        idx: list[int] = []
+        for i, it in enumerate(items):
+            snap = it.context.behaviour
+            if snap is None:
+                out[i] = self.error_signal("no behaviour features (the behaviour extractor did not run)")
+            else:
+                rows.append(snap.counters)
+                idx.append(i)
+        probs = self.model.predict_proba(rows) if rows else []
+        per_ms = (time.perf_counter() - started) * 1000 / max(1, len(items))
+        for i, p in zip(idx, probs, strict=True):
+            snap = items[i].context.behaviour
+            assert snap is not None
+            out[i] = self._signal(float(p), snap.counters, snap.cluster_id, per_ms)
+        return [s for s in out if s is not None]
+
+    def _signal(self, p: float, c: Mapping[str, float], cluster_id: str | None, ms: float) -> Signal:
+        p = round(min(CONFIDENT_CAP, max(0.0, p)), 4)
+        if p >= CERTAIN_MODEL and (c["author.msgs.60s"] >= CERTAIN_REPEATS or c["author.dups.600s"] >= 2):
+            p = 1.0  # a confident score, repeated: the policy's "certain" (timeout) level
+        scores = {"spam": p}
+        fresh = c["account.age_s"] < SCAM_ACCOUNT_S or c["account.tenure_s"] < SCAM_TENURE_S or c["msg.first_with_link"]
+        if (c["msg.links"] or c["msg.invites"]) and fresh:
+            scores["scam"] = p
+        evidence: list[Evidence] = []
+        if p >= EVIDENCE_MIN:
+            detail = "; ".join(describe(c, cluster_id)) or "unusual posting pattern"
+            evidence = [Evidence(category=k, detail=detail) for k in scores]
+        return Signal(scorer=self.name, version=self.version, scores=scores, evidence=evidence, latency_ms=ms)

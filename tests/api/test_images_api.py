@@ -1,0 +1,150 @@
+"""Images through the HTTP API on the embedded runtime: bank routes, the sync path answering on
+text with image signals pending and the complete decision following as a revision by webhook,
+the async path deciding once with image signals, and retroactive revisions after a bank grows.
+
+Pictures: the staged public-domain photos (read in place), re-encoded here.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline.images.pdq import hash_frame
+
+PHOTOS = Path("/work/shared/data/images_public_domain")
+SCORERS = ["rules", "links", "image_hash"]
+
+
+def wait(predicate: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def photo(name: str) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(PHOTOS / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def jpeg_b64(rgb: np.ndarray, quality: int = 70, scale: float = 0.5) -> str:
+    h, w = rgb.shape[:2]
+    small = cv2.resize(rgb, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return base64.b64encode(buf.tobytes()).decode()
+
+
+def image_msg(mid: str, rgb: np.ndarray, text: str = "") -> dict[str, Any]:
+    return {"id": mid, "text": text, "attachments": [{"content_base64": jpeg_b64(rgb), "content_type": "image/jpeg"}]}
+
+
+def test_bank_routes(make_api: Any) -> None:
+    client, _ = make_api(scorers=SCORERS, max_body_bytes=1_000_000)
+    r = client.post("/v1/banks", json={"name": "known", "category": "sexual", "action": "block"})
+    assert r.status_code == 201 and r.json() == {
+        "name": "known",
+        "category": "sexual",
+        "action": "block",
+        "version": 0,
+        "size": 0,
+    }
+    assert (
+        client.post("/v1/banks", json={"name": "known", "category": "sexual"}).json()["error"]["code"] == "bank_exists"
+    )
+    assert client.post("/v1/banks", json={"name": "x", "category": "nope"}).status_code == 422
+    assert client.get("/v1/banks/none").json()["error"]["code"] == "unknown_bank"
+    h = hash_frame(photo("coffee.png"))[0]
+    r = client.post(
+        "/v1/banks/known/content",
+        json={
+            "entries": [
+                {"hash": h, "label": "by hash"},
+                {"hash": hash_frame(photo("horse.png"))[0].upper(), "label": "by image"},
+            ]
+        },
+    )
+    assert r.status_code == 200 and r.json() == {"added": 2, "revised": 0}
+    bad = client.post("/v1/banks/known/content", json={"entries": [{"hash": "zz" * 32}]})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_hash"
+    assert client.post("/v1/banks/none/content", json={"entries": [{"hash": h}]}).status_code == 404
+    export = client.get("/v1/banks/known/export")
+    assert export.headers["content-type"].startswith("text/csv") and export.text.count("\n") == 3
+    client.post("/v1/banks", json={"name": "copy", "category": "scam"})
+    assert client.post("/v1/banks/copy/import", json={"csv": export.text}).json()["added"] == 2
+    assert (
+        client.post("/v1/banks/copy/import", json={"csv": "hash\nnot-a-hash\n"}).json()["error"]["code"]
+        == "invalid_csv"
+    )
+    assert [e["label"] for e in client.get("/v1/banks/copy/content").json()] == ["by hash", "by image"]
+    assert client.post("/v1/banks/copy/content/remove", json={"hashes": [h]}).json() == {"removed": 1}
+    assert {b["name"]: b["size"] for b in client.get("/v1/banks").json()} == {"copy": 1, "known": 2}
+    assert client.delete("/v1/banks/copy").status_code == 204
+    assert [b["name"] for b in client.get("/v1/banks").json()] == ["known"]
+
+
+def test_sync_answers_on_text_then_revises_with_the_image(make_api: Any, receiver: Any) -> None:
+    client, rt = make_api(scorers=SCORERS, max_body_bytes=1_000_000)
+    receiver.secret = client.put("/v1/webhook", json={"url": receiver.url}).json()["secret"]
+    client.post("/v1/banks", json={"name": "bad", "category": "violence", "action": "block"})
+    cat = photo("chelsea.png")
+    client.post("/v1/banks/bad/content", json={"entries": [{"hash": hash_frame(cat)[0], "label": "known scam"}]})
+
+    first = client.post("/v1/moderate", json=image_msg("m1", cat, "check this out")).json()
+    assert first["status"] == "partial" and first["pending_signals"] == ["image_hash"]
+    assert first["action"] == "allow" and first["revision"] == 1 and first["missing_signals"] == []
+    events = wait(lambda: (e := receiver.events()) and len(e) >= 2 and e)
+    assert [e["revision"] for e in events] == [1, 2]
+    final = events[1]["decision"]
+    assert final["status"] == "complete" and final["action"] == "block" and final["id"] == first["id"]
+    assert "known scam" in str(final["reasons"]) and final["model_versions"]["image_hash"] == "pdq-1"
+    assert events[1]["cause"] == "media_verdict"
+    stored = client.get("/v1/decisions/m1").json()
+    assert stored["revision"] == 2 and stored["action"] == "block"
+    time.sleep(0.5)
+    assert len(receiver.events()) == 2  # no duplicate decision
+    # a text-only message is complete at once
+    assert client.post("/v1/moderate", json={"text": "hello"}).json()["status"] == "complete"
+
+
+def test_async_path_decides_once_with_image_signals_and_retro_revises(make_api: Any, receiver: Any) -> None:
+    client, rt = make_api(scorers=SCORERS, max_body_bytes=1_000_000)
+    receiver.secret = client.put("/v1/webhook", json={"url": receiver.url}).json()["secret"]
+    cat, rocket = photo("chelsea.png"), photo("rocket.jpg")
+    assert client.post("/v1/messages", json=image_msg("a1", cat)).status_code == 202
+    assert client.post("/v1/messages", json=image_msg("a2", rocket)).status_code == 202
+    first = wait(lambda: (e := receiver.events()) and len(e) >= 2 and e)
+    by_id = {e["decision"]["message_id"]: e["decision"] for e in first}
+    assert {m: d["action"] for m, d in by_id.items()} == {"a1": "allow", "a2": "allow"}
+    assert all(d["status"] == "complete" and "image_hash" in d["model_versions"] for d in by_id.values())
+    assert by_id["a1"]["media"][0]["format"] == "jpeg"
+    # the bank grows later: the earlier post of the cat is found and its decision revised
+    client.post("/v1/banks", json={"name": "late", "category": "violence", "action": "block"})
+    r = client.post("/v1/banks/late/content", json={"entries": [{"hash": hash_frame(cat)[0]}]})
+    assert r.json() == {"added": 1, "revised": 1}
+    events = wait(lambda: (e := receiver.events()) and len(e) >= 3 and e)
+    assert events[2]["decision"]["message_id"] == "a1" and events[2]["revision"] == 2
+    assert events[2]["decision"]["action"] == "block" and events[2]["cause"] == "bank_match"
+    # a hostile upload is an attachment error in the decision, never a crash or a silent allow
+    ihdr = struct.pack(">IIBBBBB", 60_000, 60_000, 8, 2, 0, 0, 0)  # claims 3.6 gigapixels
+    chunks = [(b"IHDR", ihdr), (b"IDAT", zlib.compress(b"\x00" * 64)), (b"IEND", b"")]
+    png = b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)) for kind, body in chunks
+    )
+    bomb = base64.b64encode(png).decode()
+    client.post("/v1/messages", json={"id": "a3", "text": "", "attachments": [{"content_base64": bomb}]})
+    d = wait(
+        lambda: client.get("/v1/decisions/a3").json() if client.get("/v1/decisions/a3").status_code == 200 else None
+    )
+    assert "too many pixels" in d["media"][0]["error"] and "image_hash" in d["missing_signals"]
+    assert d["action"] == "hold_for_review"
