@@ -1,26 +1,21 @@
 """The image scorers inside ModerationService: an image changes the decision, the reason names
 the attachment, `model_versions` names each image scorer, an unreadable image is a missing signal.
 
-The decoding extractor belongs to the image pipeline; this test stands in for it with a minimal
-one (OpenCV decode of the inline bytes into `DecodedMedia`), as the scorers' contract allows.
+The attachments go through the image pipeline's own decoding extractor (`DecodeExtractor`), as in
+the service.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from pipeline.features import LinkExtractor, MediaExtractor, TextExtractor
-from pipeline.features.context import DecodedMedia, Feature, ScoringItem
-from pipeline.features.stage import FeatureExtractor, FeatureStage
+from pipeline.features.decode import DecodeExtractor
+from pipeline.features.stage import FeatureStage
 from pipeline.scorers.image_nsfw import ImageNSFWScorer
 from pipeline.scorers.image_scam import OCRScorer, QRScorer
 from pipeline.scorers.links import DEFAULT_BLOCKLIST, LinkScorer
@@ -30,44 +25,6 @@ from pipeline.settings import Settings
 from pipeline.types import Action, Attachment, Message
 from training.image.benign import SHARED_DATA, load_rgb
 from training.image.synthetic import paste, png_bytes, qr_rgb
-
-
-class _InlineDecoder(FeatureExtractor):
-    """Decodes inline attachments with OpenCV into DecodedMedia (a stand-in for the real extractor)."""
-
-    name: ClassVar[str] = "test-decoder"
-    provides: ClassVar[frozenset[Feature]] = frozenset({Feature.MEDIA})
-
-    def extract(self, items: Sequence[ScoringItem]) -> None:
-        import cv2
-
-        for item in items:
-            refs = []
-            for ref in item.context.media:
-                att = item.message.attachments[ref.index]
-                try:
-                    data = binascii.a2b_base64(att.content_base64 or "")
-                    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-                except (binascii.Error, cv2.error):
-                    bgr = None
-                if bgr is None:
-                    refs.append(replace(ref, error="corrupt or unsupported image"))
-                    continue
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                refs.append(
-                    replace(
-                        ref,
-                        decoded=DecodedMedia(
-                            width=rgb.shape[1],
-                            height=rgb.shape[0],
-                            format="png",
-                            frames=(rgb,),
-                            sha256=hashlib.sha256(data).hexdigest(),
-                            size_bytes=len(data),
-                        ),
-                    )
-                )
-            item.context.media = tuple(refs)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +38,7 @@ def service() -> ModerationService:
         QRScorer(settings=settings).load(),
         OCRScorer(settings=settings, text=text).load(),
     ]
-    stage = FeatureStage([TextExtractor(), LinkExtractor(), MediaExtractor(), _InlineDecoder()])
+    stage = FeatureStage([TextExtractor(), LinkExtractor(), MediaExtractor(), DecodeExtractor.from_settings(settings)])
     svc = ModerationService(scorers, features=stage)
     yield svc
     svc.close()
