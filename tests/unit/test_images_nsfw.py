@@ -85,10 +85,12 @@ def test_unreadable_image_is_a_missing_signal_not_a_zero(scorer: ImageNSFWScorer
 
 def test_undecoded_image_attachment_is_reported(scorer: ImageNSFWScorer) -> None:
     """Without the decoding extractor the attachment is an image nobody read: an error signal."""
-    from pipeline.features import prepare
+    from pipeline.features import MediaExtractor, prepare
+    from pipeline.features.stage import FeatureStage
     from pipeline.types import Attachment
 
-    it = prepare(Message(attachments=[Attachment(url="https://cdn.example/cat.png", content_type="image/png")]))
+    message = Message(attachments=[Attachment(url="https://cdn.example/cat.png", content_type="image/png")])
+    it = prepare(message, stage=FeatureStage([MediaExtractor()]))  # references only, no decoder
     assert scorer.applies_to(it)
     (sig,) = scorer.score([it])
     assert not sig.ok and "not decoded" in (sig.error or "")

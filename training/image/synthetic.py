@@ -109,10 +109,11 @@ def image_item(
     item = prepare(Message(text=text, attachments=attachments), lists, tenant_id=tenant_id)
     media = []
     for ref, img in zip(item.context.media, images, strict=True):
+        # the feature stage's own decoder has decoded the placeholder: overwrite what it found
         if img is None:
-            media.append(replace(ref, error="corrupt image: truncated PNG"))
+            media.append(replace(ref, decoded=None, error="corrupt image: truncated PNG"))
         else:
             frames = [img] if isinstance(img, np.ndarray) else list(img)
-            media.append(replace(ref, decoded=decoded(frames)))
+            media.append(replace(ref, decoded=decoded(frames), error=None))
     item.context.media = tuple(media)
     return item
