@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint bench clean
+.PHONY: install system-deps run test lint bench clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,15 @@ $(BROWSER_STAMP): $(STAMP)
 	  || { echo "install: no Chromium for the browser tests; apt-get install chromium"; exit 1; }
 	touch $(BROWSER_STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-deps
+
+# System packages the image scorers need on a fresh machine (as root, Debian/Ubuntu):
+# tesseract-ocr for the OCR scorer (pipeline/scorers/image_scam.py), node + npm for the nsfwjs
+# parity test (tests/unit/test_images_nsfw_parity.py installs nsfwjs into ~/.cache/heron).
+system-deps:
+	@command -v tesseract >/dev/null && command -v npm >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng nodejs npm; } \
+	  || { echo "install tesseract-ocr, nodejs and npm (apt-get install tesseract-ocr nodejs npm)"; exit 1; }
 
 run: install
 	@$(BIN)/heron migrate
@@ -52,6 +60,7 @@ bench: install
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/bench_text.py
 	$(BIN)/python bench/bench_service.py
+	$(BIN)/python bench/bench_images.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

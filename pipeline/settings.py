@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Scorers to run, by registry name. "text" loads the committed text-model artifact, "behaviour"
     # the behaviour model (models/behaviour) over the windowed behaviour features, "image_hash" the
-    # tenant's PDQ hash banks.
-    scorers: list[str] = ["rules", "links", "text", "behaviour", "image_hash"]
+    # tenant's PDQ hash banks; the other image_* scorers read decoded attachments
+    # (docs/images-models.md) and skip text-only messages.
+    scorers: list[str] = ["rules", "links", "text", "behaviour", "image_hash", "image_nsfw", "image_qr", "image_ocr"]
     sync_budget_ms: float = 250.0
     max_body_bytes: int = 1_000_000
     webhook_timeout_s: float = 5.0
@@ -63,6 +64,18 @@ class Settings(BaseSettings):
     text_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="model threads")
     text_threads: int | None = Field(default=None, ge=1, description="threads per worker; None: cores / workers")
     text_cache_size: int = Field(default=50_000, ge=0, description="repeat cache entries (0 turns it off)")
+    # Image scorers (pipeline/scorers/image_nsfw.py, image_scam.py; bench/bench_images.py).
+    # image_backend: onnx | torch for the NSFW model (ONNX Runtime measured 4.4x torch on batches
+    # of 16 on 2 cores, bench/README.md); image_threads None leaves torch's process-wide thread
+    # count (the text model's) alone; OCR runs one tesseract process per frame on
+    # image_ocr_workers threads.
+    image_backend: Literal["torch", "onnx"] = "onnx"
+    image_max_batch: int = Field(default=16, ge=1, description="frames per NSFW forward pass")
+    image_threads: int | None = Field(default=None, ge=1, description="torch threads; None: leave as set")
+    image_cache_size: int = Field(default=4096, ge=0, description="NSFW results kept by image sha256")
+    image_ocr_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
+    image_ocr_timeout_s: float = Field(default=15.0, gt=0, description="per frame; a timeout is a missing signal")
+    image_ocr_lang: str = "eng"
     # The platform phishing list(s) for the link scorer, several paths joined by os.pathsep; unset:
     # the bundled bank models/links/known_bad.json.gz (`heron train links-bank` rebuilds it).
     link_blocklist: str | None = None

@@ -30,6 +30,10 @@ REGISTRY: tuple[ScorerEntry, ...] = (
     ScorerEntry("behaviour", "pipeline.scorers.behaviour:BehaviourScorer"),
     ScorerEntry("image_hash", "pipeline.scorers.image_hash:ImageHashScorer"),
     ScorerEntry("spam_text", "pipeline.scorers.spam_text:SpamTextScorer"),
+    # Images (need the decoded frames, Feature.MEDIA): the NSFW classifier, QR codes, OCR.
+    ScorerEntry("image_nsfw", "pipeline.scorers.image_nsfw:ImageNSFWScorer"),
+    ScorerEntry("image_qr", "pipeline.scorers.image_scam:QRScorer"),
+    ScorerEntry("image_ocr", "pipeline.scorers.image_scam:OCRScorer"),
 )
 
 _names = [e.name for e in REGISTRY]

@@ -1,0 +1,1 @@
+"""Reproduces the image model artifacts (models/image/artifact) from their upstream sources."""
