@@ -92,10 +92,10 @@ def bare(artifact: Path, quantize: str, texts: list[str], batch_size: int, procs
     for p in workers:
         p.start()
     for _ in workers:
-        ready.acquire(timeout=900)
+        ready.acquire(timeout=3600)
     start = time.perf_counter()
     go.set()
-    done = [q.get(timeout=900) for _ in workers]
+    done = [q.get(timeout=3600) for _ in workers]
     for p in workers:
         p.join()
     elapsed = max(t for _, t in done) - start

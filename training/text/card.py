@@ -63,6 +63,8 @@ def _quantization_section(add: Any, q: dict[str, Any], cfg: ArtifactConfig) -> N
         mark = " **(served)**" if mode == serving["quantize"] else ""
         add(f"| int8 | {mode}{mark} | {r.get('olid_val_macro_f1', nan):.2f} | {r.get('olid_test_macro_f1', nan):.2f} | "
             f"{r.get('olid_threshold', nan):.2f} | {loss:+.2f} |")
+    for mode, why in (q.get("not_measured") or {}).items():
+        add(f"| int8 | {mode} | not measured: {why} | | | |")
     add(f"\nServed: **{serving['quantize']}** (the largest allowed loss is {serving['max_loss']} points). "
         "onnx-int8: per-channel weights, feed-forward output projections kept fp32. onnx-int8-sq: every MatMul "
         "int8, the feed-forward output projections' inputs divided per channel by SmoothQuant scales (Xiao et al. "
