@@ -6,13 +6,15 @@ Rules (pure, no I/O):
   part, so a missing signal never counts as zero.
 - Definitive signals (exact list matches) set a floor: a blocked word scores 1.0 in its category
   whatever the models say, and a list that did not match pulls no model score down.
-- Every category appears in the result; categories no signal covered are listed in `uncovered`.
+- Every category appears in the result; a category no signal covered scores None (null on the
+  wire), is listed in `uncovered`, and `unscored` says why: a 0.0 would read as "checked and clean".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.taxonomy import CATEGORY_NAMES
 from pipeline.types import Evidence, Signal
@@ -32,17 +34,36 @@ class EnsembleConfig:
 
 @dataclass
 class EnsembleResult:
-    scores: dict[str, float]
+    scores: dict[str, float | None]  # None = no signal covered the category (see `unscored`)
     contributors: dict[str, list[str]]
     # Evidence of list matches (definitive signals), by category: the "why" a person reads. A
     # model's own evidence only restates its score, which the reason already shows.
     evidence: dict[str, list[tuple[str, Evidence]]]
     missing: list[str]
     uncovered: list[str]
+    unscored: dict[str, str] = field(default_factory=dict)  # category -> why it has no score
 
 
-def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> EnsembleResult:
-    """Fold one message's signals into per-category scores."""
+def unscored_reason(category: str, missing: Sequence[str], coverage: Mapping[str, Sequence[str]] | None) -> str:
+    """Why `category` got no score: a scorer that covers it failed, or none covers it."""
+    if coverage is not None:
+        failed = [s for s in missing if category in coverage.get(s, ())]
+        if failed:
+            return f"not scored: {', '.join(sorted(set(failed)))} unavailable"
+        answered = sorted(s for s, labels in coverage.items() if category in labels)
+        if answered:
+            return f"not scored: {', '.join(answered)} gave no score for it (no model or list for it here)"
+        return "not scored: no configured scorer covers this category"
+    if missing:
+        return f"not scored: no signal (unavailable: {', '.join(sorted(set(missing)))})"
+    return "not scored: no configured scorer covers this category"
+
+
+def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None,
+            coverage: Mapping[str, Sequence[str]] | Any = None) -> EnsembleResult:
+    """Fold one message's signals into per-category scores.
+
+    `coverage` (scorer name -> the categories it can score) only sharpens the `unscored` reasons."""
     config = config or EnsembleConfig()
     sums: dict[str, float] = {}
     totals: dict[str, float] = {}
@@ -50,6 +71,7 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
     contributors: dict[str, list[str]] = {c: [] for c in CATEGORY_NAMES}
     evidence: dict[str, list[tuple[str, Evidence]]] = {c: [] for c in CATEGORY_NAMES}
     missing: list[str] = []
+    listed: dict[str, list[str]] = {}  # category -> list scorers that checked it (match or not)
 
     for signal in signals:
         if not signal.ok:
@@ -57,6 +79,7 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
             continue
         for category, score in signal.scores.items():
             if signal.definitive:
+                listed.setdefault(category, []).append(signal.scorer)
                 if score > 0.0:
                     floors[category] = max(floors.get(category, 0.0), score)
                     contributors[category].append(signal.scorer)
@@ -71,14 +94,19 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
             if ev.category in evidence:
                 evidence[ev.category].append((signal.scorer, ev))
 
-    scores: dict[str, float] = {}
+    scores: dict[str, float | None] = {}
     uncovered: list[str] = []
+    unscored: dict[str, str] = {}
     for category in CATEGORY_NAMES:
         model = sums[category] / totals[category] if totals.get(category) else None
         floor = floors.get(category)
         if model is None and floor is None:
             uncovered.append(category)
-            scores[category] = 0.0
+            scores[category] = None
+            unscored[category] = unscored_reason(category, missing, coverage)
+            if category in listed:  # a list miss is a check, not a score: say so
+                lists = ", ".join(sorted(set(listed[category])))
+                unscored[category] += f" (no model scores it; {lists} found no match)"
             continue
         scores[category] = round(min(1.0, max(model or 0.0, floor or 0.0)), 4)
-    return EnsembleResult(scores, contributors, evidence, missing, uncovered)
+    return EnsembleResult(scores, contributors, evidence, missing, uncovered, unscored)

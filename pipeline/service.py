@@ -43,6 +43,22 @@ def needed_features(scorers: Sequence[Scorer]) -> frozenset[Feature]:
     return frozenset().union(*(s.needs for s in scorers))
 
 
+def scorer_coverage(scorers: Sequence[Scorer], unavailable: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Scorer name -> the categories it can score, unavailable scorers included (from the
+    registry), so a decision can say *why* a category has no score."""
+    from pipeline.scorers.registry import BY_NAME
+
+    cov = {s.name: tuple(s.labels) for s in scorers}
+    for name in unavailable:
+        entry = BY_NAME.get(name)
+        if entry is not None:
+            try:
+                cov[name] = tuple(entry.load_class().labels)
+            except Exception:  # noqa: BLE001 - an unimportable scorer still counts as covering nothing known
+                cov[name] = ()
+    return cov
+
+
 class ModerationService:
     def __init__(
         self,
@@ -56,6 +72,7 @@ class ModerationService:
         self.ensemble = ensemble or EnsembleConfig()
         self.unavailable = dict(unavailable or {})
         self.features = features if features is not None else build_stage(needed_features(self.scorers))
+        self.coverage = scorer_coverage(self.scorers, self.unavailable)
 
     @classmethod
     def from_settings(cls, settings: Settings, ensemble: EnsembleConfig | None = None) -> ModerationService:
@@ -138,7 +155,7 @@ class ModerationService:
         signals = signals + [
             Signal(scorer=name, version="unavailable", error=err) for name, err in self.unavailable.items()
         ]
-        result = combine(signals, self.ensemble)
+        result = combine(signals, self.ensemble, self.coverage)
         action, reasons = decide(result, message, guild.policy)
         return Decision(
             id=decision_id_for(tenant_id, message.id),
@@ -146,6 +163,7 @@ class ModerationService:
             guild_id=message.guild_id,
             action=action,
             scores=result.scores,
+            unscored=result.unscored,
             reasons=reasons,
             missing_signals=result.missing,
             model_versions={s.scorer: s.version for s in signals if s.ok},
