@@ -28,11 +28,23 @@ def cache_file(cache_dir: Path, artifact_dir: Path) -> Path:
     return cache_dir / f"pooled_{key}.npz"
 
 
+def _key(text: str) -> str:
+    """Cache key of one model text: its sha1 (a fixed-width key; long Reddit posts as numpy
+    strings made the file hundreds of MB)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
 def _save(path: Path, known: dict[str, np.ndarray]) -> None:
     keys = list(known)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, texts=np.array(keys), emb=np.stack([known[k] for k in keys]))
+    np.savez(tmp, keys=np.array(keys), emb=np.stack([known[k] for k in keys]))
     tmp.replace(path)
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    z = np.load(path, allow_pickle=False)
+    keys = z["keys"].tolist() if "keys" in z.files else [_key(t) for t in z["texts"].tolist()]
+    return dict(zip(keys, z["emb"], strict=True))
 
 
 def embed_texts(model_texts: Sequence[str], cache_dir: Path, artifact_dir: Path = DEFAULT_ARTIFACT_DIR,
@@ -40,11 +52,8 @@ def embed_texts(model_texts: Sequence[str], cache_dir: Path, artifact_dir: Path 
     """(n, hidden) fp32 pooled embeddings for model-ready texts, computing only uncached ones."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_file(cache_dir, artifact_dir)
-    known: dict[str, np.ndarray] = {}
-    if path.is_file():
-        z = np.load(path, allow_pickle=False)
-        known = dict(zip(z["texts"].tolist(), z["emb"], strict=True))
-    todo = sorted({t for t in model_texts if t not in known})
+    known: dict[str, np.ndarray] = _load(path) if path.is_file() else {}
+    todo = sorted({t for t in model_texts if _key(t) not in known})
     if todo:
         model, config, _ = load_artifact(artifact_dir)
         from tokenizers import Tokenizer
@@ -70,11 +79,11 @@ def embed_texts(model_texts: Sequence[str], cache_dir: Path, artifact_dir: Path 
                 out[idx] = model.pool(t_ids, t_mask).float().numpy()
                 done.extend(int(i) for i in idx)
                 if n % 20 == 19:  # checkpoint: an interrupted run keeps what it computed
-                    known.update((todo[i], out[i]) for i in done)
+                    known.update((_key(todo[i]), out[i]) for i in done)
                     _save(path, known)
                     done.clear()
                     if verbose:
                         print(f"embedded {start + len(idx)}/{len(todo)}", flush=True)
-        known.update(zip(todo, out, strict=True))
+        known.update(zip(map(_key, todo), out, strict=True))
         _save(path, known)
-    return np.stack([known[t] for t in model_texts]) if model_texts else np.zeros((0, 384), np.float32)
+    return np.stack([known[_key(t)] for t in model_texts]) if model_texts else np.zeros((0, 384), np.float32)
