@@ -26,8 +26,11 @@ from pipeline.settings import get_settings
 log = logging.getLogger("heron.api")
 
 DESCRIPTION = """
-Heron scores chat messages and returns a decision (`allow`, `flag`, `hold_for_review`, `block`,
-`timeout_author`) with per-category scores and reasons a person can read.
+Heron scores chat messages and returns a decision (`allow`, `flag`, `support`, `hold_for_review`, `block`,
+`timeout_author`) with per-category scores and reasons a person can read. A category no scorer
+scored is `null` in `scores`, with the reason in `unscored` (a 0.0 always means "checked").
+`support` (self_harm) asks the chat service to reach out to the author with the resources in
+the webhook event (docs/webhooks.md); self_harm alone never blocks or times anyone out.
 
 Authenticate with `Authorization: Bearer <api key>` (create one with `heron keys create --tenant NAME`).
 Only `/healthz`, `/readyz`, `/metrics` and these docs answer without a key.

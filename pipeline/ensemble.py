@@ -10,13 +10,15 @@ Rules (pure, no I/O):
   floor with their scores, and their evidence is kept: behaviour is about the author, not the
   words, so a raid of harmless words ("hi all") is not averaged away by a text model that rightly
   finds the words harmless.
-- Every category appears in the result; categories no signal covered are listed in `uncovered`.
+- Every category appears in the result; a category no signal covered scores None (null on the
+  wire), is listed in `uncovered`, and `unscored` says why: a 0.0 would read as "checked and clean".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.taxonomy import CATEGORY_NAMES
 from pipeline.types import Action, Evidence, Signal
@@ -38,7 +40,7 @@ class EnsembleConfig:
 
 @dataclass
 class EnsembleResult:
-    scores: dict[str, float]
+    scores: dict[str, float | None]  # None = no signal covered the category (see `unscored`)
     contributors: dict[str, list[str]]
     # Evidence of list matches (definitive signals), by category: the "why" a person reads. A
     # model's own evidence only restates its score, which the reason already shows.
@@ -47,10 +49,29 @@ class EnsembleResult:
     uncovered: list[str]
     # Actions definitive signals force (scorer, action, why): a hash bank set to always block.
     forced: list[tuple[str, Action, str]] = field(default_factory=list)
+    unscored: dict[str, str] = field(default_factory=dict)  # category -> why it has no score
 
 
-def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> EnsembleResult:
-    """Fold one message's signals into per-category scores."""
+def unscored_reason(category: str, missing: Sequence[str], coverage: Mapping[str, Sequence[str]] | None) -> str:
+    """Why `category` got no score: a scorer that covers it failed, or none covers it."""
+    if coverage is not None:
+        failed = [s for s in missing if category in coverage.get(s, ())]
+        if failed:
+            return f"not scored: {', '.join(sorted(set(failed)))} unavailable"
+        answered = sorted(s for s, labels in coverage.items() if category in labels)
+        if answered:
+            return f"not scored: {', '.join(answered)} gave no score for it (no model or list for it here)"
+        return "not scored: no configured scorer covers this category"
+    if missing:
+        return f"not scored: no signal (unavailable: {', '.join(sorted(set(missing)))})"
+    return "not scored: no configured scorer covers this category"
+
+
+def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None,
+            coverage: Mapping[str, Sequence[str]] | Any = None) -> EnsembleResult:
+    """Fold one message's signals into per-category scores.
+
+    `coverage` (scorer name -> the categories it can score) only sharpens the `unscored` reasons."""
     config = config or EnsembleConfig()
     sums: dict[str, float] = {}
     totals: dict[str, float] = {}
@@ -59,6 +80,7 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
     evidence: dict[str, list[tuple[str, Evidence]]] = {c: [] for c in CATEGORY_NAMES}
     missing: list[str] = []
     forced: list[tuple[str, Action, str]] = []
+    listed: dict[str, list[str]] = {}  # category -> list scorers that checked it (match or not)
 
     for signal in signals:
         if not signal.ok:
@@ -67,6 +89,8 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
         floor_like = signal.definitive or signal.scorer in config.floor_scorers
         for category, score in signal.scores.items():
             if floor_like:
+                if signal.definitive:
+                    listed.setdefault(category, []).append(signal.scorer)
                 if score > 0.0:
                     floors[category] = max(floors.get(category, 0.0), score)
                     contributors[category].append(signal.scorer)
@@ -83,14 +107,19 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None) -> 
         if signal.action is not None:
             forced.append((signal.scorer, signal.action, "; ".join(e.detail for e in signal.evidence)))
 
-    scores: dict[str, float] = {}
+    scores: dict[str, float | None] = {}
     uncovered: list[str] = []
+    unscored: dict[str, str] = {}
     for category in CATEGORY_NAMES:
         model = sums[category] / totals[category] if totals.get(category) else None
         floor = floors.get(category)
         if model is None and floor is None:
             uncovered.append(category)
-            scores[category] = 0.0
+            scores[category] = None
+            unscored[category] = unscored_reason(category, missing, coverage)
+            if category in listed:  # a list miss is a check, not a score: say so
+                lists = ", ".join(sorted(set(listed[category])))
+                unscored[category] += f" (no model scores it; {lists} found no match)"
             continue
         scores[category] = round(min(1.0, max(model or 0.0, floor or 0.0)), 4)
-    return EnsembleResult(scores, contributors, evidence, missing, uncovered, forced)
+    return EnsembleResult(scores, contributors, evidence, missing, uncovered, forced=forced, unscored=unscored)

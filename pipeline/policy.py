@@ -16,6 +16,9 @@ from pipeline.taxonomy import CATEGORY_NAMES, parse_category
 from pipeline.types import Action, Message, Reason
 
 FailureMode = Literal["fail_open", "fail_closed"]
+# self_harm is about the author's safety: on its own it never blocks or times the author out.
+SELF_HARM = "self_harm"
+SELF_HARM_MAX_ACTION = Action.HOLD_FOR_REVIEW
 
 
 class ThresholdRule(BaseModel):
@@ -54,6 +57,15 @@ class GuildPolicy(BaseModel):
         return v
 
     @model_validator(mode="after")
+    def _self_harm_never_punishes(self) -> GuildPolicy:
+        for rule in self.thresholds.get(SELF_HARM, []):
+            if rule.action.severity > SELF_HARM_MAX_ACTION.severity:
+                raise ValueError(
+                    f"{SELF_HARM}: {rule.action.value} is not allowed; self_harm is about the author's safety, so its "
+                    f"rules may use at most {SELF_HARM_MAX_ACTION.value} (the platform default is support)")
+        return self
+
+    @model_validator(mode="after")
     def _monotonic(self) -> GuildPolicy:
         for category, rules in self.thresholds.items():
             for low, high in zip(rules, rules[1:], strict=False):
@@ -77,7 +89,7 @@ PLATFORM_DEFAULT = GuildPolicy(
         "hate": _rules((0.4, A.FLAG), (0.7, A.HOLD_FOR_REVIEW), (0.95, A.BLOCK)),
         "sexual": _rules((0.5, A.FLAG), (0.8, A.HOLD_FOR_REVIEW), (0.97, A.BLOCK)),
         "violence": _rules((0.5, A.FLAG), (0.7, A.HOLD_FOR_REVIEW), (0.95, A.BLOCK)),
-        "self_harm": _rules((0.3, A.FLAG), (0.5, A.HOLD_FOR_REVIEW)),
+        "self_harm": _rules((0.5, A.SUPPORT)),
         # 1.0 is certain spam: a word-list match, or the behaviour scorer seeing a confident model
         # score on an author's third message in a minute (raids, floods): time the author out.
         "spam": _rules((0.6, A.FLAG), (0.9, A.HOLD_FOR_REVIEW), (0.99, A.BLOCK), (1.0, A.TIMEOUT_AUTHOR)),
@@ -114,12 +126,16 @@ def decide(
     reasons: list[Reason] = []
     for category in CATEGORY_NAMES:
         score = result.scores[category]
+        if score is None:  # not scored (result.unscored says why): no rule can fire on it
+            continue
         hit = None
         for rule in policy.thresholds.get(category, []):
             if score >= rule.threshold:
                 hit = rule
         if hit is None:
             continue
+        if category == SELF_HARM and hit.action.severity > SELF_HARM_MAX_ACTION.severity:
+            hit = ThresholdRule(threshold=hit.threshold, action=SELF_HARM_MAX_ACTION)  # a policy stored before the rule
         sources = _source_text(result, category)
         reasons.append(
             Reason(
@@ -145,8 +161,10 @@ def decide(
 
     exempt = _exemption(message, policy)
     if exempt and action is not Action.ALLOW:
-        reasons.append(Reason(action=Action.ALLOW, source="policy", text=f"{exempt}; would have been {action.value}"))
-        action = Action.ALLOW
+        # An exemption waives enforcement, not care: an exempt author at risk still gets support.
+        keep = Action.SUPPORT if any(r.action is Action.SUPPORT for r in reasons) else Action.ALLOW
+        reasons.append(Reason(action=keep, source="policy", text=f"{exempt}; would have been {action.value}"))
+        action = keep
     # Forced actions (a hash bank set to always block) apply after exemptions: known-bad media is
     # known-bad whoever posts it.
     for scorer, forced, why in result.forced:

@@ -82,8 +82,9 @@ def severity(decision: Decision) -> tuple[float, str | None]:
     for r in decision.reasons:
         if r.category is not None and r.score is not None and r.score >= best:
             best, top = float(r.score), r.category
-    if top is None and decision.scores:
-        top, best = max(decision.scores.items(), key=lambda kv: kv[1])
+    scored = {c: v for c, v in decision.scores.items() if v is not None}  # None: not scored
+    if top is None and scored:
+        top, best = max(scored.items(), key=lambda kv: kv[1])
     return max(0.1, min(1.0, best)), top
 
 

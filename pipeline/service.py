@@ -50,6 +50,20 @@ def media_report(ref: MediaRef) -> MediaReport:
         height=d.height if d else None, frames=len(d.frames) if d else None, sha256=d.sha256 if d else None,
         error=ref.error,
     )
+def scorer_coverage(scorers: Sequence[Scorer], unavailable: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Scorer name -> the categories it can score, unavailable scorers included (from the
+    registry), so a decision can say *why* a category has no score."""
+    from pipeline.scorers.registry import BY_NAME
+
+    cov = {s.name: tuple(s.labels) for s in scorers}
+    for name in unavailable:
+        entry = BY_NAME.get(name)
+        if entry is not None:
+            try:
+                cov[name] = tuple(entry.load_class().labels)
+            except Exception:  # noqa: BLE001 - an unimportable scorer still counts as covering nothing known
+                cov[name] = ()
+    return cov
 
 
 class ModerationService:
@@ -71,6 +85,7 @@ class ModerationService:
         # Called with (tenant, [(item, decision)]) after each batch: the runtime keeps image hashes
         # (retroactive bank matching) and review thumbnails there. None: nothing is kept.
         self.on_media: Callable[[str, list[tuple[ScoringItem, Decision]]], None] | None = None
+        self.coverage = scorer_coverage(self.scorers, self.unavailable)
 
     @classmethod
     def from_settings(cls, settings: Settings, ensemble: EnsembleConfig | None = None) -> ModerationService:
@@ -171,7 +186,7 @@ class ModerationService:
         if message.attachments and not self.media_scorers and not pending and "image" not in self.unavailable:
             # Attachments and no scorer that reads them: "not checked" must not read as "clean".
             signals.append(Signal(scorer="image", version="none", error="no image scorer is configured"))
-        result = combine(signals, self.ensemble)
+        result = combine(signals, self.ensemble, self.coverage)
         action, reasons = decide(result, message, guild.policy)
         return Decision(
             id=decision_id_for(tenant_id, message.id),
@@ -179,6 +194,7 @@ class ModerationService:
             guild_id=message.guild_id,
             action=action,
             scores=result.scores,
+            unscored=result.unscored,
             reasons=reasons,
             missing_signals=result.missing,
             status=DecisionStatus.PARTIAL if pending else DecisionStatus.COMPLETE,

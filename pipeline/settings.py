@@ -88,6 +88,16 @@ class Settings(BaseSettings):
     # Registrable domains the look-alike checks and the learned model leave alone (a deployment's
     # own sites), on top of the brands' domains and pipeline.features.domains.COMMUNITY_DOMAINS.
     link_allowed_domains: list[str] = []
+    # What a `support` decision's webhook carries for the author (docs/webhooks.md): shown to a person
+    # who may be at risk, so plain, kind and generic by default; set your region's services.
+    support_resources: str = Field(
+        default=(
+            "It sounds like you might be going through a lot right now. You don't have to face it alone. "
+            "If you are in immediate danger, call your local emergency number. You can find a free, "
+            "confidential crisis line in your country at https://findahelpline.com, or talk to someone you trust."
+        ),
+        min_length=1, max_length=2000,
+    )
     # Where derived model files (the exported ONNX graphs) are cached; unset: a per-user temp folder.
     cache_dir: Path | None = None
     # Webhook URLs may target loopback/private/link-local addresses (development, tests, a receiver

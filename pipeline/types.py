@@ -169,10 +169,18 @@ class Message(_Strict):
 
 
 class Action(StrEnum):
-    """What the chat service should do, ordered from least to most severe."""
+    """What the chat service should do, ordered from least to most severe.
+
+    `support`: the author may be at risk (self_harm); reach out to them with the resources the
+    webhook carries, leave the message up, punish no one. It ranks above `flag` because someone
+    must act, and below `hold_for_review`/`block`/`timeout_author` because those answer a risk to
+    *other* people (a threat in the same message must still be held); when one of them wins, the
+    webhook still carries the support resources (any reason with `support` does).
+    """
 
     ALLOW = "allow"
     FLAG = "flag"
+    SUPPORT = "support"
     HOLD_FOR_REVIEW = "hold_for_review"
     BLOCK = "block"
     TIMEOUT_AUTHOR = "timeout_author"
@@ -269,7 +277,11 @@ class Decision(_Strict):
     guild_id: str | None = None
     status: DecisionStatus = DecisionStatus.COMPLETE
     action: Action
-    scores: dict[str, float]
+    scores: dict[str, float | None] = Field(
+        description="per-category score in [0, 1]; null = not scored (the `unscored` field says why), never a 0.0 "
+        "that would read as checked and clean")
+    unscored: dict[str, str] = Field(
+        default_factory=dict, description="category -> why it has no score (no scorer covers it, or its scorer failed)")
     reasons: list[Reason] = Field(default_factory=list)
     missing_signals: list[str] = Field(default_factory=list)
     pending_signals: list[str] = Field(

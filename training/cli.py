@@ -152,6 +152,88 @@ def eval_behaviour(
 
 _register_links(train_app, eval_app)  # heron train links / links-bank, heron eval links / spam
 
+
+HeadsCache = Annotated[Path, typer.Option(help="where pooled embeddings of the training texts are cached "
+                                         "(computed once; minutes on 2 cores)")]
+
+
+@train_app.command("text-heads")
+def train_text_heads(
+    data_dir: DataDir = None,
+    artifact: Annotated[Path, typer.Option(help="encoder artifact the heads are fitted on and written beside")]
+    = DEFAULT_ARTIFACT_DIR,
+    cache_dir: HeadsCache = Path("var/text_heads_cache"),
+    seeds: Seeds = None,
+    probes: Annotated[bool, typer.Option(help="also run the probe set and ToxiGen through the served path")] = True,
+    num_threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
+) -> None:
+    """Fit the violence/self_harm/sexual/harassment/scam heads (3 seeds) and their TF-IDF baselines on the
+    pooled embedding; write heads.safetensors, heads.json, heads_metrics.json and the card section."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _threads(num_threads)
+    import json
+
+    from training.text.data import resolve_data_dir
+    from training.text.heads import METRICS_FILE, served_probe_report, train_heads, write_card_section
+
+    metrics = train_heads(resolve_data_dir(data_dir), artifact, cache_dir, seeds or [0, 1, 2])
+    if probes:
+        metrics["served_probes"] = served_probe_report(artifact)
+        (artifact / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
+    write_card_section(artifact)
+    _print_heads(metrics)
+
+
+@eval_app.command("text-heads")
+def eval_text_heads(
+    data_dir: DataDir = None,
+    artifact: Annotated[Path, typer.Option(help="artifact directory with heads.json")] = DEFAULT_ARTIFACT_DIR,
+    cache_dir: HeadsCache = Path("var/text_heads_cache"),
+    num_threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
+) -> None:
+    """Re-score the committed heads on the test splits and run the probe set through the served path;
+    the probe figures and card section are refreshed."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _threads(num_threads)
+    import json
+
+    from training.text.data import resolve_data_dir
+    from training.text.heads import METRICS_FILE, eval_heads, served_probe_report, write_card_section
+
+    scores = eval_heads(resolve_data_dir(data_dir), artifact, cache_dir)
+    for cat, rows in scores.items():
+        for name, r in rows.items():
+            typer.echo(f"{cat:<11} {name:<26} n={r['n']:<5} pos={r['positives']:<4} F1 {r['f1']:.3f} "
+                       f"P {r['precision']:.3f} R {r['recall']:.3f}" + (f" AP {r['ap']:.3f}" if "ap" in r else ""))
+    path = artifact / METRICS_FILE
+    if path.is_file():
+        metrics = json.loads(path.read_text("utf-8"))
+        metrics["committed_heads_test"] = scores
+        metrics["served_probes"] = served_probe_report(artifact)
+        path.write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
+        write_card_section(artifact)
+        _print_heads(metrics)
+
+
+def _print_heads(metrics: dict) -> None:  # type: ignore[type-arg]
+    for cat, rows in metrics["summary"].items():
+        for name, r in rows.items():
+            typer.echo(f"{cat:<11} {name:<26} head F1 {r['head_f1']['mean']:.3f} ± {r['head_f1']['sd']:.3f}  "
+                       f"baseline F1 {r['baseline_f1']['mean']:.3f} ± {r['baseline_f1']['sd']:.3f}  "
+                       f"gain {r['f1_gain']['mean']:+.3f}")
+    tg = metrics.get("toxigen_neutral")
+    if tg:
+        typer.echo(f"ToxiGen neutral flagged by any head (fp32 embeddings): {tg['any_head']:.3f}")
+    pr = metrics.get("served_probes")
+    if pr:
+        typer.echo(f"probes ({pr['quantize']}): benign violence {pr['benign_violence_rate']:.3f}, benign not allowed "
+                   f"{pr['benign_not_allowed_rate']:.3f}, threats missed {pr['threat_miss_rate']:.3f}, threats "
+                   f"allowed {pr['threat_allowed_rate']:.3f}; ToxiGen neutral (served) any head "
+                   f"{pr['toxigen_neutral']['any_new_head_at_threshold']:.3f}, any category "
+                   f"{pr['toxigen_neutral']['any_category_at_threshold']:.3f}, not allowed "
+                   f"{pr['toxigen_neutral']['not_allowed_platform_default']:.3f}")
+
+
 app = typer.Typer(help="Heron training and evaluation.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")

@@ -11,6 +11,7 @@ transformers wrapper with `truncation=...` mutates shared state and is not safe 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from models.text.heads import TaxonomyHeads, load_heads
 from models.text.model import (
     DEFAULT_ARTIFACT_DIR,
     ArtifactConfig,
@@ -54,6 +56,9 @@ class TextEngine:
             model, config, _ = load_artifact(self.artifact_dir)
         else:
             config = load_config(self.artifact_dir, skip_backbone_files=("model.safetensors",))
+        # The pooled embedding's width (the taxonomy heads' input), from the backbone's own config:
+        # the onnx path has no PyTorch model to ask.
+        self.hidden_size = int(json.loads((backbone_dir() / "config.json").read_text("utf-8"))["hidden_size"])
         self.config: ArtifactConfig = config
         self.labels: tuple[str, ...] = tuple(config.labels)  # served categories
         self.outputs: tuple[str, ...] = tuple(config.outputs)  # every network output
@@ -61,6 +66,13 @@ class TextEngine:
         self.version = config.version
         self.temps = np.array([config.temperature.get(o, 1.0) for o in self.outputs], dtype=np.float32)
         self.thresholds = np.array([config.thresholds.get(lbl, 0.5) for lbl in self.labels], dtype=np.float32)
+        # Taxonomy heads over the pooled embedding (models.text.heads), when the artifact has them:
+        # they extend the served categories at no extra encoder cost.
+        self.heads: TaxonomyHeads | None = load_heads(self.artifact_dir, config.version)
+        head_cats = self.heads.categories if self.heads else ()
+        self.served_labels: tuple[str, ...] = self.labels + tuple(head_cats)
+        self.served_thresholds = np.concatenate([self.thresholds, np.array(
+            [self.heads.thresholds[c] for c in head_cats] if self.heads else [], dtype=np.float32)])
         self.tokenizer = Tokenizer.from_file(str(backbone_dir() / "tokenizer.json"))
         self.tokenizer.enable_truncation(config.max_length)
         self.tokenizer.no_padding()
@@ -109,24 +121,36 @@ class TextEngine:
 
     def forward_padded(self, ids: np.ndarray, mask: np.ndarray, worker: int = 0) -> np.ndarray:
         """Raw logits for one padded batch (`worker` picks the ONNX session)."""
+        return self.forward_padded_pooled(ids, mask, worker)[0]
+
+    def forward_padded_pooled(self, ids: np.ndarray, mask: np.ndarray,
+                              worker: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, pooled embedding) for one padded batch, from one encoder pass."""
         if self._sessions:
             session = self._sessions[worker % len(self._sessions)]
-            return session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+            logits, pooled = session.run(["logits", "pooled"], {"input_ids": ids, "attention_mask": mask})
+            return logits, pooled
         assert self._model is not None
         with torch.inference_mode():
-            return self._model(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
+            logits, pooled = self._model.forward_with_pooled(torch.from_numpy(ids), torch.from_numpy(mask))
+            return logits.float().numpy(), pooled.float().numpy()
 
-    def logits_from_ids(self, seqs: Sequence[Sequence[int]], worker: int = 0) -> np.ndarray:
-        """Logits for token sequences in input order, run as length-sorted batches of `max_batch`."""
+    def outputs_from_ids(self, seqs: Sequence[Sequence[int]], worker: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, pooled) for token sequences in input order, run as length-sorted batches of `max_batch`."""
         out = np.zeros((len(seqs), len(self.outputs)), dtype=np.float32)
+        pooled = np.zeros((len(seqs), self.hidden_size), dtype=np.float32)
         if not seqs:
-            return out
+            return out, pooled
         order = np.argsort([len(s) for s in seqs], kind="stable")
         for start in range(0, len(order), self.max_batch):
             idx = order[start:start + self.max_batch]
             ids, mask = self.pad([seqs[i] for i in idx])
-            out[idx] = self.forward_padded(ids, mask, worker)
-        return out
+            out[idx], pooled[idx] = self.forward_padded_pooled(ids, mask, worker)
+        return out, pooled
+
+    def logits_from_ids(self, seqs: Sequence[Sequence[int]], worker: int = 0) -> np.ndarray:
+        """Logits for token sequences in input order, run as length-sorted batches of `max_batch`."""
+        return self.outputs_from_ids(seqs, worker)[0]
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits / self.temps))
@@ -136,13 +160,18 @@ class TextEngine:
         return self.calibrate(self.logits_from_ids(seqs, worker))
 
     def served_from_ids(self, seqs: Sequence[Sequence[int]], worker: int = 0) -> np.ndarray:
-        """Calibrated probabilities of the served categories (n, len(labels))."""
-        return self.probs_from_ids(seqs, worker)[:, self.serve_idx]
+        """Calibrated probabilities of the served categories (n, len(served_labels)): the encoder's
+        own categories, then the taxonomy heads' (read off the same pass's pooled vector)."""
+        logits, pooled = self.outputs_from_ids(seqs, worker)
+        base = self.calibrate(logits)[:, self.serve_idx]
+        if self.heads is None:
+            return base
+        return np.concatenate([base, self.heads.probs(pooled)], axis=1)
 
     def probs(self, model_texts: Sequence[str]) -> np.ndarray:
         """Calibrated probabilities of every output (n, len(outputs)) for model-ready texts."""
         return self.probs_from_ids(self.encode_batch(model_texts))
 
     def served(self, model_texts: Sequence[str]) -> np.ndarray:
-        """Calibrated probabilities of the served categories (n, len(labels)) for model-ready texts."""
+        """Calibrated probabilities of the served categories (n, len(served_labels)) for model-ready texts."""
         return self.served_from_ids(self.encode_batch(model_texts))

@@ -135,11 +135,21 @@ class TextClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled sentence embedding (batch, hidden): what every head reads."""
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(out.dtype)
-        pooled = (out * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
+        return (out * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.pool(input_ids, attention_mask)))
+
+    def forward_with_pooled(self, input_ids: torch.Tensor,
+                            attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, pooled) from one encoder pass: the taxonomy heads (models.text.heads) read the
+        pooled vector, so every category costs one forward per message."""
+        pooled = self.pool(input_ids, attention_mask)
+        return self.head(self.dropout(pooled)), pooled
 
 
 def freeze_for_tuning(model: TextClassifier, tune_layers: int, embeddings: bool = False) -> list[str]:

@@ -58,10 +58,27 @@ def fp32_node(name: str) -> bool:
     return "/output/dense/" in name and "/attention/" not in name
 
 
+# The exported graph's outputs: the logits and the pooled embedding the taxonomy heads read
+# (models.text.heads). Part of the cache key, so a file exported with fewer outputs is not reused.
+ONNX_OUTPUTS = ("logits", "pooled")
+
+
+class _LogitsAndPooled(torch.nn.Module):
+    """Export wrapper: (logits, pooled) from one pass of the classifier."""
+
+    def __init__(self, model: TextClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_with_pooled(input_ids, attention_mask)
+
+
 def _artifact_key(artifact_dir: Path, recipe: str = ONNX_RECIPE) -> str:
     """What the export depends on: config.json (less the evaluation's record of which path serves and
     the figures before int8, which `heron eval text` writes into it afterwards), weights, maxima."""
     h = hashlib.sha256()
+    h.update(",".join(ONNX_OUTPUTS).encode())
     config = json.loads((artifact_dir / CONFIG_FILE).read_text("utf-8"))
     config.pop("serving", None)
     if isinstance(config.get("weights"), dict):
@@ -162,9 +179,10 @@ def export_onnx_int8(model: TextClassifier, artifact_dir: Path, max_length: int,
     model.eval()
     with torch.no_grad():  # not inference_mode: the exporter traces differently under it (measured worse int8)
         torch.onnx.export(
-            model, (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"], output_names=["logits"],
+            _LogitsAndPooled(model), (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"],
+            output_names=list(ONNX_OUTPUTS),
             dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                          "logits": {0: "batch"}},
+                          "logits": {0: "batch"}, "pooled": {0: "batch"}},
             opset_version=17, dynamo=False,
         )
     import onnx

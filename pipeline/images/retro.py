@@ -56,18 +56,20 @@ def revised_decision(current: Decision, message: Message | None, policy: Any, ba
     ]
     scores = dict(current.scores)
     scores[bank.category] = 1.0
+    unscored = {c: why for c, why in current.unscored.items() if c != bank.category}
     contributors: dict[str, list[str]] = {c: [] for c in CATEGORY_NAMES}
     contributors[bank.category] = ["image_hash"]
     ev: dict[str, list[tuple[str, Evidence]]] = {c: [] for c in CATEGORY_NAMES}
     ev[bank.category] = [("image_hash", e) for e in evidence]
     forced = [("image_hash", Action(bank.action), "; ".join(e.detail for e in evidence))] if bank.action else []
-    result = EnsembleResult(scores, contributors, ev, list(current.missing_signals), [], forced)
+    result = EnsembleResult(scores, contributors, ev, list(current.missing_signals), [], forced=forced,
+                            unscored=unscored)
     msg = message or Message(id=current.message_id, text="-")
     action, reasons = decide(result, msg, policy)
     if action.severity < current.action.severity:  # never milder than what was already decided
         action = current.action
     return current.model_copy(update={
-        "action": action, "scores": scores, "reasons": reasons,
+        "action": action, "scores": scores, "unscored": unscored, "reasons": reasons,
         "model_versions": {**current.model_versions, "image_hash": "pdq-1"},
     })
 

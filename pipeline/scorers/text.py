@@ -6,8 +6,10 @@ Two ways in, sharing one engine and one repeat cache:
   `MicroBatcher` with concurrent callers into length-sorted batches on background threads;
   this is what a FastAPI handler serving one message per request should call.
 
-The model is trained only for toxicity, hate and spam (see the artifact's MODEL_CARD.md): `labels`
-lists just those, so a missing category is visibly missing rather than a fake 0.0. Each category is
+The encoder is fine-tuned for toxicity, hate and spam; violence, self_harm, sexual, harassment and
+scam come from small taxonomy heads over the same forward pass's pooled embedding
+(`models.text.heads`, the artifact's heads.json). An artifact without heads scores only the first
+three, and the others are reported unscored (null), never a fake 0.0. Each category is
 read from the network output named in the artifact's `serving_heads` (toxicity comes from the OLID
 head when it separates OLID validation better than the shared head, as it did for the committed
 artifact).
@@ -47,15 +49,18 @@ if TYPE_CHECKING:
     from models.text.engine import TextEngine
 
 TRAINED_LABELS: tuple[str, ...] = ("toxicity", "hate", "spam")
+# Categories the taxonomy heads can add (models/text/artifact/heads.json says which it has).
+HEAD_LABELS: tuple[str, ...] = ("violence", "self_harm", "sexual", "harassment", "scam")
 SCORE_DECIMALS = 4
 
 
 class TextScorer(Scorer):
-    """Multi-label text model scores (calibrated probabilities) for toxicity, hate and spam."""
+    """Multi-label text model scores (calibrated probabilities): toxicity, hate and spam from the
+    encoder's head, the other categories from the taxonomy heads when the artifact has them."""
 
     name: ClassVar[str] = "text"
     modality: ClassVar[Modality] = Modality.TEXT
-    labels: ClassVar[tuple[str, ...]] = TRAINED_LABELS
+    labels: ClassVar[tuple[str, ...]] = TRAINED_LABELS + HEAD_LABELS
     batched: ClassVar[bool] = True  # one padded forward pass per batch
     async_single: ClassVar[bool] = True  # score_one_async awaits the micro-batcher, no thread hop
     micro_batching: ClassVar[bool] = True  # submit() gathers concurrent callers into shared batches
@@ -101,6 +106,10 @@ class TextScorer(Scorer):
                             sessions=self.workers)
         if tuple(engine.labels) != TRAINED_LABELS:
             raise ValueError(f"artifact at {directory} scores {engine.labels}, this scorer expects {TRAINED_LABELS}")
+        unknown = set(engine.served_labels) - set(self.labels)
+        if unknown:
+            raise ValueError(f"artifact at {directory} has heads for {sorted(unknown)}, "
+                             f"this scorer knows {self.labels}")
         self.close()
         self.engine = engine
         self.artifact_dir = directory
@@ -142,10 +151,10 @@ class TextScorer(Scorer):
 
     def _signal(self, probs: Any, started: float) -> Signal:
         engine = self._require()
-        scores = {lbl: round(float(p), SCORE_DECIMALS) for lbl, p in zip(engine.labels, probs, strict=True)}
+        scores = {lbl: round(float(p), SCORE_DECIMALS) for lbl, p in zip(engine.served_labels, probs, strict=True)}
         evidence = []
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        thresholds = dict(zip(engine.labels, engine.thresholds.tolist(), strict=True))
+        thresholds = dict(zip(engine.served_labels, engine.served_thresholds.tolist(), strict=True))
         for cat, s in ranked:
             if s >= thresholds[cat]:
                 evidence.append(Evidence(category=cat, detail=f"text model: {cat} {s:.2f} ≥ threshold "

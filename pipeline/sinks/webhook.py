@@ -26,8 +26,17 @@ from pipeline.sinks.base import DeliveryResult, backoff_delay
 from pipeline.store import OutboxEvent, Store, Webhook
 
 
-def webhook_body(decision_payload: dict[str, Any], cause: str | None = None) -> bytes:
-    """The event a receiver gets: the decision as of one revision, with that revision's id."""
+def needs_support(decision_payload: dict[str, Any]) -> bool:
+    """True when the decision is `support`, or any of its reasons is (a stricter action won)."""
+    if decision_payload.get("action") == "support":
+        return True
+    return any(r.get("action") == "support" for r in decision_payload.get("reasons") or [] if isinstance(r, dict))
+
+
+def webhook_body(decision_payload: dict[str, Any], cause: str | None = None,
+                 support_resources: str | None = None) -> bytes:
+    """The event a receiver gets: the decision as of one revision, with that revision's id, and
+    for a decision that calls for support, the resources to show the author (HERON_SUPPORT_RESOURCES)."""
     decision_id = str(decision_payload.get("id", ""))
     revision = int(decision_payload.get("revision", 1) or 1)
     body: dict[str, Any] = {
@@ -38,6 +47,8 @@ def webhook_body(decision_payload: dict[str, Any], cause: str | None = None) -> 
     }
     if cause:
         body["cause"] = cause
+    if support_resources and needs_support(decision_payload):
+        body["support"] = {"category": "self_harm", "resources": support_resources}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -99,7 +110,8 @@ class WebhookSink:
             return DeliveryResult(False, error="decision revision not found", permanent=True)
         if self._client is None:
             self._client = self._make_client()
-        body = webhook_body(prepared.payload, prepared.cause if event.revision > 1 else None)
+        body = webhook_body(prepared.payload, prepared.cause if event.revision > 1 else None,
+                            self.settings.support_resources)
         headers = signed_headers(prepared.hook.secret, body, event.decision_id, event.attempts + 1,
                                  revision=event.revision)
         try:

@@ -29,6 +29,9 @@ def test_every_category_is_reported_and_uncovered_ones_are_named() -> None:
     r = combine([sig("a", {"spam": 0.2})])
     assert set(r.scores) == set(CATEGORY_NAMES)
     assert "toxicity" in r.uncovered and "spam" not in r.uncovered
+    # Not checked is null with a reason, never a 0.0 that reads as "checked and clean".
+    assert r.scores["toxicity"] is None and r.scores["spam"] == 0.2
+    assert set(r.unscored) == set(r.uncovered) and "no configured scorer" in r.unscored["toxicity"]
 
 
 def test_definitive_list_hit_is_a_floor_and_a_miss_pulls_nothing_down() -> None:

@@ -29,7 +29,7 @@ from models.text.model import (
 )
 from pipeline.normalize import NORMALIZER_VERSION
 from pipeline.scorers.base import ItemContext, ScoringItem
-from pipeline.scorers.text import TRAINED_LABELS, TextScorer
+from pipeline.scorers.text import HEAD_LABELS, TRAINED_LABELS, TextScorer
 from pipeline.types import Message
 from training.text.data import CANONICAL_VERSION
 from training.text.evasion import evade
@@ -124,7 +124,8 @@ def test_the_smoothquant_path_needs_its_activation_maxima(tmp_path: Path) -> Non
 def test_abuse_scores_higher_than_friendliness(scorer: TextScorer) -> None:
     bad, good = scorer.score([item(INSULT), item(FRIENDLY)])
     assert bad.ok and good.ok
-    assert set(bad.scores) == set(TRAINED_LABELS)  # only what the model was trained for
+    # the encoder's categories plus the taxonomy heads' (heads.json): every category, none faked
+    assert set(bad.scores) == set(TRAINED_LABELS + HEAD_LABELS)
     assert bad.scores["toxicity"] > good.scores["toxicity"] + 0.4
     assert bad.scores["toxicity"] >= scorer.engine.config.thresholds["toxicity"]
     assert good.scores["toxicity"] < scorer.engine.config.thresholds["toxicity"]
@@ -150,7 +151,7 @@ def test_repeats_are_answered_from_the_cache_without_a_forward_pass(monkeypatch:
     try:
         first = s.score([item("buy cheap followers now, limited offer")])[0]
         calls = []
-        monkeypatch.setattr(s.engine, "forward_padded", lambda *a, **k: calls.append(1) or 1 / 0)
+        monkeypatch.setattr(s.engine, "forward_padded_pooled", lambda *a, **k: calls.append(1) or 1 / 0)
         # The same text after normalisation: a look-alike spam wave variant.
         again = s.score([item("BUY CHEAP FOLLOWERS NOW, LIMITED OFFER")])[0]
         via_batcher = s.submit(item("buy cheap followers now, limited offer")).result(timeout=10)
@@ -176,7 +177,8 @@ def test_micro_batcher_gives_each_concurrent_caller_its_own_answer(fp32_scorer: 
         results = [r for chunk in ex.map(caller, range(16)) for r in chunk]
     assert len(results) == len(texts)
     for t, scores in results:
-        np.testing.assert_allclose([scores[c] for c in TRAINED_LABELS], expected[t], atol=2e-4, err_msg=t)
+        served = fp32_scorer.engine.served_labels
+        np.testing.assert_allclose([scores[c] for c in served], expected[t], atol=2e-4, err_msg=t)
     assert fp32_scorer.stats()["batches"] - before < len(texts), "requests were not batched together"
 
 

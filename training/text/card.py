@@ -335,7 +335,8 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
         "on `hate`.")
     add("- HatEval's hate targets only immigrants and women; its test set has a strong shift from train.")
     add("- Implicit hate (stereotypes without slurs) is weak, as the ToxiGen hate recall shows.")
-    add("- harassment, sexual, violence, self_harm and scam are not scored by this model.")
+    add("- harassment, sexual, violence, self_harm and scam come from the taxonomy heads over the pooled embedding "
+        "(their own section below), not from this fine-tuned head.")
     add("- Evasion robustness comes from `pipeline.normalize` plus augmentation; novel obfuscations (masking with "
         "`*`, images of text) are not covered.")
     add("\n## Reproduce\n")
@@ -344,4 +345,8 @@ def write_model_card(artifact: Path, metrics: dict[str, Any]) -> Path:
     add(f"Training config: `{ {k: v for k, v in tr.items() if k != 'report'} }`\n")
     path = artifact / CARD_FILE
     path.write_text("\n".join(lines) + "\n", "utf-8")
+    if (artifact / "heads_metrics.json").is_file():  # the taxonomy heads' section (training/text/heads.py)
+        from training.text.heads import write_card_section
+
+        write_card_section(artifact)
     return path

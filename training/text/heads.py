@@ -1,0 +1,492 @@
+"""Train and evaluate the taxonomy heads (violence, self_harm, sexual, harassment, scam).
+
+`heron train text-heads` / `heron eval text-heads`. For each category, in the same run and on the
+same rows (`training.text.heads_data`):
+- the head: logistic regression or a one-hidden-layer MLP over the frozen pooled embedding of the
+  served encoder (chosen per category by validation average precision), Platt-scaled on
+  validation, threshold = the validation-F1-best point;
+- the baseline: TF-IDF (word 1-2 grams) + logistic regression, C and threshold chosen the same way.
+Both are scored on the test split (never used for fitting or choosing). Seeds change the cross
+negatives sampled and the MLP's initialisation; seed 0's heads are written to the artifact.
+
+Why frozen embeddings and not fine-tuning: one encoder forward must serve every category, and the
+encoder's own heads (toxicity/hate/spam) must not move; a head on the pooled vector leaves both
+untouched and trains in seconds from cached embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+)
+from sklearn.neural_network import MLPClassifier
+
+from models.text.canonical import model_text as _model_text
+from models.text.heads import HEADS_CONFIG, save_heads
+from models.text.model import CONFIG_FILE, DEFAULT_ARTIFACT_DIR, ArtifactConfig
+from training.text.embed_cache import embed_texts
+from training.text.heads_data import EVAL_ONLY, HEAD_CATEGORIES, Part, load_category_data, load_sources
+
+METRICS_FILE = "heads_metrics.json"
+
+
+@lru_cache(maxsize=200_000)
+def model_text(raw: str) -> str:
+    """`models.text.canonical.model_text`, memoised: every seed and category re-reads the same rows."""
+    return _model_text(raw)
+
+
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "var" / "text_heads_cache"
+# Per category: the test sources whose F1 is a named target or is worth its own line.
+NAMED_TESTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "violence": {"edos": ("edos",), "toxic_spans": ("toxic_spans",)},
+    "self_harm": {"reddit_suicidewatch": ("rmhd",), "cssrs_posts": ("cssrs",)},
+    "sexual": {"convabuse_sex_harassment": ("convabuse",)},
+    "harassment": {"convabuse_abusive": ("convabuse",), "olid_ind_public_test": ("olid_ind",)},
+    "scam": {"mendeley_smishing_dedup": ("smishing",)},
+}
+NATURAL = "natural"  # the pooled test split without the team's seed rows and eval-only sets
+
+
+def _best_threshold(p: np.ndarray, y: np.ndarray) -> float:
+    """The validation-F1-best threshold (scores rounded to 3 decimals, as served scores are 4)."""
+    prec, rec, thr = precision_recall_curve(y, np.round(p, 3))
+    f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.0)[:-1]
+    return float(thr[int(np.argmax(f1))])
+
+
+def _platt(logit: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(logit.reshape(-1, 1), y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def _sig(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _scores(y: np.ndarray, p: np.ndarray, t: float) -> dict[str, float]:
+    pred = p >= t
+    out = {"n": int(len(y)), "positives": int(y.sum()), "f1": float(f1_score(y, pred, zero_division=0)),
+           "precision": float(precision_score(y, pred, zero_division=0)),
+           "recall": float(recall_score(y, pred, zero_division=0))}
+    if 0 < y.sum() < len(y):
+        out["ap"] = float(average_precision_score(y, p))
+    return out
+
+
+def fit_head(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndarray,
+             seed: int) -> tuple[str, list[tuple[np.ndarray, np.ndarray]], dict[str, float]]:
+    """The best of a few LR/MLP heads by validation AP, as dense layers on the raw pooled vector
+    (standardisation folded into the first layer). Returns (kind, layers, val APs of candidates)."""
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    ztr, zva = (xtr - mu) / sd, (xva - mu) / sd
+    cands: dict[str, Any] = {}
+    for c in (0.01, 0.1, 1.0):
+        cands[f"logreg_C{c}"] = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(ztr, ytr)
+    for h in (64, 256):
+        cands[f"mlp_{h}"] = MLPClassifier(hidden_layer_sizes=(h,), alpha=1e-2, early_stopping=True,
+                                          validation_fraction=0.15, max_iter=300, random_state=seed).fit(ztr, ytr)
+    aps = {k: float(average_precision_score(yva, m.predict_proba(zva)[:, 1])) for k, m in cands.items()}
+    kind = max(aps, key=lambda k: aps[k])
+    m = cands[kind]
+    if kind.startswith("logreg"):
+        w = (m.coef_[0] / sd).reshape(-1, 1).astype(np.float32)
+        b = np.array([m.intercept_[0] - float((m.coef_[0] * mu / sd).sum())], dtype=np.float32)
+        layers = [(w, b)]
+    else:
+        w1 = (m.coefs_[0] / sd[:, None]).astype(np.float32)
+        b1 = (m.intercepts_[0] - (mu / sd) @ m.coefs_[0]).astype(np.float32)
+        layers = [(w1, b1), (m.coefs_[1].astype(np.float32), m.intercepts_[1].astype(np.float32))]
+    return kind, layers, aps
+
+
+def head_logit(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    h = x
+    for k, (w, b) in enumerate(layers):
+        h = h @ w + b
+        if k < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    return h[:, 0]
+
+
+def fit_baseline(ttr: list[str], ytr: np.ndarray, tva: list[str], yva: np.ndarray) -> tuple[Any, Any, float]:
+    """TF-IDF + logistic regression; C by validation AP, threshold by validation F1."""
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=100_000)
+    xtr, xva = vec.fit_transform(ttr), vec.transform(tva)
+    best = None
+    for c in (1.0, 10.0, 100.0):
+        m = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(xtr, ytr)
+        ap = average_precision_score(yva, m.predict_proba(xva)[:, 1])
+        if best is None or ap > best[0]:
+            best = (ap, m)
+    assert best is not None
+    m = best[1]
+    return vec, m, _best_threshold(m.predict_proba(xva)[:, 1], yva)
+
+
+def _subsets(part: Part, cat: str) -> dict[str, np.ndarray]:
+    src = np.array(part.source)
+    out = {NATURAL: ~np.isin(src, ["seed", *EVAL_ONLY]), "seed_set": src == "seed"}
+    for name, sources in NAMED_TESTS[cat].items():
+        out[name] = np.isin(src, sources)
+    return {k: v for k, v in out.items() if v.any()}
+
+
+def run_seed(data: dict[str, dict[str, Part]], emb: dict[str, np.ndarray], seed: int
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One seed: fit heads + baselines for every category, score the test splits.
+    Returns (metrics, heads for the artifact)."""
+    metrics: dict[str, Any] = {}
+    heads: dict[str, Any] = {"layers": {}, "platt": {}, "thresholds": {}, "kind": {}}
+    for cat in HEAD_CATEGORIES:
+        t0 = time.perf_counter()
+        parts = data[cat]
+        texts = {s: [model_text(t) for t in parts[s].raw] for s in parts}
+        x = {s: np.stack([emb[t] for t in texts[s]]) for s in parts}
+        y = {s: parts[s].labels for s in parts}
+        kind, layers, aps = fit_head(x["train"], y["train"], x["val"], y["val"], seed)
+        a, b = _platt(head_logit(layers, x["val"]), y["val"])
+        p = {s: _sig(a * head_logit(layers, x[s]) + b) for s in parts}
+        t = _best_threshold(p["val"], y["val"])
+        vec, base, bt = fit_baseline(texts["train"], y["train"], texts["val"], y["val"])
+        bp = {s: base.predict_proba(vec.transform(texts[s]))[:, 1] for s in ("val", "test")}
+        subsets = _subsets(parts["test"], cat)
+        metrics[cat] = {
+            "head": kind, "val_ap_candidates": aps, "threshold": t, "baseline_threshold": bt,
+            "train": {"n": int(len(y["train"])), "positives": int(y["train"].sum())},
+            "val": {"head": _scores(y["val"], p["val"], t), "baseline": _scores(y["val"], bp["val"], bt)},
+            "test": {name: {"head": _scores(y["test"][m], p["test"][m], t),
+                            "baseline": _scores(y["test"][m], bp["test"][m], bt)} for name, m in subsets.items()},
+            "seconds": time.perf_counter() - t0,
+        }
+        heads["layers"][cat] = layers
+        heads["platt"][cat] = (a, b)
+        heads["thresholds"][cat] = t
+        heads["kind"][cat] = kind
+    return metrics, heads
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
+
+
+def summarise(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """mean ± sd over seeds of every test F1/AP, head and baseline, and the head-baseline gap."""
+    out: dict[str, Any] = {}
+    first = next(iter(per_seed.values()))
+    for cat, m in first.items():
+        out[cat] = {}
+        for name in m["test"]:
+            row: dict[str, Any] = {}
+            for who in ("head", "baseline"):
+                for k in ("f1", "ap", "precision", "recall"):
+                    vals = [per_seed[s][cat]["test"][name][who].get(k) for s in per_seed]
+                    if all(v is not None for v in vals):
+                        row[f"{who}_{k}"] = _mean_sd(vals)
+            row["f1_gain"] = _mean_sd([per_seed[s][cat]["test"][name]["head"]["f1"]
+                                       - per_seed[s][cat]["test"][name]["baseline"]["f1"] for s in per_seed])
+            row["n"], row["positives"] = m["test"][name]["head"]["n"], m["test"][name]["head"]["positives"]
+            out[cat][name] = row
+    return out
+
+
+def embeddings_for(texts: set[str], cache_dir: Path, artifact: Path) -> dict[str, np.ndarray]:
+    ordered = sorted(texts)
+    return dict(zip(ordered, embed_texts(ordered, cache_dir, artifact), strict=True))
+
+
+def toxigen_flag_rate(root: Path, cache_dir: Path, artifact: Path, heads: Any) -> dict[str, Any]:
+    """Share of ToxiGen *neutral* lines on which any taxonomy head reaches its threshold."""
+    from training.text.data import toxigen
+
+    tg = toxigen(root)
+    neutral = [model_text(t) for t, lab in zip(tg.raw, tg.extra["label"], strict=True) if lab == 0]
+    emb = embeddings_for(set(neutral), cache_dir, artifact)
+    x = np.stack([emb[t] for t in neutral])
+    per = {}
+    anyflag = np.zeros(len(neutral), dtype=bool)
+    for cat in HEAD_CATEGORIES:
+        a, b = heads["platt"][cat]
+        f = _sig(a * head_logit(heads["layers"][cat], x) + b) >= heads["thresholds"][cat]
+        per[cat] = float(f.mean())
+        anyflag |= f
+    return {"n": len(neutral), "any_head": float(anyflag.mean()), "per_category": per}
+
+
+def train_heads(root: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, cache_dir: Path = DEFAULT_CACHE,
+                seeds: list[int] | None = None) -> dict[str, Any]:
+    """Fit every seed, write seed 0's heads + heads_metrics.json + the card section into `artifact`."""
+    seeds = seeds or [0, 1, 2]
+    cfg = ArtifactConfig.from_file(artifact / CONFIG_FILE)
+    loaded = load_sources(root)
+    datas = {s: load_category_data(root, seed=s, loaded=loaded) for s in seeds}
+    texts = {model_text(t) for d in datas.values() for c in d.values() for p in c.values() for t in p.raw}
+    emb = embeddings_for(texts, cache_dir, artifact)
+    per_seed, heads0 = {}, None
+    for s in seeds:
+        m, h = run_seed(datas[s], emb, s)
+        per_seed[s] = m
+        if s == seeds[0]:
+            heads0 = h
+        print(f"seed {s}: " + ", ".join(f"{c} F1 {m[c]['test'][NATURAL]['head']['f1']:.3f} "
+                                        f"(baseline {m[c]['test'][NATURAL]['baseline']['f1']:.3f})" for c in m),
+              flush=True)
+    assert heads0 is not None
+    meta = {"encoder_version": cfg.version, "kind": heads0["kind"], "seed": seeds[0],
+            "trained_on": "pooled embedding of the served encoder (fp32), model texts truncated at "
+                          f"{cfg.max_length} tokens",
+            "data": "training/text/heads_data.py; seed set training/text/seed/seed_v1.csv"}
+    save_heads(artifact, list(HEAD_CATEGORIES), heads0["layers"], heads0["platt"],
+               heads0["thresholds"], meta)
+    metrics = {"encoder_version": cfg.version, "seeds": seeds, "summary": summarise(per_seed),
+               "per_seed": {str(k): v for k, v in per_seed.items()},
+               "toxigen_neutral": toxigen_flag_rate(root, cache_dir, artifact, heads0)}
+    (artifact / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
+    return metrics
+
+
+def eval_heads(root: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, cache_dir: Path = DEFAULT_CACHE) -> dict[str, Any]:
+    """Re-score the committed heads (heads.json) on the test splits; returns per-category test F1."""
+    from models.text.heads import load_heads
+
+    cfg = ArtifactConfig.from_file(artifact / CONFIG_FILE)
+    heads = load_heads(artifact, cfg.version)
+    if heads is None:
+        raise FileNotFoundError(f"no {HEADS_CONFIG} in {artifact}; run `heron train text-heads`")
+    seed = int(heads.config.get("seed", 0))
+    data = load_category_data(root, seed=seed)
+    out: dict[str, Any] = {}
+    texts = {model_text(t) for c in data.values() for t in c["test"].raw}
+    emb = embeddings_for(texts, cache_dir, artifact)
+    for j, cat in enumerate(heads.categories):
+        part = data[cat]["test"]
+        x = np.stack([emb[model_text(t)] for t in part.raw])
+        p = heads.probs(x)[:, j]
+        out[cat] = {name: _scores(part.labels[m], p[m], heads.thresholds[cat])
+                    for name, m in _subsets(part, cat).items()}
+    return out
+
+
+# -- served-model checks: probes and ToxiGen through the real serving path ---------------------------
+PROBES_CSV = Path(__file__).resolve().parent / "probes" / "violence_probes_v1.csv"
+
+
+def served_probe_report(artifact: Path = DEFAULT_ARTIFACT_DIR, quantize: str = "auto") -> dict[str, Any]:
+    """Run the served scorer (the path `heron serve` picks) on the violence probe set and on ToxiGen's
+    neutral lines; error rates at the heads' thresholds and under the platform default policy."""
+    import csv
+
+    from pipeline.ensemble import combine
+    from pipeline.policy import PLATFORM_DEFAULT, decide
+    from pipeline.scorers.base import ScoringItem
+    from pipeline.scorers.text import TextScorer
+    from pipeline.types import Action, Message
+
+    with PROBES_CSV.open(newline="", encoding="utf-8") as f:
+        probes = list(csv.DictReader(f))
+    scorer = TextScorer(quantize=quantize, cache_size=0, artifact_dir=artifact).load()
+    try:
+        assert scorer.engine is not None
+        thr = dict(zip(scorer.engine.served_labels, scorer.engine.served_thresholds.tolist(), strict=True))
+
+        def run(texts: list[str]) -> list[tuple[dict[str, float], Action]]:
+            items = [ScoringItem(message=Message(text=t), tenant_id="eval") for t in texts]
+            out = []
+            for sig in scorer.score(items):
+                action, _ = decide(combine([sig]), Message(text="x"), PLATFORM_DEFAULT)
+                out.append((sig.scores, action))
+            return out
+
+        res = run([p["text"] for p in probes])
+        rows = []
+        for p, (scores, action) in zip(probes, res, strict=True):
+            rows.append({"text": p["text"], "kind": p["kind"], "threat": int(p["threat"]),
+                         "violence": scores.get("violence"), "action": action.value,
+                         "violence_hit": bool(scores.get("violence", 0.0) >= thr.get("violence", 0.5))})
+        benign = [r for r in rows if not r["threat"]]
+        threats = [r for r in rows if r["threat"]]
+        report: dict[str, Any] = {
+            "quantize": scorer.quantize, "n_benign": len(benign), "n_threats": len(threats),
+            "violence_threshold": thr.get("violence"),
+            "benign_violence_rate": sum(r["violence_hit"] for r in benign) / len(benign),
+            "benign_not_allowed_rate": sum(r["action"] != "allow" for r in benign) / len(benign),
+            "threat_miss_rate": sum(not r["violence_hit"] for r in threats) / len(threats),
+            "threat_allowed_rate": sum(r["action"] == "allow" for r in threats) / len(threats),
+            "rows": rows,
+        }
+        from training.text.data import resolve_data_dir, toxigen
+
+        tg = toxigen(resolve_data_dir())
+        neutral = [t for t, lab in zip(tg.raw, tg.extra["label"], strict=True) if lab == 0]
+        tres = run(neutral)
+        head_hit = [any(s.get(c, 0.0) >= thr[c] for c in HEAD_CATEGORIES if c in s) for s, _ in tres]
+        report["toxigen_neutral"] = {
+            "n": len(neutral), "any_new_head_at_threshold": sum(head_hit) / len(neutral),
+            "any_category_at_threshold": sum(any(v >= thr[c] for c, v in s.items()) for s, _ in tres) / len(neutral),
+            "not_allowed_platform_default": sum(a.value != "allow" for _, a in tres) / len(neutral),
+        }
+        return report
+    finally:
+        scorer.close()
+
+
+# -- model card section -----------------------------------------------------------------------------
+CARD_START, CARD_END = "<!-- taxonomy-heads:start -->", "<!-- taxonomy-heads:end -->"
+CARD_NOTES: dict[str, dict[str, str]] = {
+    "violence": {
+        "data": "EDOS category 1 (threats, plans to harm, incitement; Gab/Reddit, all aimed at women) train/dev, "
+                "Toxic Spans Threat posts (>= 2 annotators = 1, 0 annotators = 0: toxic non-threats; the "
+                "single-annotator band left out; our seeded split), the team seed set (threats and requests to "
+                "hurt vs figurative/technical/news look-alikes), SMS and Reddit-control cross negatives. Test: EDOS "
+                "test + Toxic Spans test.",
+        "failures": "EDOS positives all target women, so threats at other targets lean on Toxic Spans and the seed "
+                    "set; news reports of violence and violent fiction can score high; indirect or coded threats "
+                    "(\"it would be a shame if something happened\") are weak.",
+    },
+    "self_harm": {
+        "data": "Reddit Mental Health (Low et al. 2020): r/suicidewatch = 1, 25 other subreddits (15 mental-health "
+                "hard negatives, 10 controls) = 0, EDAnonymous left out; seed set (crisis statements vs distress "
+                "without intent, recovery, supporting others, figurative \"kill me now\"). C-SSRS Reddit posts "
+                "(Ideation/Behavior/Attempt users = 1, Supportive = 0) are evaluation only: user-level labels on "
+                "concept-tagged text; training on them cut r/suicidewatch test F1 from 0.575 to 0.41 (seed 0).",
+        "failures": "Trained on long Reddit posts read through 64 tokens; short chat crisis messages come mostly from "
+                    "the seed set. Depression/BPD posts that mention suicide are labelled 0 in RMHD (label noise), "
+                    "so recall on passive ideation is limited. Routed to `support`, never to punishment.",
+    },
+    "sexual": {
+        "data": "ConvAbuse sexual harassment (strict majority of annotators; users abusing chatbots), the seed set "
+                "(solicitation and explicit descriptions in plain words vs sexual-health and relationship talk), "
+                "SMS and Reddit-control cross negatives. EDOS vector 2.3 was not used (mixes dehumanising insults).",
+        "failures": "Few natural positives (96 train); explicit content that is not aimed at the reader (stories) "
+                    "and slang/emoji-coded solicitation are weak; sexual-health questions with explicit anatomy "
+                    "words can score high.",
+    },
+    "harassment": {
+        "data": "ConvAbuse abusive (strict majority), OLID subtask C IND (insult/threat at an individual; our val "
+                "slice of the training file; test = OLID test = TweetEval public benchmark, never trained on), "
+                "seed set (targeted insults/bullying vs banter/self-deprecation), cross negatives.",
+        "failures": "ConvAbuse abuse targets chatbots, OLID IND includes insults at politicians: person-to-person "
+                    "bullying in a chat is only partly represented; profanity between friends can read as "
+                    "harassment.",
+    },
+    "scam": {
+        "data": "Mendeley SMS smishing (deduplicated against UCI SMS: `derived_dedup_vs_uci.csv`; smishing = 1, ham "
+                "and promotional spam = 0; our seeded 70/15/15 split), seed set (delivery/bank/giveaway lures vs "
+                "real notifications and people warning about scams), chat/Reddit cross negatives.",
+        "failures": "Links are canonicalised to one `url` token, so the head judges the wording, not the domain "
+                    "(the link scorer judges domains); 2010s UK/Singapore SMS; crypto/investment and romance "
+                    "scams in chat are mostly seed-set only.",
+    },
+}
+
+
+def _fmt(row: dict[str, Any], key: str) -> str:
+    v = row.get(key)
+    if not v:
+        return "n/a"
+    return f"{v['mean']:.3f} ± {v['sd']:.3f}"
+
+
+def card_section(metrics: dict[str, Any]) -> str:
+    """Markdown for MODEL_CARD.md: one section per taxonomy head, metrics beside the baseline."""
+    s = metrics["summary"]
+    per0 = metrics["per_seed"][str(metrics["seeds"][0])]
+    lines = [CARD_START, "## Taxonomy heads: violence, self_harm, sexual, harassment, scam\n",
+             "_Generated by `training/text/heads.py` (`heron train text-heads`, `heron eval text-heads`) from "
+             "`heads_metrics.json`; do not edit by hand._\n",
+             "How they are built: each category is a small head (logistic regression or a one-hidden-layer MLP, "
+             "chosen by validation average precision) over the served encoder's pooled embedding, so one encoder "
+             "forward serves all eight categories. The backbone (all-MiniLM-L6-v2) was trained for sentence "
+             "similarity, which is what lets a head learn a rare category (threats, plain-language sexual content) "
+             "from a few hundred natural and seeded examples. Probabilities are Platt-scaled on validation; each "
+             "threshold is the validation-F1-best point. Nothing is fitted or chosen on a test split. The "
+             "encoder and its toxicity/hate/spam heads are unchanged (heads live in `heads.safetensors` + "
+             "`heads.json`).\n",
+             "Baseline: TF-IDF (word 1–2 grams) + logistic regression on exactly the same rows, C and threshold "
+             "chosen on the same validation split, in the same run. Seeds "
+             f"{metrics['seeds']} change the sampled cross negatives and the MLP initialisation; figures are "
+             "mean ± sd over seeds. The seed set (`training/text/seed/`, written by the team, split by template) "
+             "is in training and validation; its test rows are reported separately and are not in the "
+             "`natural` row.\n",
+             "Subsampling (embedding budget on 2 shared CPU cores): every positive is kept; training negatives are "
+             "sampled (EDOS 1,500, OLID 2,500, RMHD 2,000, Toxic Spans 800), OLID validation negatives 1,200; "
+             "test splits are whole.\n"]
+    for cat, rows in s.items():
+        m0 = per0[cat]
+        lines.append(f"### {cat}\n")
+        lines.append(f"**Data.** {CARD_NOTES[cat]['data']} Training rows {m0['train']['n']:,} "
+                     f"({m0['train']['positives']:,} positive).\n")
+        lines.append(f"**Head (seed {metrics['seeds'][0]}).** `{m0['head']}`, threshold {m0['threshold']:.3f}.\n")
+        lines.append("| test set | n (pos) | head F1 | baseline F1 | F1 gain | head AP | baseline AP |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for name, row in rows.items():
+            lines.append(f"| {name} | {row['n']} ({row['positives']}) | {_fmt(row, 'head_f1')} | "
+                         f"{_fmt(row, 'baseline_f1')} | {_fmt(row, 'f1_gain')} | {_fmt(row, 'head_ap')} | "
+                         f"{_fmt(row, 'baseline_ap')} |")
+        lines.append(f"\n**Known failure modes.** {CARD_NOTES[cat]['failures']}\n")
+    tg = metrics.get("toxigen_neutral")
+    if tg:
+        lines.append(f"ToxiGen neutral lines (n = {tg['n']}) on which any taxonomy head reaches its threshold "
+                     f"(seed {metrics['seeds'][0]}, fp32 embeddings): {tg['any_head']:.3f} "
+                     f"({', '.join(f'{k} {v:.3f}' for k, v in tg['per_category'].items())}).\n")
+    pr = metrics.get("served_probes")
+    if pr:
+        lines.append("### Probe set: figurative/technical language vs genuine threats\n")
+        lines.append(f"`training/text/probes/violence_probes_v1.csv` (hand-written, not used in training): "
+                     f"{pr['n_benign']} figurative, technical, sport, fiction and everyday uses of violent words, "
+                     f"{pr['n_threats']} genuine threats and requests to hurt someone. Served path "
+                     f"(`{pr['quantize']}`), violence threshold {pr['violence_threshold']:.3f}:\n")
+        lines.append("| measure | rate |")
+        lines.append("|---|---|")
+        lines.append(f"| benign probes scored violence ≥ threshold | {pr['benign_violence_rate']:.3f} |")
+        lines.append(f"| benign probes not `allow` under the platform default policy | "
+                     f"{pr['benign_not_allowed_rate']:.3f} |")
+        lines.append(f"| threats with violence below threshold (missed) | {pr['threat_miss_rate']:.3f} |")
+        lines.append(f"| threats `allow`ed under the platform default policy | {pr['threat_allowed_rate']:.3f} |")
+        t = pr["toxigen_neutral"]
+        lines.append(f"\nToxiGen neutral lines through the served scorer (n = {t['n']}): any taxonomy head at its "
+                     f"threshold {t['any_new_head_at_threshold']:.3f}; any of the eight categories at its threshold "
+                     f"{t['any_category_at_threshold']:.3f}; not `allow` under the platform default "
+                     f"{t['not_allowed_platform_default']:.3f}.\n")
+        missed = [r["text"] for r in pr["rows"] if r["threat"] and not r["violence_hit"]]
+        wrong = [r["text"] for r in pr["rows"] if not r["threat"] and r["violence_hit"]]
+        if wrong:
+            lines.append("Benign probes scored as violence: " + "; ".join(f"“{x}”" for x in wrong) + ".\n")
+        if missed:
+            lines.append("Threats missed: " + "; ".join(f"“{x}”" for x in missed) + ".\n")
+    lines.append("Reproduce: `heron train text-heads` (fits 3 seeds + baselines, writes the heads, "
+                 "`heads_metrics.json` and this section), `heron eval text-heads` (re-scores the committed heads "
+                 "and runs the probe set through the served path).\n")
+    lines.append(CARD_END)
+    return "\n".join(lines) + "\n"
+
+
+def write_card_section(artifact: Path) -> Path:
+    """Put (or replace) the taxonomy section in MODEL_CARD.md, leaving the rest of the card alone."""
+    from training.text.card import CARD_FILE
+
+    metrics = json.loads((artifact / METRICS_FILE).read_text("utf-8"))
+    path = artifact / CARD_FILE
+    text = path.read_text("utf-8") if path.is_file() else ""
+    section = card_section(metrics)
+    if CARD_START in text and CARD_END in text:
+        head, rest = text.split(CARD_START, 1)
+        text = head + section + rest.split(CARD_END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, "utf-8")
+    return path
