@@ -38,7 +38,7 @@ from pipeline.features.links import extract_links
 from pipeline.scorers.base import Modality, Scorer
 from pipeline.scorers.links import LinkScorer
 from pipeline.scorers.media_frames import Frame, collect_frames, has_images
-from pipeline.scorers.text import TRAINED_LABELS as TEXT_LABELS
+from pipeline.scorers.text import TextScorer
 from pipeline.settings import Settings, get_settings
 from pipeline.types import MAX_TEXT_CHARS, Evidence, Message, Signal
 
@@ -296,7 +296,8 @@ class OCRScorer(_ImageReader):
 
     # The text model's categories plus `scam` (listed links). Scores outside these are dropped,
     # so a text model with more heads (new categories) cannot break the contract.
-    labels: ClassVar[tuple[str, ...]] = tuple(dict.fromkeys((*TEXT_LABELS, "scam")))
+    # Every category the text model scores (its trained heads and the taxonomy heads, scam among them).
+    labels: ClassVar[tuple[str, ...]] = tuple(dict.fromkeys((*TextScorer.labels, "scam")))
 
     def __init__(
         self,

