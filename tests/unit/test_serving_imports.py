@@ -25,7 +25,11 @@ PROBE = r"""
 import json, sys
 
 def training_side():
-    return sorted(m for m in sys.modules if m == "pandas" or m.startswith(("pandas.", "training")))
+    # scikit-learn is a serving dependency (the link domain model, the behaviour model) and imports
+    # pandas itself when pandas is installed; pandas counts against serving only without sklearn.
+    pandas_ok = "sklearn" in sys.modules
+    return sorted(m for m in sys.modules if m.startswith("training")
+                  or (not pandas_ok and (m == "pandas" or m.startswith("pandas."))))
 
 from pipeline.cli import app
 
