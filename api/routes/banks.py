@@ -122,7 +122,7 @@ async def add_content(name: BankName, body: EntriesIn, tenant: TenantDep, rt: Ru
 @router.get("/{name}/content", response_model=list[EntryOut], summary="List a bank's hashes")
 async def list_content(
     name: BankName, tenant: TenantDep, rt: RuntimeDep,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000, offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> list[EntryOut]:
     rows = await run_in_threadpool(rt.store.banks.content, tenant, name, limit, offset)
     return [EntryOut(hash=e.hash, label=e.label, quality=e.quality) for e in rows]

@@ -45,7 +45,7 @@ def test_image_changes_the_decision_through_celery(stack: Any, receiver: Any) ->
     receiver.secret = stack.client.put("/v1/webhook", json={"url": receiver.url}).json()["secret"]
     cat = photo("chelsea.png")
     assert (
-        stack.client.post("/v1/banks", json={"name": "scam-pics", "category": "spam", "action": "block"}).status_code
+        stack.client.post("/v1/banks", json={"name": "scam-pics", "category": "violence", "action": "block"}).status_code
         == 201
     )
     r = stack.client.post(
@@ -63,7 +63,7 @@ def test_image_changes_the_decision_through_celery(stack: Any, receiver: Any) ->
     got = receiver.wait_for(3, timeout=120)
     assert got["plain"]["action"] == "allow"
     assert got["with-rocket"]["action"] == "allow" and got["with-rocket"]["model_versions"]["image_hash"] == "pdq-1"
-    assert got["with-cat"]["action"] == "block" and got["with-cat"]["scores"]["spam"] == 1.0
+    assert got["with-cat"]["action"] == "block" and got["with-cat"]["scores"]["violence"] == 1.0
     assert "fake giveaway" in json.dumps(got["with-cat"]["reasons"]) and "scam-pics" in json.dumps(
         got["with-cat"]["reasons"]
     )
