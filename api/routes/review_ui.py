@@ -172,15 +172,23 @@ async def _queue(request: Request, session: Session, template: str) -> Response:
 
 
 # ---- one item ---------------------------------------------------------------------------------
-def _attachments(message: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """What to show for each attachment: an inline image as a data: thumbnail (blurred, greyscale,
-    revealed on click), anything else as a placeholder. Heron fetches nothing for the browser."""
+def _attachments(message: dict[str, Any] | None, thumbs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """What to show for each attachment: the thumbnail the image pipeline kept for review (inline
+    bytes are not stored), else an inline image still in the message, as a data: image (blurred,
+    greyscale, revealed on click); anything else as a placeholder. Heron fetches nothing for the
+    browser."""
+    kept = {int(t["attachment"]): t for t in thumbs or []}
     out = []
     for i, a in enumerate((message or {}).get("attachments", [])):
         ctype = (a.get("content_type") or "").lower()
         entry: dict[str, Any] = {"index": i, "filename": a.get("filename") or f"attachment {i + 1}",
                                  "content_type": ctype or "unknown", "src": None, "url": a.get("url")}
-        if a.get("content_base64") and ctype in IMAGE_TYPES:
+        if i in kept:
+            thumb = kept[i]
+            data = thumb["data"]
+            data = base64.b64encode(data).decode() if isinstance(data, bytes | bytearray | memoryview) else data
+            entry["src"] = f"data:{thumb['mime']};base64,{data}"
+        elif a.get("content_base64") and ctype in IMAGE_TYPES:
             try:
                 base64.b64decode(a["content_base64"], validate=True)
                 entry["src"] = f"data:{ctype};base64,{a['content_base64']}"
@@ -213,11 +221,12 @@ async def _render_item(request: Request, item_id: int, error: str | None = None,
                                                     "message": exc.message}, 404)
     item = d["item"]
     ts = now()
+    thumbs = await run_in_threadpool(rt.store.banks.thumbnails, item.tenant_id, item.message_id)
     return _page(request, "review/item.html", {
         "session": session, "principal": principal, "item": item, "d": d, "now": ts,
         "mine": item.claimed_by == principal.actor and item.claim_active(ts),
         "held_by_other": item.claim_active(ts) and item.claimed_by != principal.actor,
-        "attachments": _attachments(d["message"]), "categories": CATEGORY_NAMES,
+        "attachments": _attachments(d["message"], thumbs), "categories": CATEGORY_NAMES,
         "suggested": _suggested_categories(d["decision"]), "reasons": {v: reasons_for(v) for v in
                                                                        ("uphold", "overturn", "escalate")},
         "reason_labels": {k: v[1] for k, v in REASONS.items()}, "error": error,

@@ -53,7 +53,8 @@ def server(make_api: Any) -> Iterator[tuple[str, Any, Any]]:
     """The app over the embedded runtime, served by a real uvicorn on a free port."""
     import uvicorn
 
-    client, rt = make_api(review_double_share=0.0)
+    # image_hash: its images are decoded, so the held message keeps a review thumbnail
+    client, rt = make_api(review_double_share=0.0, scorers=["rules", "links", "image_hash"])
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning",
                                         lifespan="off"))
@@ -123,6 +124,12 @@ def test_a_moderator_works_a_held_message_with_the_keyboard(server: Any, page: A
                              "filename": "meme.png"}],
         })
         assert r.status_code == 200 and r.json()["action"] == "hold_for_review", r.text
+        # The sync answer came on text alone (images pending); the image is scored after it and the
+        # review thumbnail is kept with that complete revision.
+        deadline = time.monotonic() + 90
+        while client.get(f"/v1/decisions/{r.json()['id']}").json().get("status") != "complete":
+            assert time.monotonic() < deadline, "the image's complete decision never came"
+            time.sleep(0.2)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not client.get("/v1/review/items").json()["items"]:
             time.sleep(0.1)
@@ -167,15 +174,16 @@ def test_a_moderator_works_a_held_message_with_the_keyboard(server: Any, page: A
         page.keyboard.press("u")
         page.wait_for_url(f"{base}/review?notice=*")
         notice = page.locator(".notice").inner_text()
-        assert "uphold" in notice and "revision 2 sent" in notice
+        # revision 1: the sync answer on text; 2: the same with the image scored; 3: the verdict
+        assert "uphold" in notice and "revision 3 sent" in notice
         assert page.locator("table.queue tbody tr").count() == 0
         shot(page, "after-verdict")
 
         # the chat service got the signed revision for that message
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not [e for e in receiver.events() if e["revision"] == 2]:
+        while time.monotonic() < deadline and not [e for e in receiver.events() if e["revision"] == 3]:
             time.sleep(0.05)
-        revised = [e for e in receiver.events() if e["revision"] == 2]
+        revised = [e for e in receiver.events() if e["revision"] == 3]
         assert len(revised) == 1 and receiver.bad_signatures == 0
         assert revised[0]["decision"]["message_id"] == "m1" and revised[0]["cause"] == "review"
         assert revised[0]["decision"]["action"] == "block"
