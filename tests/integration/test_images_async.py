@@ -45,11 +45,11 @@ def test_image_changes_the_decision_through_celery(stack: Any, receiver: Any) ->
     receiver.secret = stack.client.put("/v1/webhook", json={"url": receiver.url}).json()["secret"]
     cat = photo("chelsea.png")
     assert (
-        stack.client.post("/v1/banks", json={"name": "scam-pics", "category": "violence", "action": "block"}).status_code
+        stack.client.post("/v1/banks", json={"name": "bad-pics", "category": "violence", "action": "block"}).status_code
         == 201
     )
     r = stack.client.post(
-        "/v1/banks/scam-pics/content", json={"entries": [{"hash": hash_frame(cat)[0], "label": "fake giveaway"}]}
+        "/v1/banks/bad-pics/content", json={"entries": [{"hash": hash_frame(cat)[0], "label": "fake giveaway"}]}
     )
     assert r.json()["added"] == 1
 
@@ -64,7 +64,7 @@ def test_image_changes_the_decision_through_celery(stack: Any, receiver: Any) ->
     assert got["plain"]["action"] == "allow"
     assert got["with-rocket"]["action"] == "allow" and got["with-rocket"]["model_versions"]["image_hash"] == "pdq-1"
     assert got["with-cat"]["action"] == "block" and got["with-cat"]["scores"]["violence"] == 1.0
-    assert "fake giveaway" in json.dumps(got["with-cat"]["reasons"]) and "scam-pics" in json.dumps(
+    assert "fake giveaway" in json.dumps(got["with-cat"]["reasons"]) and "bad-pics" in json.dumps(
         got["with-cat"]["reasons"]
     )
     # the inline bytes were never in the messages table, and are gone once decided
