@@ -24,7 +24,7 @@ from cachetools import LRUCache
 
 from pipeline.features.context import Feature
 from pipeline.scorers.base import Modality, Scorer, ScoringItem
-from pipeline.scorers.media_frames import Frame, collect_frames, has_images
+from pipeline.scorers.media_frames import Frame, frames_or_signal, has_images
 from pipeline.settings import Settings, get_settings
 from pipeline.types import Evidence, Signal
 
@@ -107,14 +107,11 @@ class ImageNSFWScorer(Scorer):
         todo: list[Frame] = []  # frames not in the cache, each once
         seen: set[tuple[str, int] | int] = set()
         for i, it in enumerate(items):
-            try:
-                if not has_images(it):
-                    out[i] = Signal(scorer=self.name, version=self.version, latency_ms=_ms(started))
-                    continue
-                frames, unread = collect_frames(it)
-            except Exception as exc:  # noqa: BLE001 - one unreadable item must not sink the batch
-                out[i] = self.error_signal(f"could not read the item: {type(exc).__name__}: {exc}", started)
+            got = frames_or_signal(self, it, started)
+            if isinstance(got, Signal):
+                out[i] = got
                 continue
+            frames, unread = got
             if not frames:
                 out[i] = self.error_signal("no readable image: " + "; ".join(unread), started)
                 continue

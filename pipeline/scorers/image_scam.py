@@ -37,7 +37,7 @@ from pipeline.features.context import ExtractedLink, Feature, ItemContext, Scori
 from pipeline.features.links import extract_links
 from pipeline.scorers.base import Modality, Scorer
 from pipeline.scorers.links import LinkScorer
-from pipeline.scorers.media_frames import Frame, collect_frames, has_images
+from pipeline.scorers.media_frames import Frame, frames_or_signal, has_images
 from pipeline.scorers.text import TextScorer
 from pipeline.settings import Settings, get_settings
 from pipeline.types import MAX_TEXT_CHARS, Evidence, Message, Signal
@@ -156,14 +156,11 @@ class _ImageReader(Scorer):
         frames_of: dict[int, tuple[list[Frame], list[str]]] = {}
         why_not = self.unavailable()
         for i, it in enumerate(items):
-            try:
-                if not has_images(it):
-                    out[i] = Signal(scorer=self.name, version=self.version, latency_ms=_ms(started))
-                    continue
-                frames, unread = collect_frames(it)
-            except Exception as exc:  # noqa: BLE001 - one unreadable item must not sink the batch
-                out[i] = self.error_signal(f"could not read the item: {type(exc).__name__}: {exc}", started)
+            got = frames_or_signal(self, it, started)
+            if isinstance(got, Signal):
+                out[i] = got
                 continue
+            frames, unread = got
             if why_not is not None:
                 out[i] = self.error_signal(why_not, started)
             elif not frames:

@@ -52,3 +52,21 @@ def collect_frames(item: ScoringItem) -> tuple[list[Frame], list[str]]:
         elif ref.kind == "image":
             unread.append(f"attachment {ref.index}: {ref.error or 'not decoded (no image decoder ran)'}")
     return frames, unread
+
+
+def frames_or_signal(scorer: Any, item: ScoringItem, started: float) -> tuple[list[Frame], list[str]] | Any:
+    """The item's frames and unread attachments, or the Signal a media scorer answers without them:
+    an empty (ok) signal when the message has no images, an error signal when it cannot be read.
+
+    One place for what every media scorer does first, so they agree on "no image" versus "unreadable"."""
+    import time
+
+    from pipeline.types import Signal
+
+    try:
+        if not has_images(item):
+            return Signal(scorer=scorer.name, version=scorer.version,
+                          latency_ms=(time.perf_counter() - started) * 1000)
+        return collect_frames(item)
+    except Exception as exc:  # noqa: BLE001 - one unreadable item must not sink the batch
+        return scorer.error_signal(f"could not read the item: {type(exc).__name__}: {exc}", started)
