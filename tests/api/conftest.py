@@ -32,6 +32,11 @@ def make_api(tmp_path: Path) -> Iterator[Any]:
             "sync_budget_ms": 10_000,  # a loaded CI machine must not turn 200s into 202s
             # The test receivers listen on 127.0.0.1; the SSRF tests turn this off again.
             "allow_private_webhooks": True,
+            # Tests send bursts faster than a chat service would on a fast machine; the rate
+            # limits are under test only in test_ratelimit.py, which sets them explicitly.
+            "rate_limit_per_key": "",
+            "rate_limit_per_guild": "",
+            "rate_limit_other": "",
         }
         values.update(overrides)
         settings = override_settings(**values)

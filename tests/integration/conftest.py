@@ -155,6 +155,12 @@ class Stack:
             "HERON_SYNC_BUDGET_MS": "5000",
             # The test receivers listen on 127.0.0.1, which the SSRF guard refuses by default.
             "HERON_ALLOW_PRIVATE_WEBHOOKS": "true",
+            # These tests replay bursts as fast as one client can send; on a fast machine that
+            # outruns the default per-guild limit. Rate limits have their own tests
+            # (test_ratelimit_shared.py, tests/api/test_ratelimit.py).
+            "HERON_RATE_LIMIT_PER_KEY": "",
+            "HERON_RATE_LIMIT_PER_GUILD": "",
+            "HERON_RATE_LIMIT_OTHER": "",
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
         }
