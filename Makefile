@@ -35,9 +35,13 @@ install: $(STAMP) system-deps
 # tesseract-ocr for the OCR scorer (pipeline/scorers/image_scam.py), node + npm for the nsfwjs
 # parity test (tests/unit/test_images_nsfw_parity.py installs nsfwjs into ~/.cache/heron).
 system-deps:
-	@command -v tesseract >/dev/null && command -v npm >/dev/null || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng nodejs npm; } \
-	  || { echo "install tesseract-ocr, nodejs and npm (apt-get install tesseract-ocr nodejs npm)"; exit 1; }
+	@command -v tesseract >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng; } \
+	  || { echo "install tesseract-ocr (apt-get install tesseract-ocr tesseract-ocr-eng)"; exit 1; }
+	@# Only when npm is missing: a nodesource nodejs ships its own npm, and Debian's npm conflicts with it.
+	@command -v npm >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; } \
+	  || { echo "install nodejs and npm (apt-get install nodejs npm)"; exit 1; }
 
 run: install
 	@$(BIN)/heron migrate
