@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 PER_KEY = "per_key"
 PER_GUILD = "per_guild"
 OTHER = "other"
+LOGIN = "login"
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,12 @@ class RateLimiter:
     RETRY_SHARED_AFTER_S = 5.0
     KEY_PREFIX = "heron:ratelimit"
 
-    def __init__(self, per_key: str = "", per_guild: str = "", other: str = "", redis_url: str | None = None) -> None:
+    def __init__(self, per_key: str = "", per_guild: str = "", other: str = "", redis_url: str | None = None,
+                 login: str = "") -> None:
         self.per_key = parse_many(per_key) if per_key.strip() else []
         self.per_guild = parse_many(per_guild) if per_guild.strip() else []
         self.other = parse_many(other) if other.strip() else []
+        self.login = parse_many(login) if login.strip() else []
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._shared: MovingWindowRateLimiter | None = None
         if redis_url:
@@ -95,7 +98,7 @@ class RateLimiter:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
         return cls(settings.rate_limit_per_key, settings.rate_limit_per_guild, settings.rate_limit_other,
-                   settings.redis_url)
+                   settings.redis_url, login=settings.rate_limit_login)
 
     @property
     def shared(self) -> bool:
@@ -120,6 +123,13 @@ class RateLimiter:
     async def check_other(self, tenant_id: str) -> Verdict:
         """Any other /v1 route: a separate, usually lower, per-key allowance."""
         return await self._check([(item, OTHER, ("other", tenant_id)) for item in self.other])
+
+    async def check_login(self, username: str, client: str) -> Verdict:
+        """A sign-in attempt at the review UI: the username's allowance and the client address's
+        (one guesser trying many names, many addresses trying one name), each attempt counted."""
+        name = username.strip().lower()[:200]
+        return await self._check([(item, LOGIN, ("login-user", name)) for item in self.login]
+                                 + [(item, LOGIN, ("login-client", client)) for item in self.login])
 
     async def _check(self, checks: Sequence[Check]) -> Verdict:
         if not checks:

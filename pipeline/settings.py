@@ -157,10 +157,14 @@ class Settings(BaseSettings):
     review_claim_s: float = Field(default=600.0, gt=0)
     review_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
     review_cookie_secure: bool = False
+    # Sign-in attempts at /review/login, per username and per client address (both must have
+    # room): password guessing stops after a handful of tries while a reviewer who mistypes twice
+    # is not locked out. Counted with the other limits (Redis when configured).
+    rate_limit_login: str = "10/minute;50/hour"
     # The password for `heron users create` when it is scripted (else --password-stdin or a prompt).
     user_password: SecretStr | None = None
 
-    @field_validator("rate_limit_per_key", "rate_limit_per_guild", "rate_limit_other")
+    @field_validator("rate_limit_per_key", "rate_limit_per_guild", "rate_limit_other", "rate_limit_login")
     @classmethod
     def _parse_rate_limit(cls, value: str, info: ValidationInfo) -> str:
         """Refuse a malformed limit at start-up instead of on the first request."""

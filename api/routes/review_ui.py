@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from api.deps import get_limiter
 from api.errors import ApiError, status_for
 from api.review_auth import SESSION_COOKIE, check_csrf, csrf_ok
 from pipeline.errors import HeronError
@@ -103,6 +104,17 @@ async def login(request: Request) -> Response:
         _login_cookie(request, resp, token)
         return resp
     rt = request.app.state.runtime
+    limiter = await get_limiter(request)
+    verdict = await limiter.check_login(str(form.get("username") or ""),
+                                        request.client.host if request.client else "-")
+    if not verdict.allowed:
+        token = secrets.token_urlsafe(24)
+        resp = _page(request, "review/login.html", {
+            "csrf": token, "next": nxt,
+            "error": f"Too many sign-in attempts; try again in {verdict.retry_after_s} s."}, 429)
+        resp.headers["Retry-After"] = str(verdict.retry_after_s)
+        _login_cookie(request, resp, token)
+        return resp
     reviewer = await run_in_threadpool(rt.store.reviewers.authenticate, str(form.get("username") or ""),
                                        str(form.get("password") or ""))
     if reviewer is None:

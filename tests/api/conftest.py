@@ -37,6 +37,7 @@ def make_api(tmp_path: Path) -> Iterator[Any]:
             "rate_limit_per_key": "",
             "rate_limit_per_guild": "",
             "rate_limit_other": "",
+            "rate_limit_login": "",
         }
         values.update(overrides)
         settings = override_settings(**values)

@@ -150,3 +150,35 @@ def test_every_ui_route_for_every_role(api: Any, role: str) -> None:
     r = c.post("/review/logout", data={"csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303
     assert c.get("/review", follow_redirects=False).status_code == 303  # the session is gone
+
+
+def test_password_guessing_is_throttled_per_username_and_per_client(make_api: Any) -> None:
+    """After the login allowance is spent, even the right password is refused with 429 and a
+    Retry-After until the window has room: guessing stops, and the page says why."""
+    from fastapi.testclient import TestClient
+
+    client, rt = make_api(rate_limit_login="3/minute")
+    tenant = rt.store.tenants.ensure("acme")
+    rt.store.reviewers.create(tenant, "mod-a", "correct horse battery", "moderator", ["g1"])
+    rt.store.reviewers.create(tenant, "mod-b", "correct horse battery", "moderator", ["g1"])
+
+    def attempt(c: TestClient, username: str, password: str) -> Any:
+        page = c.get("/review/login")
+        token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+        return c.post("/review/login", data={"username": username, "password": password, "csrf_token": token,
+                                             "next": "/review"}, follow_redirects=False)
+
+    c = TestClient(client.app)
+    assert [attempt(c, "mod-a", f"guess {i}").status_code for i in range(3)] == [401, 401, 401]
+    refused = attempt(c, "mod-a", "correct horse battery")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "Too many sign-in attempts" in refused.text and "heron_session" not in refused.headers.get("set-cookie", "")
+    # the same client address has spent its own allowance too, so another name is refused as well
+    assert attempt(c, "mod-b", "correct horse battery").status_code == 429
+    # a server with the login limit off lets the reviewer in (the limit, not the password, refused)
+    open_client, open_rt = make_api(rate_limit_login="")
+    open_rt.store.reviewers.create(open_rt.store.tenants.ensure("acme"), "mod-a", "correct horse battery",
+                                   "moderator", ["g1"])
+    c2 = TestClient(open_client.app)
+    assert [attempt(c2, "mod-a", "nope").status_code for _ in range(5)] == [401] * 5
+    assert attempt(c2, "mod-a", "correct horse battery").status_code == 303
