@@ -23,9 +23,18 @@ def test_defaults_change_nothing_for_existing_configs() -> None:
 
 def test_spaces_by_room_id_or_alias() -> None:
     c = HeronConfig.parse(
-        {**BASE, "spaces": {"!abc:example.org": "one", "#community:example.org": "two"}, "map_spaces": True}
+        {
+            **BASE,
+            # a room id before room version 12, one from v12 on (no server part), an alias
+            "spaces": {
+                "!abc:example.org": "one",
+                "!L5lJ-C8Z3i4p6vop0d6Xx-RNBUqX6B1M4Mhtf2bzZmE": "two",
+                "#c:ex.org": "3",
+            },
+            "map_spaces": True,
+        }
     )
-    assert c.spaces["#community:example.org"] == "two" and c.map_spaces is True
+    assert c.spaces["#c:ex.org"] == "3" and len(c.spaces) == 3 and c.map_spaces is True
 
 
 @pytest.mark.parametrize(
@@ -33,6 +42,7 @@ def test_spaces_by_room_id_or_alias() -> None:
     [
         ({"spaces": {"community": "g"}}, "'spaces' key 'community'"),  # neither !id nor #alias
         ({"spaces": {"#community": "g"}}, "'spaces' key '#community'"),  # no server
+        ({"spaces": {"!": "g"}}, "'spaces' key '!'"),
         ({"spaces": {"!abc:example.org": "has space"}}, "guild id 'has space'"),
         ({"spaces": {"!abc:example.org": "x" * 129}}, "guild id"),
         ({"map_spaces": "yes"}, "'map_spaces'"),

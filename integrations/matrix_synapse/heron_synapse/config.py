@@ -71,9 +71,10 @@ class HeronConfig:
         ):
             raise ConfigError("heron_synapse: 'spaces' maps space room ids or aliases to guild ids")
         for key, guild in spaces.items():
-            if key[:1] not in "!#" or ":" not in key:
+            # Room ids carry no server part from room version 12 on (`!<hash>`); aliases always do.
+            if not (key.startswith("!") and len(key) > 1) and not (key.startswith("#") and ":" in key[2:]):
                 raise ConfigError(
-                    f"heron_synapse: 'spaces' key {key!r} is not a room id (!id:server) or an alias (#name:server)"
+                    f"heron_synapse: 'spaces' key {key!r} is not a room id (!id) or an alias (#name:server)"
                 )
             if not _HERON_ID.match(guild):
                 raise ConfigError(f"heron_synapse: 'spaces' guild id {guild!r} must be 1-128 of A-Z a-z 0-9 _ . : -")
