@@ -282,18 +282,39 @@ class MatrixUser:
         self.http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
         self._txn = 0
 
-    def create_room(self) -> str:
-        r = self.http.post("/_matrix/client/v3/createRoom", json={"preset": "public_chat"})
+    def create_room(self, **body: Any) -> str:
+        """A public room; `body` adds createRoom fields (initial_state, creation_content, ...)."""
+        r = self.try_create_room(**body)
         r.raise_for_status()
         return str(r.json()["room_id"])
+
+    def try_create_room(self, **body: Any) -> httpx.Response:
+        return self.http.post("/_matrix/client/v3/createRoom", json={"preset": "public_chat", **body})
+
+    def create_space(self, alias_localpart: str | None = None) -> str:
+        """A space (a room of type m.space), with a canonical alias when `alias_localpart` is given."""
+        body: dict[str, Any] = {"creation_content": {"type": "m.space"}}
+        if alias_localpart is not None:
+            body["room_alias_name"] = alias_localpart
+        return self.create_room(**body)
+
+    def put_state(self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]) -> httpx.Response:
+        return self.http.put(f"/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}", json=content)
+
+    def add_to_space(self, space_id: str, room_id: str) -> None:
+        """Both halves of the spec's space membership: m.space.child in the space, m.space.parent
+        in the room (this user must be allowed to send state in both)."""
+        via = [self.server.server_name]
+        self.put_state(space_id, "m.space.child", room_id, {"via": via}).raise_for_status()
+        self.put_state(room_id, "m.space.parent", space_id, {"via": via, "canonical": True}).raise_for_status()
 
     def join(self, room_id: str) -> None:
         self.http.post(f"/_matrix/client/v3/join/{room_id}", json={}).raise_for_status()
 
-    def send(self, room_id: str, content: dict[str, Any]) -> httpx.Response:
+    def send(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> httpx.Response:
         self._txn += 1
         return self.http.put(
-            f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/t{time.time_ns()}{self._txn}", json=content
+            f"/_matrix/client/v3/rooms/{room_id}/send/{event_type}/t{time.time_ns()}{self._txn}", json=content
         )
 
     def send_text(self, room_id: str, text: str) -> httpx.Response:

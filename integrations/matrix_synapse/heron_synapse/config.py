@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+# Heron's id rule (pipeline/types.py `Id`): a guild id that breaks it would fail every message.
+_HERON_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+ENCRYPTED_MODES = ("allow", "reject")
 
 
 class ConfigError(ValueError):
@@ -23,8 +28,15 @@ class HeronConfig:
     webhook_secret: str | None = None
     webhook_path: str = "/_heron/webhook"
     webhook_window_s: int = 300
-    # Space room id -> guild id: rooms whose m.space.parent is a listed space share its guild.
+    # Space -> guild id: rooms whose m.space.parent is a listed space share its guild. A key is the
+    # space's room id (`!id:server`) or an alias of it on this homeserver (`#name:server`), which
+    # an admin can write down before the space exists (its room id is only known afterwards).
     spaces: dict[str, str] = field(default_factory=dict)
+    # Any other space: its rooms share one guild named after the space's room id (without `!`).
+    map_spaces: bool = False
+    # m.room.encrypted events cannot be read by the server: "allow" delivers them unchecked,
+    # "reject" refuses them and refuses turning encryption on (counted and logged either way).
+    encrypted: str = "allow"
     # Where the module downloads m.image media from (this homeserver's client API).
     homeserver_url: str = "http://127.0.0.1:8008"
     # The local account the module uses to download media.
@@ -57,5 +69,17 @@ class HeronConfig:
         if not isinstance(spaces, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in spaces.items()
         ):
-            raise ConfigError("heron_synapse: 'spaces' maps space room ids to guild ids")
+            raise ConfigError("heron_synapse: 'spaces' maps space room ids or aliases to guild ids")
+        for key, guild in spaces.items():
+            # Room ids carry no server part from room version 12 on (`!<hash>`); aliases always do.
+            if not (key.startswith("!") and len(key) > 1) and not (key.startswith("#") and ":" in key[2:]):
+                raise ConfigError(
+                    f"heron_synapse: 'spaces' key {key!r} is not a room id (!id) or an alias (#name:server)"
+                )
+            if not _HERON_ID.match(guild):
+                raise ConfigError(f"heron_synapse: 'spaces' guild id {guild!r} must be 1-128 of A-Z a-z 0-9 _ . : -")
+        if not isinstance(raw.get("map_spaces", False), bool):
+            raise ConfigError("heron_synapse: 'map_spaces' must be true or false")
+        if raw.get("encrypted", "allow") not in ENCRYPTED_MODES:
+            raise ConfigError(f"heron_synapse: 'encrypted' must be one of {', '.join(ENCRYPTED_MODES)}")
         return cls(**raw)

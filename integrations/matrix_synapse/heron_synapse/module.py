@@ -37,15 +37,20 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from heron_synapse.bridge import LoopThread
-from heron_synapse.config import HeronConfig
+from heron_synapse.config import ConfigError, HeronConfig
 from heron_synapse.ids import event_id_for_message, guild_id_for_room, heron_id, message_id_for_event
+from heron_synapse.power import CREATOR_LEVEL, power_level_of, roles_for_level
+from heron_synapse.spaces import SpaceMapper
 from heron_synapse.state import ModuleState, Mute
+
+__all__ = ["CREATOR_LEVEL", "HeronModule", "power_level_of", "roles_for_level"]
 
 logger = logging.getLogger("heron_synapse")
 
 REJECT = frozenset({"block", "timeout_author"})
 REDACT_LATER = frozenset({"hold_for_review", "block", "timeout_author"})
 TEXT_TYPES = frozenset({"m.text", "m.notice", "m.emote"})
+ENCRYPTED_REFUSED = "encrypted messages cannot be moderated, so this server does not accept them"
 
 try:  # Synapse ships prometheus_client; the counters show on its metrics listener.
     from prometheus_client import Counter
@@ -67,23 +72,6 @@ def _iso_ms(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
-CREATOR_LEVEL = 10**9  # room version 12+: creators have unlimited power
-
-
-def power_level_of(state: dict[Any, Any], user_id: str) -> int:
-    """A user's power level from room state, with room version 12's creators above everyone."""
-    create = state.get(("m.room.create", ""))
-    if create is not None:
-        version = str(create.content.get("room_version", "1"))
-        if version.isdigit() and int(version) >= 12:
-            creators = {create.sender, *(create.content.get("additional_creators") or [])}
-            if user_id in creators:
-                return CREATOR_LEVEL
-    pl = state.get(("m.room.power_levels", ""))
-    content = pl.content if pl is not None else {}
-    return int((content.get("users") or {}).get(user_id, content.get("users_default", 0)))
-
-
 def _thaw(value: Any) -> Any:
     """A plain, mutable copy of event content (Synapse hands out frozen mappings)."""
     if isinstance(value, Mapping):
@@ -91,14 +79,6 @@ def _thaw(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_thaw(v) for v in value]
     return value
-
-
-def roles_for_level(level: int) -> list[str]:
-    """Matrix power levels as Heron roles (a policy can exempt "moderator" or "admin")."""
-    if level >= CREATOR_LEVEL:
-        return ["admin", "creator"]
-    name = "admin" if level >= 100 else "moderator" if level >= 50 else "member"
-    return [name, f"pl:{level}"]
 
 
 class HeronModule:
@@ -113,23 +93,41 @@ class HeronModule:
         self.bot_user_id = f"@{config.bot_localpart}:{api.server_name}"
         self._bot_token: str | None = None
         self._known_guilds: set[str] = set()
+        for key in config.spaces:
+            if key.startswith("#") and not api.is_mine(key):
+                # Resolving another server's alias is a federation query on the send path.
+                raise ConfigError(
+                    f"heron_synapse: space alias {key} is not on this homeserver; use the space's room id"
+                )
+        self.spaces = SpaceMapper(api, config.spaces, config.map_spaces)
+        # Rooms already logged as carrying encrypted messages (bounded: a log line, not state).
+        self._encrypted_rooms: set[str] = set()
         budget_s = config.budget_ms / 1000
         # No retries on the send path: the budget has no room for a second attempt.
         self.heron = self._in_loop_sync(
             lambda: AsyncHeronClient(config.api_url, config.api_key, timeout=budget_s, retry=RetryPolicy(max_retries=0))
         )
         self.media = self._in_loop_sync(lambda: httpx.AsyncClient(base_url=config.homeserver_url, timeout=budget_s))
-        api.register_spam_checker_callbacks(check_event_for_spam=self.check_event_for_spam)
+        if config.encrypted == "reject":
+            api.register_spam_checker_callbacks(
+                check_event_for_spam=self.check_event_for_spam,
+                user_may_create_room=self.user_may_create_room,
+                user_may_send_state_event=self.user_may_send_state_event,
+            )
+        else:
+            api.register_spam_checker_callbacks(check_event_for_spam=self.check_event_for_spam)
         if config.webhook_secret:
             verifier = WebhookVerifier(config.webhook_secret, window_s=config.webhook_window_s)
             api.register_web_resource(config.webhook_path, WebhookResource(self, verifier))
         api.looping_background_call(self._lift_expired_mutes, config.mute_check_interval_s * 1000)
         logger.info(
-            "heron_synapse: moderating through %s (budget %d ms, fail_open=%s, webhook %s)",
+            "heron_synapse: moderating through %s (budget %d ms, fail_open=%s, webhook %s, encrypted=%s, spaces %s)",
             config.api_url,
             config.budget_ms,
             config.fail_open,
             config.webhook_path if config.webhook_secret else "off",
+            config.encrypted,
+            f"{len(config.spaces)} listed, map_spaces={config.map_spaces}" if self.spaces.enabled else "off",
         )
 
     @staticmethod
@@ -151,9 +149,15 @@ class HeronModule:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         _count(CHECKS, outcome)
 
+    def _tally_webhook(self, done: str) -> None:
+        self.counts["webhook_" + done] = self.counts.get("webhook_" + done, 0) + 1
+        _count(APPLIED, done)
+
     # ---- pre-send ------------------------------------------------------------------------------
 
     async def check_event_for_spam(self, event: Any) -> Any:
+        if event.type == "m.room.encrypted" and not event.is_state():
+            return self._encrypted(event)
         if event.type != "m.room.message" or event.is_state() or event.sender == self.bot_user_id:
             return NOT_SPAM
         started = time.monotonic()
@@ -193,6 +197,48 @@ class HeronModule:
                 )
             return (Codes.FORBIDDEN, {"org.heron.action": decision.action, "org.heron.decision_id": decision.id})
         self._tally("allowed")
+        return NOT_SPAM
+
+    def _encrypted(self, event: Any) -> Any:
+        """An end-to-end encrypted message: the server holds only ciphertext, so Heron is told
+        nothing (its API refuses a message with neither text nor attachments, and a stand-in text
+        would be scored as if the author had written it). `encrypted` decides; either way it is
+        counted, so an admin can see how much of the traffic passes unchecked."""
+        if self.config.encrypted == "reject":
+            self._tally("encrypted_rejected")
+            logger.info(
+                "heron_synapse: rejected encrypted %s from %s in %s", event.event_id, event.sender, event.room_id
+            )
+            return (Codes.FORBIDDEN, {"org.heron.error": ENCRYPTED_REFUSED})
+        self._tally("encrypted_unchecked")
+        if event.room_id not in self._encrypted_rooms:
+            if len(self._encrypted_rooms) >= 10_000:
+                self._encrypted_rooms.clear()
+            self._encrypted_rooms.add(event.room_id)
+            logger.info(
+                "heron_synapse: %s carries encrypted messages; they are delivered unchecked (encrypted: allow)",
+                event.room_id,
+            )
+        return NOT_SPAM
+
+    async def user_may_create_room(self, user_id: str, room_config: dict[str, Any]) -> Any:
+        """encrypted: reject: refuse a room created encrypted (what clients do for private chats),
+        rather than let every message in it be refused afterwards."""
+        for ev in room_config.get("initial_state") or []:
+            if isinstance(ev, Mapping) and ev.get("type") == "m.room.encryption":
+                self._tally("encrypted_rejected")
+                logger.info("heron_synapse: refused an encrypted room for %s", user_id)
+                return (Codes.FORBIDDEN, {"org.heron.error": ENCRYPTED_REFUSED})
+        return NOT_SPAM
+
+    async def user_may_send_state_event(
+        self, user_id: str, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> Any:
+        """encrypted: reject: refuse turning encryption on in an existing room."""
+        if event_type == "m.room.encryption":
+            self._tally("encrypted_rejected")
+            logger.info("heron_synapse: refused turning on encryption in %s for %s", room_id, user_id)
+            return (Codes.FORBIDDEN, {"org.heron.error": ENCRYPTED_REFUSED})
         return NOT_SPAM
 
     def _failed(self, event: Any, why: str) -> Any:
@@ -254,20 +300,17 @@ class HeronModule:
         return message, media
 
     async def _guild_and_author(self, event: Any) -> tuple[str, Author]:
-        state = await self.api.get_room_state(
-            event.room_id,
-            [
-                ("m.room.create", ""),
-                ("m.room.power_levels", ""),
-                ("m.room.member", event.sender),
-                ("m.space.parent", None),
-            ],
-        )
+        wanted: list[tuple[str, str | None]] = [
+            ("m.room.create", ""),
+            ("m.room.power_levels", ""),
+            ("m.room.member", event.sender),
+        ]
+        if self.spaces.enabled:
+            wanted.append(("m.space.parent", None))
+        state = await self.api.get_room_state(event.room_id, wanted)
         guild_id = guild_id_for_room(event.room_id)
-        for (etype, key), _ev in state.items():
-            if etype == "m.space.parent" and key in self.config.spaces:
-                guild_id = self.config.spaces[key]
-                break
+        if self.spaces.enabled:
+            guild_id = await self.spaces.guild_for(event.room_id, state) or guild_id
         level = power_level_of(state, event.sender)
         member = state.get(("m.room.member", event.sender))
         joined_at = _iso_ms(member.origin_server_ts) if member is not None else None
@@ -328,7 +371,10 @@ class HeronModule:
         message_id = decision.message_id
         applied = await self._loop(self._applied_revision(message_id))
         if applied >= event.revision:
-            _count(APPLIED, "stale")
+            self._tally_webhook("stale")
+            logger.info(
+                "heron_synapse: %s r%d is not newer than r%d: not applied", decision.id, event.revision, applied
+            )
             return "stale"
         event_id = event_id_for_message(message_id)
         done = "nothing"
@@ -353,7 +399,7 @@ class HeronModule:
                     await self._mute(original.room_id, original.sender, f"Heron decision {decision.id}")
                     done += "+muted"
         await self._loop(self._record(message_id, event.revision, decision.action))
-        _count(APPLIED, done)
+        self._tally_webhook(done)
         logger.info("heron_synapse: %s r%d %s -> %s", decision.id, event.revision, decision.action, done)
         return done
 
