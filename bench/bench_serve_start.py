@@ -6,10 +6,12 @@ code before it on the same machine and load.
     python bench/bench_serve_start.py --baseline /tmp/heron-before [--candidate .] [--rounds 3]
 
 `/healthz` answers once the lifespan has loaded and warmed every scorer (`ModerationService.warm_up`),
-so the time is what an operator waits for. RSS is the serving process's (and any children's)
-`VmRSS` once it answers, plus the peak (`VmHWM`). Each round starts both trees one after the
-other (alternating which goes first), each on its own fresh SQLite database, embedded runtime (no
-Redis), `OMP_NUM_THREADS=1`. Medians over the rounds, and candidate / baseline ratios.
+so the time is what an operator waits for; the CPU seconds the process used until then are also
+recorded, as wall time on a shared machine moves with other jobs' load. RSS is the serving
+process's (and any children's) `VmRSS` once it answers, plus the peak (`VmHWM`). Each round
+starts both trees one after the other (alternating which goes first), each on its own fresh
+SQLite database, embedded runtime (no Redis), `OMP_NUM_THREADS=1`. Medians over the rounds, and
+candidate / baseline ratios.
 
 Writes bench/results/serve_start.json.
 """
@@ -43,16 +45,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _memory(pid: int) -> tuple[float, float]:
-    """(RSS, peak RSS) in MiB of the process and its children."""
+def _usage(pid: int) -> tuple[float, float, float]:
+    """(RSS MiB, peak RSS MiB, CPU seconds user+sys) of the process and its children."""
     proc = psutil.Process(pid)
-    rss = peak = 0.0
+    rss = peak = cpu = 0.0
     for p in [proc, *proc.children(recursive=True)]:
         status = Path(f"/proc/{p.pid}/status").read_text()
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         rss += int(fields["VmRSS"].split()[0]) / 1024
         peak += int(fields["VmHWM"].split()[0]) / 1024
-    return rss, peak
+        times = p.cpu_times()
+        cpu += times.user + times.system
+    return rss, peak, cpu
 
 
 def start_once(tree: Path, scorers: str, timeout: float = 300.0) -> dict[str, float]:
@@ -88,15 +92,16 @@ def start_once(tree: Path, scorers: str, timeout: float = 300.0) -> dict[str, fl
                         raise RuntimeError("serve did not answer in time:\n" + log.read_text()[-3000:])
                     time.sleep(0.05)
                 seconds = time.perf_counter() - started
+                _, _, cpu = _usage(proc.pid)
                 time.sleep(0.5)  # let the start-up threads settle before reading memory
-                rss, peak = _memory(proc.pid)
+                rss, peak, _ = _usage(proc.pid)
             finally:
                 proc.terminate()
                 try:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    return {"start_s": seconds, "rss_mib": rss, "peak_rss_mib": peak}
+    return {"start_s": seconds, "start_cpu_s": cpu, "rss_mib": rss, "peak_rss_mib": peak}
 
 
 def main() -> None:
@@ -114,13 +119,13 @@ def main() -> None:
         for name in order:
             got = start_once(trees[name], args.scorers)
             runs[name].append(got)
-            print(f"round {r + 1} {name:9s} start {got['start_s']:6.2f} s  rss {got['rss_mib']:7.1f} MiB  "
-                  f"peak {got['peak_rss_mib']:7.1f} MiB", flush=True)
+            print(f"round {r + 1} {name:9s} start {got['start_s']:6.2f} s  cpu {got['start_cpu_s']:6.2f} s  "
+                  f"rss {got['rss_mib']:7.1f} MiB  peak {got['peak_rss_mib']:7.1f} MiB", flush=True)
     med = {k: {m: statistics.median(x[m] for x in v) for m in v[0]} for k, v in runs.items()}
     ratio = {m: med["candidate"][m] / med["baseline"][m] for m in med["baseline"]}
     for name in trees:
-        print(f"median {name:9s} start {med[name]['start_s']:6.2f} s  rss {med[name]['rss_mib']:7.1f} MiB  "
-              f"peak {med[name]['peak_rss_mib']:7.1f} MiB")
+        print(f"median {name:9s} start {med[name]['start_s']:6.2f} s  cpu {med[name]['start_cpu_s']:6.2f} s  "
+              f"rss {med[name]['rss_mib']:7.1f} MiB  peak {med[name]['peak_rss_mib']:7.1f} MiB")
     print("candidate / baseline: " + "  ".join(f"{m} {v:.3f}" for m, v in ratio.items()))
     result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
