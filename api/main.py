@@ -17,7 +17,7 @@ from api.errors import ERROR_RESPONSES, heron_error_handler, http_error_handler,
 from api.metrics import SCORER_STATS
 from api.middleware import BodyGuard
 from api.observability import RequestIdMiddleware
-from api.routes import admin, banks, behaviour, decisions, guilds, hooks, moderation, review, review_ui
+from api.routes import admin, banks, behaviour, decisions, guilds, hooks, media, moderation, review, review_ui
 from pipeline.errors import HeronError
 from pipeline.metrics import REVIEW_QUALITY
 from pipeline.runtime import Runtime
@@ -89,7 +89,7 @@ def create_app(runtime: Runtime | None = None, start_runtime: bool = True) -> Fa
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unhandled_handler)
     for r in (moderation.router, decisions.router, guilds.router, hooks.router, admin.router, behaviour.router,
-              banks.router, review.router):
+              banks.router, review.router, media.router):
         app.include_router(r)
     review_ui.mount(app)  # the reviewers' browser UI at /review (not in the OpenAPI document)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)

@@ -99,14 +99,7 @@ class ModerationService:
         """Build the registered scorers by name (from `settings`, default the process's); one that
         fails to load is reported, not fatal."""
         settings = settings or get_settings()
-        scorers: list[Scorer] = []
-        unavailable: dict[str, str] = {}
-        for name in names:
-            try:
-                scorers.append(registry.get_entry(name).load_class().from_settings(settings).load())
-            except Exception as exc:  # noqa: BLE001 - any load failure makes the signal unavailable
-                log.exception("scorer %s failed to load", name)
-                unavailable[name] = f"failed to load: {type(exc).__name__}: {exc}"
+        scorers, unavailable = registry.load_many(names, settings)  # shared models loaded once
         return cls(scorers, ensemble, unavailable, build_stage(needed_features(scorers), settings))
 
     def status(self) -> list[ScorerStatus]:

@@ -5,7 +5,9 @@ the NSFW model, QR/OCR) reads the same RGB frames, so an image is fetched and de
 message. Anything refused or broken (too large, a decompression bomb, truncated, corrupt, a
 polyglot, an unsupported format, a refused or failing URL) becomes `MediaRef.error`, which the
 decision reports per attachment; an attachment is never skipped silently. Attachments of other
-kinds (video, audio) get an error saying they are not scored.
+kinds (video, audio) get an error saying they are not scored, unless their inline bytes are an
+image (the bytes decide, not the declared type: a banked picture labelled video/mp4 is still
+matched).
 
 Not inline: decoding and fetching take milliseconds to seconds, so the async path runs it on a
 thread and the sync path defers it (`HERON_SYNC_DEFER_IMAGES`).
@@ -13,6 +15,7 @@ thread and the sync path defers it (`HERON_SYNC_DEFER_IMAGES`).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -42,17 +45,25 @@ class DecodeExtractor(FeatureExtractor):
         return cls(DecodeLimits.from_settings(settings))
 
     def decode_ref(self, item: ScoringItem, ref: MediaRef) -> MediaRef:
-        from pipeline.images.decode import MediaRejected, decode_base64, decode_bytes, fetch_url
+        from pipeline.images.decode import MediaRejected, decode_bytes, fetch_url
+        from pipeline.images.sniff import SUPPORTED, sniff_format
 
         if ref.decoded is not None or ref.error is not None:
             return ref
-        if ref.kind in ("video", "audio"):
-            return dataclasses.replace(ref, error=f"{ref.kind} attachments are not scored")
         try:
             if ref.inline:
                 data = item.message.attachments[ref.index].content_base64
                 assert data is not None
-                decoded = decode_base64(data, self.limits)
+                raw = base64.b64decode(data, validate=True)
+                if ref.kind in ("video", "audio"):
+                    # The declared type is the sender's word: image bytes labelled video/mp4 would
+                    # otherwise skip every image scorer (a banked picture posted as a "video").
+                    if sniff_format(raw) not in SUPPORTED:
+                        return dataclasses.replace(ref, error=f"{ref.kind} attachments are not scored")
+                    ref = dataclasses.replace(ref, kind="image")
+                decoded = decode_bytes(raw, self.limits)
+            elif ref.kind in ("video", "audio"):  # not fetched: a video URL is not worth its bytes here
+                return dataclasses.replace(ref, error=f"{ref.kind} attachments are not scored")
             elif ref.url:
                 decoded = decode_bytes(fetch_url(ref.url, self.limits), self.limits)
             else:

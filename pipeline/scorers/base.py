@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
@@ -88,6 +88,9 @@ class Scorer(ABC):
     async_single: ClassVar[bool] = False
     micro_batching: ClassVar[bool] = False
     needs: ClassVar[frozenset[Feature]] = frozenset({Feature.TEXT})
+    # Other scorers (by registry name) whose loaded instance this one can use instead of loading
+    # its own copy (the OCR scorer reads image text with the text model); see `reuse`.
+    reuses: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -111,6 +114,11 @@ class Scorer(ABC):
 
     def load(self, artifact_dir: Path | None = None) -> Self:
         return self
+
+    def reuse(self, peers: Mapping[str, Scorer]) -> None:  # noqa: B027 - optional hook
+        """Before `load`: the already loaded scorers named in `reuses` that this process also
+        runs. A scorer that takes one uses it instead of loading its own (one text model in
+        memory, not two) and leaves closing it to its owner. Default: nothing to reuse."""
 
     @abstractmethod
     def score(self, items: Sequence[ScoringItem]) -> list[Signal]:

@@ -5,7 +5,9 @@ a rotated or mirrored repost matches too) is a definitive signal: its category s
 evidence names the bank, the label, the distance and the variant. A bank that forces an action
 (say `block`) puts it on the signal, and the policy applies it whatever the thresholds say.
 Hashes with quality below 50 (flat, featureless images, where unrelated pictures collide) are
-not matched, and the evidence says so.
+not matched, and the evidence says so. An attachment that could not be read (corrupt, refused,
+not an image) makes the signal an error unless another attachment matched: the bank check did
+not cover the message, and the policy's missing-signal rule (fail closed by default) decides.
 
 Banks are read from the store (`HERON_DATABASE_URL`) and cached per tenant as an in-memory
 index (`pipeline.images.pdq.PDQIndex`); the cache checks the banks' version every
@@ -169,6 +171,16 @@ class ImageHashScorer(Scorer):
                 ))
                 if entry.action and (forced is None or Action(entry.action).severity > forced.severity):
                     forced = Action(entry.action)
+        unread = [f"attachment {r.index}: {r.error or 'not decoded'}" for r in item.context.media if r.decoded is None]
+        if unread and not scores:
+            # Some attachments could not be checked and nothing matched in the rest: "checked the
+            # readable ones" must not read as "checked the message", or a harmless picture next to
+            # a hostile file would turn the policy's fail-closed hold into an allow.
+            return self.error_signal(
+                f"attachment(s) not checked against the banks ({'; '.join(unread)}); the other "
+                f"{len(readable)} checked, no match", started)
+        if unread:
+            evidence.append(Evidence(category=evidence[0].category, detail="not checked: " + "; ".join(unread)))
         return Signal(
             scorer=self.name, version=self.version, scores=scores, evidence=evidence,
             definitive=True, action=forced, latency_ms=(time.perf_counter() - started) * 1000,

@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,12 +87,25 @@ class _ImageReader(Scorer):
 
     modality: ClassVar[Modality] = Modality.IMAGE
     needs: ClassVar[frozenset[Feature]] = frozenset({Feature.MEDIA})
+    reuses: ClassVar[tuple[str, ...]] = ("links",)
     via: ClassVar[str]
 
     def __init__(self, settings: Settings | None = None, links: LinkScorer | None = None) -> None:
         self.settings = settings or get_settings()
+        # A link scorer handed in (by the caller, or by `reuse`) is loaded and closed by its owner.
+        self._own_links = links is None
         self.links = links or LinkScorer(settings=self.settings)
         self._pool: ThreadPoolExecutor | None = None
+
+    def reuse(self, peers: Mapping[str, Scorer]) -> None:
+        """The service's `links` scorer, when it runs one: its lists and model are already in memory."""
+        links = peers.get("links")
+        if isinstance(links, LinkScorer) and self._own_links:
+            self.links, self._own_links = links, False
+
+    def _load_links(self) -> None:
+        if self._own_links:
+            self.links.load()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -220,7 +233,7 @@ class QRScorer(_ImageReader):
     def load(self, artifact_dir: Path | None = None) -> Self:
         import cv2
 
-        self.links.load()
+        self._load_links()
         self.version = f"1+opencv{cv2.__version__}+links{self.links.version}"
         return self
 
@@ -296,6 +309,8 @@ class OCRScorer(_ImageReader):
     # Every category the text model scores (its trained heads and the taxonomy heads, scam among them).
     labels: ClassVar[tuple[str, ...]] = tuple(dict.fromkeys((*TextScorer.labels, "scam")))
 
+    reuses: ClassVar[tuple[str, ...]] = ("links", "text")
+
     def __init__(
         self,
         settings: Settings | None = None,
@@ -305,6 +320,7 @@ class OCRScorer(_ImageReader):
     ) -> None:
         super().__init__(settings, links)
         self.text = text
+        self._own_text = False  # True once `load` builds its own (closed with this scorer)
         self.tesseract = tesseract if tesseract is not None else (shutil.which("tesseract") or "")
         self.lang = self.settings.image_ocr_lang
         self.timeout_s = self.settings.image_ocr_timeout_s
@@ -319,12 +335,19 @@ class OCRScorer(_ImageReader):
             return "OCR unavailable: the tesseract-ocr binary is not installed (make system-deps)"
         return None
 
-    def load(self, artifact_dir: Path | None = None) -> Self:
-        self.links.load()
-        if self.text is None:
-            from pipeline.scorers.text import TextScorer
+    def reuse(self, peers: Mapping[str, Scorer]) -> None:
+        """The service's text scorer when `text` is configured: one text model in memory (and one
+        load at start-up) serves both the messages and the text read from their images."""
+        super().reuse(peers)
+        text = peers.get("text")
+        if isinstance(text, TextScorer) and self.text is None:
+            self.text = text
 
+    def load(self, artifact_dir: Path | None = None) -> Self:
+        self._load_links()
+        if self.text is None:  # no `text` scorer in this process: OCR brings its own
             self.text = TextScorer.from_settings(self.settings).load()
+            self._own_text = True
         if self.unavailable() is None:
             import pytesseract
 
@@ -345,7 +368,7 @@ class OCRScorer(_ImageReader):
 
     def close(self) -> None:
         super().close()
-        if self.text is not None:
+        if self.text is not None and self._own_text:
             self.text.close()
 
     def read(self, frame: Frame) -> list[str]:

@@ -7,10 +7,14 @@ until a scorer is actually built.
 from __future__ import annotations
 
 import importlib
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.scorers.base import Scorer
 from pipeline.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,31 @@ def get_entry(name: str) -> ScorerEntry:
         return BY_NAME[name]
     except KeyError:
         raise KeyError(f"unknown scorer {name!r}; registered: {', '.join(BY_NAME)}") from None
+
+
+def load_many(names: Sequence[str], settings: Settings) -> tuple[list[Scorer], dict[str, str]]:
+    """(loaded scorers in the order named, {name: why it failed to load}) for one process.
+
+    Scorers that declare `reuses` are loaded after the others and handed the loaded instances
+    they name (`Scorer.reuse`), so for example `image_ocr` reads image text with the same text
+    model as `text` instead of a second copy. A scorer that fails to load is reported, not fatal."""
+    built: list[tuple[str, Scorer]] = []
+    failed: dict[str, str] = {}
+    for name in names:
+        try:
+            built.append((name, get_entry(name).load_class().from_settings(settings)))
+        except Exception as exc:  # noqa: BLE001 - any failure makes the signal unavailable
+            log.exception("scorer %s failed to load", name)
+            failed[name] = f"failed to load: {type(exc).__name__}: {exc}"
+    loaded: dict[str, Scorer] = {}
+    for name, scorer in sorted(built, key=lambda b: bool(b[1].reuses)):  # stable: peers first
+        try:
+            scorer.reuse({n: loaded[n] for n in scorer.reuses if n in loaded})
+            loaded[name] = scorer.load()
+        except Exception as exc:  # noqa: BLE001
+            log.exception("scorer %s failed to load", name)
+            failed[name] = f"failed to load: {type(exc).__name__}: {exc}"
+    return [loaded[n] for n, _ in built if n in loaded], {n: failed[n] for n in names if n in failed}
 
 
 def build(name: str, settings: Settings | None = None) -> Scorer:

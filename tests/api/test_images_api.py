@@ -148,3 +148,69 @@ def test_async_path_decides_once_with_image_signals_and_retro_revises(make_api: 
     )
     assert "too many pixels" in d["media"][0]["error"] and "image_hash" in d["missing_signals"]
     assert d["action"] == "hold_for_review"
+
+
+def test_review_thumbnails_by_api(make_api: Any) -> None:
+    """The thumbnail kept for a held message, as image bytes, by decision id (tenant key) and by
+    review item (key or reviewer session, same visibility as the item); every 404 says why."""
+    from fastapi.testclient import TestClient
+
+    from tests.api.test_review_queue import login_client
+
+    client, rt = make_api(scorers=SCORERS, max_body_bytes=1_000_000)
+    # the guilds have a person look at violence rather than block it: matches are held for review
+    policy = {"thresholds": {"violence": [{"threshold": 0.5, "action": "hold_for_review"}]}}
+    for guild in ("g1", "g2"):
+        assert client.put(f"/v1/guilds/{guild}", json={"policy": policy}).status_code in (200, 201)
+    client.post("/v1/banks", json={"name": "watch", "category": "violence"})
+    cat = photo("chelsea.png")
+    client.post("/v1/banks/watch/content", json={"entries": [{"hash": hash_frame(cat)[0]}]})
+    zip_att = {"content_base64": base64.b64encode(b"PK\x03\x04 not an image").decode(), "content_type": "image/png"}
+    held = {**image_msg("held", cat), "guild_id": "g1"}
+    held["attachments"].append(zip_att)
+    assert client.post("/v1/messages", json=held).status_code == 202
+    fine = {**image_msg("fine", photo("rocket.jpg")), "guild_id": "g1"}
+    assert client.post("/v1/messages", json=fine).status_code == 202
+    decided = wait(lambda: all(client.get(f"/v1/decisions/{m}").status_code == 200 for m in ("held", "fine")))
+    assert decided and client.get("/v1/decisions/held").json()["action"] == "hold_for_review"
+
+    r = client.get("/v1/decisions/held/attachments/0/thumbnail")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
+    assert r.headers["cache-control"] == "private, no-store" and r.headers["x-content-type-options"] == "nosniff"
+    thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert max(thumb.shape[:2]) == 160  # HERON_IMAGE_THUMBNAIL_PX
+    # it is the picture that was sent: the same photo by its perceptual hash
+    assert bin(int(hash_frame(thumb)[0], 16) ^ int(hash_frame(cat)[0], 16)).count("1") <= 31
+    decision_id = client.get("/v1/decisions/held").json()["id"]
+    assert client.get(f"/v1/decisions/{decision_id}/attachments/0/thumbnail").content == r.content
+
+    def error(path: str, c: Any = client) -> tuple[int, str, str]:
+        resp = c.get(path)
+        body = resp.json()["error"]
+        return resp.status_code, body["code"], body["message"]
+
+    status, code, why = error("/v1/decisions/held/attachments/1/thumbnail")
+    assert (status, code) == (404, "thumbnail_not_kept") and "could not be read (unsupported format: zip" in why
+    status, code, why = error("/v1/decisions/held/attachments/2/thumbnail")
+    assert (status, code) == (404, "attachment_not_found") and "has 2 attachments" in why
+    status, code, why = error("/v1/decisions/fine/attachments/0/thumbnail")
+    assert (status, code) == (404, "thumbnail_not_kept") and "held for review" in why and "allow" in why
+    assert error("/v1/decisions/nope/attachments/0/thumbnail")[:2] == (404, "decision_not_found")
+    assert client.get("/v1/decisions/held/attachments/10/thumbnail").status_code == 422
+    # another tenant's key cannot tell the decision exists
+    _, other_key = rt.store.tenants.create_api_key("globex")
+    other = TestClient(client.app, headers={"Authorization": f"Bearer {other_key}"})
+    assert error("/v1/decisions/held/attachments/0/thumbnail", other)[:2] == (404, "decision_not_found")
+
+    # the review desk: the same bytes for whoever may see the item, 404 for whoever may not
+    items = wait(lambda: [i for i in client.get("/v1/review/items").json()["items"] if i["message_id"] == "held"])
+    path = f"/v1/review/items/{items[0]['id']}/attachments"
+    assert client.get(f"{path}/0/thumbnail").content == r.content
+    assert error(f"{path}/1/thumbnail")[:2] == (404, "thumbnail_not_kept")
+    tenant = rt.store.tenants.ensure("acme")
+    rt.store.reviewers.create(tenant, "mod-g1", "correct horse battery", "moderator", ["g1"])
+    rt.store.reviewers.create(tenant, "mod-g2", "correct horse battery", "moderator", ["g2"])
+    assert login_client(client, "mod-g1").get(f"{path}/0/thumbnail").content == r.content
+    assert error(f"{path}/0/thumbnail", login_client(client, "mod-g2"))[:2] == (404, "review_item_not_found")
+    assert error(f"{path}/0/thumbnail", other)[:2] == (404, "review_item_not_found")
+    assert TestClient(client.app).get(f"{path}/0/thumbnail").status_code == 401

@@ -132,6 +132,28 @@ def test_unreadable_image_is_never_a_silent_allow(store: Any) -> None:
     assert "image" in d.missing_signals and d.action is Action.HOLD_FOR_REVIEW
 
 
+def test_a_readable_picture_does_not_cover_an_unreadable_one(store: Any) -> None:
+    """A harmless picture next to a hostile file: the file was not checked, so the bank signal is
+    missing (held under the default fail-closed policy) unless the readable one matched."""
+    t = store.tenants.ensure("acme")
+    store.banks.create(t, "known", "violence", "block")
+    banked = photo("chelsea.png")
+    store.banks.add(t, "known", [normalise_entry(hash_frame(banked)[0], "x")])
+    service = ModerationService.from_names(["rules", "image_hash"])
+    broken = Attachment(content_base64=base64.b64encode(b"PK\x03\x04 not an image").decode(), content_type="image/png")
+
+    def two(good: bytes) -> Message:
+        ok = Attachment(content_base64=base64.b64encode(good).decode(), content_type="image/jpeg")
+        return Message(text="", attachments=[broken, ok])
+
+    d = service.decide_one(t, two(jpeg(photo("rocket.jpg"))))
+    assert "image_hash" in d.missing_signals and d.action is Action.HOLD_FOR_REVIEW
+    assert "unsupported format: zip" in (d.media[0].error or "") and d.media[1].format == "jpeg"
+    d = service.decide_one(t, two(jpeg(banked, 70, 0.5)))
+    assert d.action is Action.BLOCK and d.missing_signals == []
+    assert "not checked: attachment 0: unsupported format: zip" in " ".join(r.text for r in d.reasons)
+
+
 def test_sync_path_defers_images_as_pending(store: Any) -> None:
     import asyncio
 

@@ -171,6 +171,45 @@ def test_without_tesseract_ocr_is_unavailable_never_zero(text_scorer: TextScorer
     assert combine([with_image]).missing == ["image_ocr"]
 
 
+def test_ocr_reads_with_the_services_text_model_not_a_second_copy(photos: list[np.ndarray]) -> None:
+    """With `text` configured, image_ocr scores image text with that loaded text model (one copy in
+    memory, one load at start-up), whatever order the scorers are named in, and the QR and OCR
+    readers use the service's link scorer; without `text`, OCR loads and closes its own."""
+    import base64
+
+    import cv2
+
+    from pipeline.service import ModerationService
+    from pipeline.types import Attachment, Message
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(
+        draw_caption(photos[1], ["you are a complete idiot", "nobody wants you here"]), cv2.COLOR_RGB2BGR))
+    assert ok
+    message = Message(text="look", attachments=[Attachment(content_base64=base64.b64encode(buf.tobytes()).decode())])
+
+    service = ModerationService.from_names(["image_ocr", "image_qr", "links", "text"], settings=Settings())
+    try:
+        ocr, qr, links, text = service.scorers
+        assert [s.name for s in service.scorers] == ["image_ocr", "image_qr", "links", "text"]
+        assert ocr.text is text and ocr.links is links and qr.links is links
+        assert ocr.version.endswith(f"text:{text.version}")
+        d = service.decide_one("t", message)
+        assert d.scores["toxicity"] is not None and d.scores["toxicity"] >= 0.5, d
+        assert any(r.category == "toxicity" and "image_ocr" in r.source for r in d.reasons), d.reasons
+    finally:
+        service.close()
+    assert text._batcher is None  # closed once, by the service that owns it
+
+    alone = ModerationService.from_names(["image_ocr"], settings=Settings())
+    try:
+        (own,) = alone.scorers
+        assert isinstance(own.text, TextScorer) and own.text is not text
+        assert alone.decide_one("t", message).scores["toxicity"] >= 0.5
+    finally:
+        alone.close()
+    assert own.text._batcher is None  # the one it loaded, it closed
+
+
 def test_compact_links_rejoins_what_ocr_split() -> None:
     assert _compact_links("claim at discord- nitro. gift/ claim now") == "claim at discord-nitro.gift/claim now"
     assert _compact_links("hello world. bye") == "hello world.bye"  # harmless: only feeds the link extractor
