@@ -5,7 +5,10 @@ Also runnable alone: `python -m training.cli train text ...` / `python -m traini
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,10 +50,41 @@ def _load_labels(files: list[Path] | None, holdout: int, repeat: int) -> Any:
         typer.echo(f"heron: {exc}", err=True)
         raise typer.Exit(2) from None
     s = labels.summary()
-    typer.echo(f"review labels {s['version']}: {s['rows']} rows, {s['train_rows']} to train on "
-               f"({s['hard_examples_train']} hard examples x{s['hard_repeat']}), {s['holdout_rows']} held out "
+    typer.echo(f"review labels {s['version']}: {s['rows']} rows, {s['train_rows']} in the training slice "
+               f"({s['hard_examples_train']} hard examples), {s['holdout_rows']} held out "
                f"({s['holdout_percent']}%); skipped {s['skipped']}", err=True)
     return labels
+
+
+@contextlib.contextmanager
+def _candidate_folder(make: bool) -> Iterator[Path | None]:
+    """With `make`: a staging folder inside the model registry, removed again if training fails
+    (so a crashed run leaves no half-written candidate behind); otherwise None."""
+    if not make:
+        yield None
+        return
+    from pipeline.models_registry import Registry, RegistryError
+
+    try:
+        staging = Registry.from_settings().staging("text")
+    except (RegistryError, OSError) as exc:
+        typer.echo(f"heron: cannot make a candidate folder in the model registry: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _serving_dir() -> Path:
+    from pipeline.models_registry import Registry, RegistryError
+
+    try:
+        return Registry.from_settings().serving_dir("text")
+    except RegistryError as exc:
+        typer.echo(f"heron: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _register(staging: Path) -> str:
@@ -110,29 +144,29 @@ def train_text(
     labels = _load_labels(with_labels, label_holdout_percent, label_hard_repeat)
     seeds = seeds or [0, 1, 2]
     candidate = out is None and labels is not None
-    if candidate:
-        from pipeline.models_registry import Registry
-
-        out = Registry.from_settings().staging("text")
-    target = out or DEFAULT_ARTIFACT_DIR
     cfg = TrainConfig(epochs=epochs, max_length=max_length, batch_size=batch_size, lr=lr, tune_layers=tune_layers,
                       aug_prob=aug_prob, max_examples=max_examples, num_threads=num_threads,
                       weights_format=weights_format, label_files=[str(p.resolve()) for p in with_labels or []],
                       label_holdout_percent=label_holdout_percent, label_hard_repeat=label_hard_repeat)
-    train_seeds(root, target, runs_dir, seeds, cfg)
-    if evaluate:
-        from training.text.evaluate import evaluate_all
+    with _candidate_folder(candidate) as staging:
+        target = staging or out or DEFAULT_ARTIFACT_DIR
+        if staging is not None and runs_dir == DEFAULT_RUNS_DIR:
+            # other seeds of a candidate must not replace the bundled model's (var/text_runs)
+            runs_dir = staging.parent / ".runs" / staging.name
+        train_seeds(root, target, runs_dir, seeds, cfg)
+        if evaluate:
+            from training.text.evaluate import evaluate_all
 
-        # The artifact's model was just replaced, so its old metrics describe another model.
-        evaluate_all(root, target, runs_dir, seeds, max_examples=max_examples, quantized=quantized,
-                     replace_partial=True)
-    if heads if heads is not None else labels is not None:
-        from training.text.heads import train_heads, write_card_section
+            # The artifact's model was just replaced, so its old metrics describe another model.
+            evaluate_all(root, target, runs_dir, seeds, max_examples=max_examples, quantized=quantized,
+                         replace_partial=True)
+        if heads if heads is not None else labels is not None:
+            from training.text.heads import train_heads, write_card_section
 
-        train_heads(root, target, heads_cache_dir, [seeds[0]], labels=labels, max_examples=max_examples)
-        write_card_section(target)
-    if candidate:
-        _register(target)
+            train_heads(root, target, heads_cache_dir, [seeds[0]], labels=labels, max_examples=max_examples)
+            write_card_section(target)
+        if staging is not None:
+            _register(staging)
 
 
 @eval_app.command("text")
@@ -248,31 +282,25 @@ def train_text_heads(
     labels = _load_labels(with_labels, label_holdout_percent, label_hard_repeat)
     candidate = out is None and labels is not None
     if artifact is None:
-        if labels is not None:
-            from pipeline.models_registry import Registry
-
-            artifact = Registry.from_settings().serving_dir("text")
-        else:
-            artifact = DEFAULT_ARTIFACT_DIR
-    if candidate:
-        from pipeline.models_registry import Registry
-
-        out = Registry.from_settings().staging("text")
-        out.rmdir()  # train_heads copies the encoder into a folder it creates
-    target = out or artifact
-    try:
-        metrics = train_heads(root, artifact, cache_dir, seeds or [0, 1, 2], labels=labels,
-                              max_examples=max_examples, out=target)
-    except FileExistsError as exc:
-        typer.echo(f"heron: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if probes:
-        metrics["served_probes"] = served_probe_report(target)
-        (target / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
-    write_card_section(target)
-    _print_heads(metrics)
-    if candidate:
-        _register(target)
+        artifact = _serving_dir() if labels is not None else DEFAULT_ARTIFACT_DIR
+    if not (artifact / "config.json").is_file():
+        typer.echo(f"heron: no text artifact at {artifact} (missing config.json)", err=True)
+        raise typer.Exit(2)
+    with _candidate_folder(candidate) as staging:
+        target = staging or out or artifact
+        try:
+            metrics = train_heads(root, artifact, cache_dir, seeds or [0, 1, 2], labels=labels,
+                                  max_examples=max_examples, out=target)
+        except FileExistsError as exc:
+            typer.echo(f"heron: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if probes:
+            metrics["served_probes"] = served_probe_report(target)
+            (target / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
+        write_card_section(target)
+        _print_heads(metrics)
+        if staging is not None:
+            _register(staging)
 
 
 @eval_app.command("text-heads")

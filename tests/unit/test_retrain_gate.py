@@ -93,4 +93,10 @@ def test_commands_refuse_bad_labels_and_unknown_versions_before_any_slow_step(tm
     r = runner.invoke(app, ["eval", "candidate", "bundled", "--report", str(tmp_path / "r.json"), "--data-dir", data,
                             "--tolerance-for", "rudeness=0.1"], env=env)
     assert r.exit_code == 2 and "unknown categories ['rudeness']" in r.output
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"schema": "heron.review-labels/1", "id": "a:1", "kind": "decision", "text": "x",
+                                "verdict": "overturn", "categories": {}, "hard_example": True}) + "\n")
+    r = runner.invoke(app, ["train", "text-heads", "--data-dir", data, "--with-labels", str(good), "--artifact",
+                            str(tmp_path)], env=env)
+    assert r.exit_code == 2 and f"no text artifact at {tmp_path}" in r.output
     assert not (tmp_path / "models").exists() and not (tmp_path / "r.json").exists()
