@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,17 @@ def test_compare_slice_gates_thick_categories_and_says_why_thin_ones_are_not() -
     md = markdown(report)
     assert md.startswith("# Gate report: text candidate c vs serving s") and "**Verdict: FAIL**" in md
     assert "| toxicity | 40 (10) | 1.000 | 0.667 | -0.333 |" in md and "| spam | 6 (1) |" in md
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """The commands read HERON_MODELS_DIR through the process-wide settings: built fresh from this
+    test's environment, and not left behind for the next test."""
+    from pipeline.settings import reset_settings
+
+    reset_settings()
+    yield
+    reset_settings()
 
 
 def test_commands_refuse_bad_labels_and_unknown_versions_before_any_slow_step(tmp_path: Path) -> None:

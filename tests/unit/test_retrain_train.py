@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,17 @@ try:
     DATA: str | None = str(resolve_data_dir())
 except FileNotFoundError:
     DATA = None
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """The commands read HERON_MODELS_DIR through the process-wide settings: built fresh from this
+    test's environment, and not left behind for the next test."""
+    from pipeline.settings import reset_settings
+
+    reset_settings()
+    yield
+    reset_settings()
 
 
 @pytest.mark.skipif(DATA is None, reason="shared data folder not available")
