@@ -599,6 +599,153 @@ def _cli_tenant(tenant: str | None, overridden: bool) -> tuple[str, Any]:
     return tenant_id, guild_for
 
 
+models_app = typer.Typer(help="The model registry: list, register, promote and roll back model versions "
+                         "(docs/retraining.md).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+KindArg = Annotated[str, typer.Argument(help="model kind (text)")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="who is switching (audit log; default: cli:<user>)")]
+
+
+def _registry() -> Any:
+    from pipeline.models_registry import Registry
+
+    return Registry.from_settings()
+
+
+def _registry_errors(fn: Any) -> Any:
+    """RegistryErrors as one line on stderr: exit 1 when the gate refused, 2 otherwise."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pipeline.models_registry import GateRefused, RegistryError
+
+        try:
+            return fn(*args, **kwargs)
+        except GateRefused as exc:
+            typer.echo(f"heron models: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except RegistryError as exc:
+            typer.echo(f"heron models: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _audit_hook(actor: str) -> Any:
+    """Record a switch in the audit log (a platform row: tenant_id NULL) in the transaction that
+    the serving-file write sits in, so a switch and its record stand or fall together."""
+    import contextlib
+
+    import sqlalchemy as sa
+
+    from pipeline.models_registry import RegistryError
+    from pipeline.settings import get_settings
+    from pipeline.store.audit import write_audit
+
+    try:
+        store = _banks_store()
+    except sa.exc.OperationalError as exc:
+        raise RegistryError(f"cannot reach the database at {_redact(get_settings().database_url)} for the audit log "
+                            f"({type(exc).__name__}); nothing was switched") from None
+
+    @contextlib.contextmanager
+    def hook(event: str, subject: str, details: dict[str, Any]) -> Any:
+        with store.engine.begin() as conn:
+            write_audit(conn, None, actor, event, subject, details)
+            yield
+
+    return hook
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+
+    return actor or f"cli:{getpass.getuser()}"
+
+
+@models_app.command("list")
+@_registry_errors
+def models_list(kind: Annotated[str, typer.Argument(help="model kind")] = "text") -> None:
+    """Every version of KIND (and the bundled one), the serving one marked with *."""
+    from pipeline.models_registry import BUNDLED
+
+    reg = _registry()
+    serving = reg.serving(kind)
+    for v in [BUNDLED, *reg.versions(kind)]:
+        info = reg.info(kind, v)
+        labels = info.get("heads_labels_version") or info.get("encoder_labels_version")
+        typer.echo(f"{'*' if v == serving else ' '} {v:<22} {info.get('artifact_version')}"
+                   + (f" / {info['heads_version']}" if info.get("heads_version") else "")
+                   + (f"  labels {labels}" if labels else "") + f"  {info['path']}")
+    absent = "" if reg.serving_file.is_file() else " (absent: bundled serves)"
+    typer.echo(f"serving file: {reg.serving_file}{absent}", err=True)
+
+
+@models_app.command("add")
+@_registry_errors
+def models_add(kind: KindArg, directory: Annotated[Path, typer.Argument(help="an artifact folder")]) -> None:
+    """Register an artifact folder (copied) as a version of KIND; prints the version."""
+    typer.echo(_registry().add(kind, directory))
+
+
+@models_app.command("promote")
+@_registry_errors
+def models_promote(
+    kind: KindArg,
+    version: Annotated[str, typer.Argument(help="the version to serve (`heron models list`)")],
+    report: Annotated[Path | None, typer.Option("--report", help="the gate report of `heron eval candidate` for this "
+                                                "version against the serving one")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="recompute the verdict with this F1 tolerance instead of the "
+                                                    "report's")] = None,
+    force: Annotated[bool, typer.Option("--force", help="promote although the gate failed or the report does not "
+                                        "match (needs --reason; recorded)")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="why (required with --force; recorded)")] = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Serve VERSION if its gate report passes; recorded in serving.json and the audit log. Running
+    servers and workers load it when they restart."""
+    from pipeline.models_registry import RegistryError
+
+    data = None
+    if report is not None:
+        try:
+            data = json.loads(report.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"cannot read the report {report}: {exc}") from None
+        if not isinstance(data, dict):
+            raise RegistryError(f"{report} is not a gate report")
+    who = _actor(actor)
+    entry = _registry().promote(kind, version, report=data, report_path=str(report) if report else None,
+                                tolerance=tolerance, force=force, reason=reason, actor=who, audit=_audit_hook(who))
+    if entry["forced"]:
+        typer.echo("FORCED past: " + "; ".join(entry["overridden"]), err=True)
+    typer.echo(f"{kind} now serves {entry['to']} (was {entry['from']}); restart `heron serve` and `heron worker` "
+               "processes to load it")
+
+
+@models_app.command("rollback")
+@_registry_errors
+def models_rollback(
+    kind: KindArg,
+    reason: Annotated[str | None, typer.Option("--reason", help="why (recorded)")] = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Serve the version that served before the current one; recorded like a promotion."""
+    who = _actor(actor)
+    entry = _registry().rollback(kind, reason=reason, actor=who, audit=_audit_hook(who))
+    typer.echo(f"{kind} rolled back to {entry['to']} (was {entry['from']}); restart `heron serve` and `heron worker` "
+               "processes to load it")
+
+
+@models_app.command("history")
+@_registry_errors
+def models_history(kind: KindArg) -> None:
+    """Every switch of KIND recorded in serving.json, oldest first (JSON lines)."""
+    for entry in _registry().history(kind):
+        typer.echo(json.dumps(entry, sort_keys=True))
+
+
 def main() -> None:  # pragma: no cover
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

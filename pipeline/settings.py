@@ -163,6 +163,10 @@ class Settings(BaseSettings):
     rate_limit_login: str = "10/minute;50/hour"
     # The password for `heron users create` when it is scripted (else --password-stdin or a prompt).
     user_password: SecretStr | None = None
+    # The model registry (pipeline/models_registry.py, docs/retraining.md): candidate versions and
+    # serving.json, the one file naming the version of each model kind that serves; unset:
+    # var/models in the repository. Without serving.json the bundled models serve.
+    models_dir: Path | None = None
 
     @field_validator("rate_limit_per_key", "rate_limit_per_guild", "rate_limit_other", "rate_limit_login")
     @classmethod

@@ -79,6 +79,10 @@ class TextScorer(Scorer):
         self.num_threads = num_threads or cfg.text_threads
         self.cache_size = cache_size if cache_size is not None else cfg.text_cache_size
         self.artifact_dir = Path(artifact_dir) if artifact_dir else None
+        self._settings = cfg
+        # Which registry version serves (pipeline/models_registry.py); None when an artifact folder
+        # was given explicitly (tests, benches, a shadow candidate).
+        self.registry_version: str | None = None
         self.version = "unloaded"
         self.engine: TextEngine | None = None
         self.cache: LRUCache | None = None
@@ -90,15 +94,23 @@ class TextScorer(Scorer):
 
     # -- lifecycle ----------------------------------------------------------------------------
     def load(self, artifact_dir: Path | None = None) -> Self:
-        """Load the artifact (default: the committed one) and start the micro-batcher threads."""
+        """Load the artifact and start the micro-batcher threads. Which artifact: `artifact_dir`,
+        else the one given to the constructor, else the version the model registry's serving.json
+        names (`HERON_MODELS_DIR`), which is the bundled models/text/artifact when it names none."""
         if self.engine is not None and artifact_dir is None:
             return self
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from models.text.batcher import LRUCache, MicroBatcher
         from models.text.engine import TextEngine
-        from models.text.model import DEFAULT_ARTIFACT_DIR
+        from pipeline.models_registry import Registry
 
-        directory = Path(artifact_dir or self.artifact_dir or DEFAULT_ARTIFACT_DIR)
+        registry_version: str | None = None
+        if artifact_dir is not None or self.artifact_dir is not None:
+            directory = Path(artifact_dir or self.artifact_dir)  # type: ignore[arg-type]
+        else:
+            registry = Registry.from_settings(self._settings)
+            registry_version = registry.serving("text")
+            directory = registry.path("text", registry_version)
         mode = self._resolve_quantize(directory)
         cores = os.cpu_count() or 1
         threads = self.num_threads or max(1, cores // self.workers)
@@ -113,8 +125,12 @@ class TextScorer(Scorer):
         self.close()
         self.engine = engine
         self.artifact_dir = directory
+        self.registry_version = registry_version
         self.quantize = mode
-        self.version = f"{engine.version}+{mode}"
+        # Heads refitted on an unchanged encoder (`heron train text-heads --with-labels`) are a new
+        # model too: their version joins the encoder's, so decisions name what actually scored.
+        heads_version = engine.heads.config.get("version") if engine.heads is not None else None
+        self.version = f"{engine.version}{'/' + heads_version if heads_version else ''}+{mode}"
         self.cache = LRUCache(self.cache_size)
         self._batcher = MicroBatcher(engine.encode, self._forward_ids, max_batch=self.max_batch,
                                      max_wait_ms=self.max_wait_ms, workers=self.workers, cache=self.cache,
@@ -254,6 +270,12 @@ class TextScorer(Scorer):
         except Exception as exc:  # noqa: BLE001 - a failed forward pass is a missing signal
             return self._failed(exc, started)
         return self._signal(probs, started)
+
+    def status(self) -> dict[str, Any]:
+        """For /readyz: which artifact serves and, when the registry chose it, its version there."""
+        if self.engine is None:
+            return {}
+        return {"artifact": str(self.artifact_dir), "registry_version": self.registry_version or "explicit"}
 
     def stats(self) -> dict[str, Any]:
         """Cache and batching counters, for metrics endpoints and the bench."""

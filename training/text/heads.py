@@ -17,6 +17,8 @@ untouched and trains in seconds from cached embeddings.
 from __future__ import annotations
 
 import json
+import random
+import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -35,10 +37,12 @@ from sklearn.metrics import (
 from sklearn.neural_network import MLPClassifier
 
 from models.text.canonical import model_text as _model_text
-from models.text.heads import HEADS_CONFIG, save_heads
+from models.text.heads import HEADS_CONFIG, HEADS_WEIGHTS, save_heads
 from models.text.model import CONFIG_FILE, DEFAULT_ARTIFACT_DIR, ArtifactConfig
 from training.text.embed_cache import embed_texts
 from training.text.heads_data import EVAL_ONLY, HEAD_CATEGORIES, Part, load_category_data, load_sources
+from training.text.labels_data import SOURCE as LABELS_SOURCE
+from training.text.labels_data import LabelSet, head_rows
 
 METRICS_FILE = "heads_metrics.json"
 
@@ -209,12 +213,15 @@ def embeddings_for(texts: set[str], cache_dir: Path, artifact: Path) -> dict[str
     return dict(zip(ordered, embed_texts(ordered, cache_dir, artifact), strict=True))
 
 
-def toxigen_flag_rate(root: Path, cache_dir: Path, artifact: Path, heads: Any) -> dict[str, Any]:
+def toxigen_flag_rate(root: Path, cache_dir: Path, artifact: Path, heads: Any,
+                      max_examples: int | None = None) -> dict[str, Any]:
     """Share of ToxiGen *neutral* lines on which any taxonomy head reaches its threshold."""
     from training.text.data import toxigen
 
     tg = toxigen(root)
     neutral = [model_text(t) for t, lab in zip(tg.raw, tg.extra["label"], strict=True) if lab == 0]
+    if max_examples is not None and len(neutral) > max_examples:
+        neutral = random.Random(13).sample(neutral, max_examples)
     emb = embeddings_for(set(neutral), cache_dir, artifact)
     x = np.stack([emb[t] for t in neutral])
     per = {}
@@ -227,15 +234,69 @@ def toxigen_flag_rate(root: Path, cache_dir: Path, artifact: Path, heads: Any) -
     return {"n": len(neutral), "any_head": float(anyflag.mean()), "per_category": per}
 
 
+def cap_part(part: Part, n: int | None, seed: int) -> Part:
+    """At most `n` rows of a category split, seeded (tiny runs). Keeps the positive share, but at
+    least min(positives, max(2, n // 5)) positives, so a head still has something to learn and a
+    threshold something to find."""
+    if n is None or len(part.y) <= n:
+        return part
+    rng = random.Random(seed)
+    pos = [i for i, v in enumerate(part.y) if v == 1]
+    neg = [i for i, v in enumerate(part.y) if v != 1]
+    k_pos = min(len(pos), max(round(n * len(pos) / len(part.y)), min(len(pos), max(2, n // 5))))
+    keep = sorted(rng.sample(pos, k_pos) + rng.sample(neg, min(len(neg), n - k_pos)))
+    return Part([part.raw[i] for i in keep], [part.y[i] for i in keep], [part.source[i] for i in keep])
+
+
+def add_review_labels(data: dict[str, dict[str, Part]], labels: LabelSet) -> dict[str, int]:
+    """Append the labels' training slice to every category's train split (source "review_labels");
+    returns the rows added per category (after hard-example repeats)."""
+    added = {}
+    for cat in HEAD_CATEGORIES:
+        texts, ys = head_rows(labels, cat)
+        data[cat]["train"].add(texts, ys, LABELS_SOURCE)
+        added[cat] = len(texts)
+    return added
+
+
+# What a heads-only candidate copies from the encoder artifact it is fitted on: everything but the
+# heads' own files, so the candidate is a complete artifact (the format of models/text/artifact).
+HEAD_FILES = (HEADS_CONFIG, HEADS_WEIGHTS, METRICS_FILE)
+
+
+def copy_encoder(src: Path, dst: Path) -> None:
+    """The encoder artifact's files (not its heads) into `dst`, which must not hold an artifact yet."""
+    if (dst / CONFIG_FILE).exists():
+        raise FileExistsError(f"{dst} already holds an artifact; pick a new --out")
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        if f.is_file() and f.name not in HEAD_FILES:
+            shutil.copy2(f, dst / f.name)
+
+
 def train_heads(root: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, cache_dir: Path = DEFAULT_CACHE,
-                seeds: list[int] | None = None) -> dict[str, Any]:
-    """Fit every seed, write seed 0's heads + heads_metrics.json + the card section into `artifact`."""
+                seeds: list[int] | None = None, labels: LabelSet | None = None, max_examples: int | None = None,
+                out: Path | None = None) -> dict[str, Any]:
+    """Fit every seed, write seed 0's heads + heads_metrics.json + the card section into `out`
+    (default: `artifact` itself; another folder gets a copy of the encoder first, so the heads'
+    artifact is complete). `labels`: review labels whose training slice joins every category's
+    training rows; `max_examples`: cap every category split (tiny runs)."""
     seeds = seeds or [0, 1, 2]
-    cfg = ArtifactConfig.from_file(artifact / CONFIG_FILE)
+    out = out or artifact
+    if out.resolve() != artifact.resolve():
+        copy_encoder(artifact, out)
+    cfg = ArtifactConfig.from_file(out / CONFIG_FILE)
     loaded = load_sources(root)
     datas = {s: load_category_data(root, seed=s, loaded=loaded) for s in seeds}
+    if max_examples is not None:
+        datas = {s: {c: {sp: cap_part(p, max_examples, s) for sp, p in parts.items()} for c, parts in d.items()}
+                 for s, d in datas.items()}
+    added: dict[str, int] = {}
+    if labels is not None:
+        for d in datas.values():
+            added = add_review_labels(d, labels)
     texts = {model_text(t) for d in datas.values() for c in d.values() for p in c.values() for t in p.raw}
-    emb = embeddings_for(texts, cache_dir, artifact)
+    emb = embeddings_for(texts, cache_dir, out)
     per_seed, heads0 = {}, None
     for s in seeds:
         m, h = run_seed(datas[s], emb, s)
@@ -246,16 +307,28 @@ def train_heads(root: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, cache_dir: Pa
                                         f"(baseline {m[c]['test'][NATURAL]['baseline']['f1']:.3f})" for c in m),
               flush=True)
     assert heads0 is not None
-    meta = {"encoder_version": cfg.version, "kind": heads0["kind"], "seed": seeds[0],
-            "trained_on": "pooled embedding of the served encoder (fp32), model texts truncated at "
-                          f"{cfg.max_length} tokens",
-            "data": "training/text/heads_data.py; seed set training/text/seed/seed_v1.csv"}
-    save_heads(artifact, list(HEAD_CATEGORIES), heads0["layers"], heads0["platt"],
+    version = f"heads-s{seeds[0]}-{time.strftime('%Y%m%dT%H%M%S')}"
+    if labels is not None:
+        version += f"-labels-{labels.version[:8]}"
+    meta: dict[str, Any] = {
+        "encoder_version": cfg.version, "version": version, "kind": heads0["kind"], "seed": seeds[0],
+        "trained_on": "pooled embedding of the served encoder (fp32), model texts truncated at "
+                      f"{cfg.max_length} tokens",
+        "data": "training/text/heads_data.py; seed set training/text/seed/seed_v1.csv"}
+    if max_examples is not None:
+        meta["max_examples"] = max_examples
+    if labels is not None:
+        meta["review_labels"] = {**labels.summary(), "head_rows": added}
+    save_heads(out, list(HEAD_CATEGORIES), heads0["layers"], heads0["platt"],
                heads0["thresholds"], meta)
-    metrics = {"encoder_version": cfg.version, "seeds": seeds, "summary": summarise(per_seed),
-               "per_seed": {str(k): v for k, v in per_seed.items()},
-               "toxigen_neutral": toxigen_flag_rate(root, cache_dir, artifact, heads0)}
-    (artifact / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
+    metrics = {"encoder_version": cfg.version, "heads_version": version, "seeds": seeds,
+               "summary": summarise(per_seed), "per_seed": {str(k): v for k, v in per_seed.items()},
+               "toxigen_neutral": toxigen_flag_rate(root, cache_dir, out, heads0, max_examples)}
+    if labels is not None:
+        metrics["review_labels"] = meta["review_labels"]
+    if max_examples is not None:
+        metrics["max_examples"] = max_examples
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
     return metrics
 
 

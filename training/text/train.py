@@ -58,6 +58,8 @@ from training.text.data import (
     load_sets,
 )
 from training.text.evasion import evade
+from training.text.labels_data import SOURCE as LABELS_SOURCE
+from training.text.labels_data import LabelSet, encoder_rows, load_labels
 
 
 @dataclass
@@ -105,6 +107,13 @@ class TrainConfig:
     # How the artifact stores the tuned tensors (`models.text.int8`): int8 matrices with per-channel
     # scales (default; the fp16 file was 21.3 MB, over the 15 MB cap) or the old fp16.
     weights_format: str = int8.INT8_FORMAT
+    # Review labels (`heron labels export` files, `training.text.labels_data`): their training slice
+    # joins the pool as the source "review_labels"; overturned decisions (hard examples) are
+    # repeated `label_hard_repeat` times; the held-out slice (`label_holdout_percent` of texts, by
+    # hash) is never trained on, so `heron eval candidate` can score it.
+    label_files: list[str] = field(default_factory=list)
+    label_holdout_percent: int = 20
+    label_hard_repeat: int = 3
 
 
 def set_seed(seed: int) -> None:
@@ -246,8 +255,17 @@ def sampling_plan(name: str, split: Split, cfg: TrainConfig) -> np.ndarray:
     return np.asarray(idx, dtype=np.int64)
 
 
+def review_labels(cfg: TrainConfig) -> LabelSet | None:
+    """The review labels the config names, checked (None without any)."""
+    if not cfg.label_files:
+        return None
+    return load_labels([Path(p) for p in cfg.label_files], cfg.label_holdout_percent, cfg.label_hard_repeat)
+
+
 def build_training_set(data_dir: Path, cfg: TrainConfig) -> tuple[list[str], list[str], np.ndarray, list[str]]:
-    """Pooled (raw text, model text, labels, source) over every training source, per `sampling_plan`."""
+    """Pooled (raw text, model text, labels, source) over every training source, per `sampling_plan`,
+    then the training slice of the review labels (never capped by `max_examples`: they are few and
+    they are the point of a retrain)."""
     sets = load_sets(data_dir, "train")
     raws: list[str] = []
     texts: list[str] = []
@@ -261,6 +279,13 @@ def build_training_set(data_dir: Path, cfg: TrainConfig) -> tuple[list[str], lis
         texts.extend(s.texts[i] for i in idx)
         ys.append(s.y[idx])
         sources.extend([name] * len(idx))
+    labels = review_labels(cfg)
+    if labels is not None:
+        lraws, ly, _hard = encoder_rows(labels, LABELS, OUTPUTS)
+        raws.extend(lraws)
+        texts.extend(model_text(t) for t in lraws)
+        ys.append(ly)
+        sources.extend([LABELS_SOURCE] * len(lraws))
     return raws, texts, np.concatenate(ys), sources
 
 
@@ -426,13 +451,20 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
     report["train_examples"] = n
     report["train_steps"] = total_steps
     report["final_loss"] = float(np.mean(losses[-100:])) if losses else float("nan")
+    labels = review_labels(cfg)
+    version = f"minilm6-multilabel-s{cfg.seed}-{time.strftime('%Y%m%d')}"
+    if labels is not None:
+        # Which labels this model saw, and how many rows of them it trained on (after repeats).
+        report["review_labels"] = {**labels.summary(), "encoder_rows": sources.count(LABELS_SOURCE)}
+        # Two retrains on one day must not share a version: decisions name the model by it.
+        version = f"minilm6-multilabel-s{cfg.seed}-{time.strftime('%Y%m%dT%H%M%S')}-labels-{labels.version[:8]}"
     config = ArtifactConfig(
         labels=list(LABELS),
         max_length=cfg.max_length,
         tuned_prefixes=prefixes,
         temperature=temperature,
         thresholds=thresholds,
-        version=f"minilm6-multilabel-s{cfg.seed}-{time.strftime('%Y%m%d')}",
+        version=version,
         backbone=backbone_fingerprint(backbone_dir()),
         normalizer_version=NORMALIZER_VERSION,
         canonical_version=CANONICAL_VERSION,
