@@ -267,7 +267,10 @@ def markdown(report: dict[str, Any]) -> str:
            "| category | train (pos) | held-out (pos) | AUPRC hand → learned | log loss hand → learned | "
            "F1@t hand → learned | Δ log loss 95% CI | Δ AUPRC 95% CI | verdict |",
            "|---|---|---|---|---|---|---|---|---|"]
+    unlabelled = [cat for cat, i in report["categories"].items() if not i["train"] and not i["heldout"]]
     for cat, i in report["categories"].items():
+        if cat in unlabelled:
+            continue
         h, lr = i.get("hand_set") or {}, i.get("learned") or {}
         t = i.get("threshold")
         out.append(
@@ -277,6 +280,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_fmt(h.get('f1'))} → {_fmt(lr.get('f1'))}{f' (t={t})' if t is not None else ''} | "
             f"{i.get('log_loss_delta_ci95') or 'n/a'} | {i.get('auprc_delta_ci95') or 'n/a'} | "
             f"{i.get('verdict') or i.get('status')} |")
+    if unlabelled:
+        out += ["", f"No labels (or no scorer covering them) for: {', '.join(unlabelled)}."]
     out += ["", f"Written to the stacking file: {', '.join(report['written_categories']) or 'nothing'}."]
     return "\n".join(out) + "\n"
 
