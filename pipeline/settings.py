@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     # Messages waiting for the shadow (it runs beside the live path on its own thread); past this,
     # messages go unshadowed and are counted (heron_shadow_dropped_total) instead of piling up.
     shadow_queue_max: int = Field(default=10_000, ge=1)
+    # The share of messages shadowed (by a hash of tenant and message id): a candidate text model costs
+    # about what the serving one does (bench/bench_shadow.py), so a busy deployment may shadow a sample.
+    shadow_sample: float = Field(default=1.0, gt=0.0, le=1.0)
     # Learned ensemble weights (`heron train stacking`), served instead of the hand-set ones; off by
     # default. A file that does not validate is refused here, at start-up.
     ensemble_stacking: Path | None = None

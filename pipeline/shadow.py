@@ -14,9 +14,13 @@ How it runs (docs/shadow.md):
   model runs again, in place of the serving one; every other scorer's signal is reused, not
   recomputed (re-running the behaviour features would count each message twice).
 - It runs on its own thread from a bounded queue, after the live decisions are made: it never
-  changes, delays the storing of, or sends webhooks for a live decision. When the queue is full
-  the batch goes unshadowed and is counted; a candidate that fails to load or to score, or a store
-  that refuses the rows, is logged and counted, and the live path goes on.
+  changes, delays the storing of, or sends webhooks for a live decision. The thread runs at a lower
+  CPU priority (nice +10 on Linux), so on a busy machine the live path gets the cores first and the
+  shadow lags instead; when its queue is full the batch goes unshadowed and is counted. A candidate
+  that fails to load or to score, or a store that refuses the rows, is logged and counted, and the
+  live path goes on.
+- HERON_SHADOW_SAMPLE shadows a share of the messages (by a hash of tenant and message id, so the
+  same messages every time): the candidate text model costs about as much CPU as the serving one.
 
 Metrics: `heron_shadow_decisions_total{agreement}` (same/different action as live),
 `heron_shadow_dropped_total` (messages left unshadowed: queue full), and
@@ -28,9 +32,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +61,7 @@ SHADOW_DROPPED = Counter("heron_shadow_dropped", "Messages left unshadowed becau
 SHADOW_FAILURES = Counter("heron_shadow_failures", "Shadow failures (the live decisions were unaffected), by stage: "
                           "load, score, store", ["stage"])
 VERSION_MAX = 255
+SHADOW_NICE = 10  # added to the shadow thread's niceness: the live path comes first on a busy machine
 
 
 class ShadowError(ValueError):
@@ -211,18 +217,28 @@ class Shadow:
             self.text_scorer.close()
 
 
-def _slim(scored: ScoredBatch) -> ScoredBatch:
-    """What the shadow keeps of a batch while it waits: no decoded media (frames are large, and the
-    signals that read them are already in), no attachment bytes."""
-    batch = []
-    items = []
-    for (message, guild), item in zip(scored.batch, scored.items, strict=True):
+def sampled(tenant_id: str, message_id: str, share: float) -> bool:
+    """Whether a message is in the shadowed share: by hash, so reproducible across processes."""
+    if share >= 1.0:
+        return True
+    h = int(hashlib.sha256(f"{tenant_id}:{message_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return h < share
+
+
+def _slim(scored: ScoredBatch, keep: Sequence[int]) -> ScoredBatch:
+    """What the shadow keeps of a batch while it waits (the sampled messages only): no decoded media
+    (frames are large, and the signals that read them are already in), no attachment bytes."""
+    batch, items, signals, decisions = [], [], [], []
+    for i in keep:
+        (message, guild), item = scored.batch[i], scored.items[i]
         slim = message.model_copy(update={"attachments": []}) if message.attachments else message
         batch.append((slim, guild))
         ctx = ItemContext(normalized_text=item.context.normalized_text, links=item.context.links,
                           failed=dict(item.context.failed))
         items.append(ScoringItem(slim, tenant_id=item.tenant_id, lists=item.lists, context=ctx))
-    return ScoredBatch(scored.tenant_id, batch, items, [list(s) for s in scored.signals], list(scored.decisions))
+        signals.append(list(scored.signals[i]))
+        decisions.append(scored.decisions[i])
+    return ScoredBatch(scored.tenant_id, batch, items, signals, decisions)
 
 
 class ShadowRunner:
@@ -231,10 +247,11 @@ class ShadowRunner:
     Installed as `ModerationService.after_batch`: `__call__` only enqueues (or drops and counts), so
     the live batch goes on at once to be stored and delivered."""
 
-    def __init__(self, shadow: Shadow, store: ShadowDecisions, max_queue: int = 10_000) -> None:
+    def __init__(self, shadow: Shadow, store: ShadowDecisions, max_queue: int = 10_000, sample: float = 1.0) -> None:
         self.shadow = shadow
         self.store = store
         self.max_queue = max_queue
+        self.sample = sample
         self._queue: queue.Queue[ScoredBatch | None] = queue.Queue()
         self._waiting = 0  # messages queued, not yet taken
         self._lock = threading.Lock()
@@ -246,15 +263,22 @@ class ShadowRunner:
         return self.shadow.version
 
     def __call__(self, scored: ScoredBatch) -> None:
-        n = len(scored.decisions)
+        keep = [i for i, d in enumerate(scored.decisions) if sampled(scored.tenant_id, d.message_id, self.sample)]
+        n = len(keep)
+        if not n:
+            return
         with self._lock:
             if self._waiting + n > self.max_queue:
                 SHADOW_DROPPED.inc(n)
                 return
             self._waiting += n
-        self._queue.put(_slim(scored))
+        self._queue.put(_slim(scored, keep))
 
     def _loop(self) -> None:
+        try:  # Linux: a thread's own niceness; lowering priority needs no privilege
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
+        except (AttributeError, OSError):  # pragma: no cover - other platforms: same priority
+            pass
         while True:
             scored = self._queue.get()
             try:
@@ -316,13 +340,8 @@ def attach(settings: Settings, service: ModerationService, engine: Any,
         log.error("shadow disabled: the candidate failed to load (%s: %s); live decisions are unaffected",
                   type(exc).__name__, exc)
         return None
-    runner = ShadowRunner(shadow, ShadowDecisions.for_engine(engine), settings.shadow_queue_max)
+    runner = ShadowRunner(shadow, ShadowDecisions.for_engine(engine), settings.shadow_queue_max,
+                          settings.shadow_sample)
     service.after_batch = runner
     log.info("shadow %s runs beside the live decisions", runner.version)
     return runner
-
-
-def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """Same/different counts of some shadow rows (a quick look; the full report is shadow_report)."""
-    same = sum(1 for r in rows if r["live_action"] == r["shadow_action"])
-    return {"shadowed": len(rows), "same_action": same, "different_action": len(rows) - same}

@@ -14,6 +14,14 @@ items on one message (a held decision and a report) must not count twice or stra
 Split: by a hash of the decision id, so a label stays on its side as more labels arrive and the
 same export always splits the same way.
 
+Guilds: labels from several guilds (communities label differently, and see different traffic) are
+also compared guild by guild. A model can win on the pooled labels only by learning which guild a
+message looks like it came from (where one guild's reviewers label a category and another's mostly
+overturn), which is not better ranking; so a category that beats the hand-set weights pooled but
+in no guild on its own (when two or more guilds are there and at least one has enough labels to
+judge) is reported as "beats pooled only" and not written, and one that is worse in any guild is
+"worse".
+
 Comparison on the held-out slice, per category: AUPRC, log loss, Brier, and F1 at the platform
 policy's first threshold for the category (where the default policy starts acting), with paired
 bootstrap 95% intervals for the differences. The verdict is "beats" when one of AUPRC or log loss
@@ -47,6 +55,8 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "models" / "ensemble" 
 REPORT_SCHEMA = "heron.stacking-report/1"
 EPS = 1e-4
 REQUIRE_SHARE = 0.95  # a scorer present in at least this share of training examples is required at serving
+NO_GUILD = "(no guild)"
+MIN_JUDGE = 5  # positive and negative held-out labels a comparison needs
 
 
 @dataclass
@@ -56,6 +66,7 @@ class Example:
     signals: list[Signal]
     labels: dict[str, bool]
     stored_scores: dict[str, float | None] = field(default_factory=dict)
+    group: str = NO_GUILD  # the guild the label came from
 
     @property
     def observed(self) -> dict[str, dict[str, float]]:
@@ -91,7 +102,8 @@ def examples(rows: list[dict[str, Any]]) -> tuple[list[Example], dict[str, int]]
         given = {c: bool(v) for c, v in (row.get("categories") or {}).items() if c in CATEGORY_NAMES}
         labels = {c: given[c] if c in given else False for c in CATEGORY_NAMES
                   if c in given or row.get("verdict") == "overturn"}
-        out.append(Example(key, row["id"], signals, labels, decision.get("scores") or {}))
+        out.append(Example(key, row["id"], signals, labels, decision.get("scores") or {},
+                           row.get("guild_id") or NO_GUILD))
     counts["examples"] = len(out)
     return out, counts
 
@@ -148,6 +160,45 @@ def _verdict(ci: dict[str, Any]) -> str:
     return "beats" if better else "no clear difference"
 
 
+def _compare(exs: list[Example], hand_scores: list[dict[str, float | None]], split: list[bool],
+             learned_cfg: EnsembleConfig, categories: list[str], seed: int, rounds: int) -> dict[str, dict[str, Any]]:
+    """Hand-set vs learned on the held-out examples, per category: metrics, bootstrap intervals, verdict."""
+    out: dict[str, dict[str, Any]] = {}
+    for cat in categories:
+        te = [i for i, e in enumerate(exs) if split[i] and cat in e.labels and hand_scores[i][cat] is not None]
+        learned = {i: combine(exs[i].signals, learned_cfg).scores[cat] for i in te}
+
+        def judge(idx: list[int], cat: str = cat, learned: dict[int, float | None] = learned) -> dict[str, Any]:
+            y = np.array([exs[i].labels[cat] for i in idx], dtype=float)
+            info: dict[str, Any] = {"heldout": len(idx), "heldout_positives": int(y.sum())}
+            if min(int(y.sum()), len(y) - int(y.sum())) < MIN_JUDGE:
+                info["verdict"] = f"too few held-out labels to judge (fewer than {MIN_JUDGE} positive or negative)"
+                return info
+            hand = np.array([hand_scores[i][cat] for i in idx], dtype=float)
+            mine = np.array([learned[i] for i in idx], dtype=float)
+            t = _policy_threshold(cat)
+            info.update(threshold=t, hand_set=_metrics(y, hand, t), learned=_metrics(y, mine, t))
+            info.update(_bootstrap(y, hand, mine, seed, rounds))
+            info["verdict"] = _verdict(info)
+            return info
+
+        info = out[cat] = judge(te)
+        groups = sorted({exs[i].group for i in te})
+        if len(groups) < 2:
+            continue
+        info["by_guild"] = {g: judge([i for i in te if exs[i].group == g]) for g in groups}
+        judged = {g: v["verdict"] for g, v in info["by_guild"].items() if v.get("threshold") is not None}
+        worse_in = [g for g, v in judged.items() if v == "worse"]
+        if worse_in:
+            info["pooled_verdict"], info["verdict"] = info["verdict"], "worse"
+            info["verdict_note"] = f"worse in guild {', '.join(worse_in)}"
+        elif info["verdict"] == "beats" and judged and "beats" not in judged.values():
+            info["pooled_verdict"], info["verdict"] = info["verdict"], "beats pooled only"
+            info["verdict_note"] = ("better on the pooled labels but in no guild on its own: the gain may come from "
+                                    "telling the guilds' labels apart, not from ranking messages better")
+    return out
+
+
 def train(rows: list[dict[str, Any]], *, heldout_share: float = 0.3, min_positives: int = 10, c: float = 1.0,
           seed: int = 0, bootstrap_rounds: int = 1000, labels_version: str | None = None, keep: str = "beats") \
         -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -191,31 +242,20 @@ def train(rows: list[dict[str, Any]], *, heldout_share: float = 0.3, min_positiv
         return None, _report(per_category, counts, matches, heldout_share, labels_version, None, "does not beat",
                              "no category had enough labels to train")
     body: dict[str, Any] = {"schema": SCHEMA, "version": "", "categories": categories}
-    learned_cfg = EnsembleConfig(stacking=parse({**body, "version": "candidate"}))
-    for cat in list(categories):
-        info = per_category[cat]
-        te = [i for i, e in enumerate(exs) if split[i] and cat in e.labels and hand_scores[i][cat] is not None]
-        y = np.array([exs[i].labels[cat] for i in te], dtype=float)
-        if len(te) == 0 or min(int(y.sum()), len(y) - int(y.sum())) < 5:
-            info["verdict"] = "too few held-out labels to judge (fewer than 5 positive or negative)"
-            continue
-        hand = np.array([hand_scores[i][cat] for i in te], dtype=float)
-        learned = np.array([combine(exs[i].signals, learned_cfg).scores[cat] for i in te], dtype=float)
-        t = _policy_threshold(cat)
-        info["threshold"] = t
-        info["hand_set"] = _metrics(y, hand, t)
-        info["learned"] = _metrics(y, learned, t)
-        info.update(_bootstrap(y, hand, learned, seed, bootstrap_rounds))
-        info["verdict"] = _verdict(info)
+    compared = _compare(exs, hand_scores, split, EnsembleConfig(stacking=parse({**body, "version": "candidate"})),
+                        list(categories), seed, bootstrap_rounds)
+    for cat, got in compared.items():
+        per_category[cat].update(got)
     kept = ("beats",) if keep == "beats" else ("beats", "no clear difference")
     for cat in list(categories):
         if per_category[cat].get("verdict") not in kept:
             del categories[cat]  # the hand-set weights keep serving it
             per_category[cat]["status"] = "trained, not written: " + per_category[cat]["verdict"]
-    judged = {c: i["verdict"] for c, i in per_category.items() if i.get("verdict") in ("beats", "worse",
-                                                                                      "no clear difference")}
+    judged = {c: i["verdict"] for c, i in per_category.items() if i.get("verdict") in (
+        "beats", "worse", "no clear difference", "beats pooled only")}
     beats = [c for c, v in judged.items() if v == "beats"]
     worse = [c for c, v in judged.items() if v == "worse"]
+    pooled_only = [c for c, v in judged.items() if v == "beats pooled only"]
     if beats and not worse:
         overall, why = "beats", f"better on held-out labels for {', '.join(beats)}, worse for none"
     elif not judged:
@@ -224,6 +264,9 @@ def train(rows: list[dict[str, Any]], *, heldout_share: float = 0.3, min_positiv
         overall = "does not beat"
         why = (f"worse on {', '.join(worse)}" if worse else "no category clearly better on held-out labels") + \
             (f" (better on {', '.join(beats)})" if beats else "")
+    if pooled_only:
+        why += (f"; {', '.join(pooled_only)}: better on the pooled labels but in no guild on its own, so not "
+                "counted (the gain may come from telling the guilds' labels apart)")
     body["categories"] = categories
     report = _report(per_category, counts, matches, heldout_share, labels_version, body if categories else None,
                      overall, why)
@@ -280,6 +323,18 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_fmt(h.get('f1'))} → {_fmt(lr.get('f1'))}{f' (t={t})' if t is not None else ''} | "
             f"{i.get('log_loss_delta_ci95') or 'n/a'} | {i.get('auprc_delta_ci95') or 'n/a'} | "
             f"{i.get('verdict') or i.get('status')} |")
+    guild_rows = [(cat, g, v) for cat, i in report["categories"].items() for g, v in (i.get("by_guild") or {}).items()]
+    if guild_rows:
+        out += ["", "Guild by guild (held-out labels):", "",
+                "| category | guild | held-out (pos) | AUPRC hand → learned | log loss hand → learned | "
+                "Δ log loss 95% CI | Δ AUPRC 95% CI | verdict |", "|---|---|---|---|---|---|---|---|"]
+        for cat, g, v in guild_rows:
+            h, lr = v.get("hand_set") or {}, v.get("learned") or {}
+            out.append(f"| {cat} | {g} | {v['heldout']} ({v['heldout_positives']}) | "
+                       f"{_fmt(h.get('auprc'))} → {_fmt(lr.get('auprc'))} | "
+                       f"{_fmt(h.get('log_loss'))} → {_fmt(lr.get('log_loss'))} | "
+                       f"{v.get('log_loss_delta_ci95') or 'n/a'} | {v.get('auprc_delta_ci95') or 'n/a'} | "
+                       f"{v['verdict']} |")
     if unlabelled:
         out += ["", f"No labels (or no scorer covering them) for: {', '.join(unlabelled)}."]
     out += ["", f"Written to the stacking file: {', '.join(report['written_categories']) or 'nothing'}."]

@@ -171,3 +171,54 @@ def test_train_stacking_refuses_what_it_cannot_use(tmp_path: Path) -> None:
     res = runner.invoke(training_app, ["train", "stacking", "--labels", str(few), "--output",
                                        str(tmp_path / "s.json")])
     assert res.exit_code == 1 and "nothing written" in res.output and not (tmp_path / "s.json").exists()
+
+
+def two_guild_rows(har_a: tuple[float, float], har_b: tuple[float, float], n: int = 1200) -> list[dict[str, Any]]:
+    """Guild a labels toxicity, and its text-model scores are already calibrated; guild b's reviewers
+    overturn everything, and its messages score higher on harassment."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(n):
+        guild = "a" if i % 2 else "b"
+        tox = float(rng.uniform(0.02, 0.98))
+        y = guild == "a" and bool(rng.random() < tox)
+        har = float(rng.uniform(*(har_a if guild == "a" else har_b)))
+        rows.append({
+            "schema": LABELS_SCHEMA, "id": f"acme:{i}", "decision_id": f"dec_{i:04d}", "message_id": f"m{i}",
+            "guild_id": guild, "categories": {"toxicity": y} if guild == "a" else {},
+            "verdict": "uphold" if y else "overturn",
+            "decision": {"scores": {"toxicity": round(tox, 4)},
+                         "signals": {"text": {"scores": {"toxicity": round(tox, 4), "harassment": round(har, 4)}}}},
+        })
+    return rows
+
+
+def run_stacking(tmp_path: Path, rows: list[dict[str, Any]]) -> tuple[Any, dict[str, Any], Path]:
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    out = tmp_path / "s.json"
+    res = CliRunner().invoke(training_app, ["train", "stacking", "--labels", str(labels), "--output", str(out)])
+    return res, json.loads(out.with_suffix(".report.json").read_text()), out
+
+
+def test_a_gain_only_on_the_pooled_guilds_is_not_counted(tmp_path: Path) -> None:
+    """Pooled, a learned model wins by spotting guild b; within guild a it cannot beat scores that were
+    calibrated already: the report says so and writes nothing."""
+    res, report, out = run_stacking(tmp_path, two_guild_rows((0.05, 0.05), (0.8, 0.8)))
+    assert res.exit_code == 1 and not out.exists(), res.output
+    tox = report["categories"]["toxicity"]
+    assert tox["pooled_verdict"] == "beats" and tox["verdict"] == "beats pooled only"
+    assert tox["by_guild"]["a"]["verdict"] == "no clear difference"
+    assert tox["by_guild"]["b"]["verdict"].startswith("too few held-out labels")
+    assert report["verdict"] == "does not beat"
+    assert "better on the pooled labels but in no guild on its own" in res.output
+    assert "| toxicity | a |" in out.with_suffix(".report.md").read_text()
+
+
+def test_a_pooled_gain_that_hurts_one_guild_counts_as_worse(tmp_path: Path) -> None:
+    """When the guilds' harassment scores vary, the pooled fit cannot leave guild a alone: worse there."""
+    res, report, out = run_stacking(tmp_path, two_guild_rows((0.01, 0.1), (0.5, 0.9)))
+    assert res.exit_code == 1 and not out.exists(), res.output
+    tox = report["categories"]["toxicity"]
+    assert tox["pooled_verdict"] == "beats" and tox["verdict"] == "worse"
+    assert tox["verdict_note"] == "worse in guild a" and tox["by_guild"]["a"]["verdict"] == "worse"
