@@ -23,7 +23,7 @@ thresholds chosen on validation, so both weightings start from the same optimism
 in a temporary folder, never in the repository; the reports (no text) go to
 bench/results/review_labels/.
 
-    python bench/bench_review_labels.py [--olid 1324] [--convabuse 831] [--no-phase2]
+    python bench/bench_review_labels.py [--olid 1324] [--convabuse 831] [--no-phase2] [--stacking-keep not-worse]
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def decide_all(client: Any, rt: Any, tenant: str, rows: list[tuple[str, str, dic
     """Send every message on the async path; wait until each is decided and shadowed. -> message id: action."""
     _, key = rt.store.tenants.create_api_key(tenant)
     client.headers["Authorization"] = f"Bearer {key}"
+    for guild in ("olid", "convabuse"):  # registered without a policy: the platform default applies
+        assert client.put(f"/v1/guilds/{guild}", json={}).status_code in (200, 201)
     for mid, text, _ in rows:
         # each data set as its own guild (no guild config: the platform default policy): the stacking
         # report then also compares guild by guild, where its labels are like for like
@@ -170,6 +172,9 @@ def main() -> None:
     ap.add_argument("--olid", type=int, default=10_000, help="at most this many OLID rows per split")
     ap.add_argument("--convabuse", type=int, default=10_000, help="at most this many ConvAbuse rows per split")
     ap.add_argument("--no-phase2", action="store_true", help="skip shadowing the learned stacking on the test splits")
+    ap.add_argument("--stacking-keep", default="beats", choices=("beats", "not-worse"),
+                    help="`heron train stacking --keep`: with not-worse, categories that did not clearly beat the "
+                         "hand-set weights are written too, so phase 2 can measure them as a shadow")
     args = ap.parse_args()
     from pipeline.settings import reset_settings
 
@@ -201,8 +206,8 @@ def main() -> None:
         stacking = OUT / "stacking.json"
         stacking.unlink(missing_ok=True)
         # exit 1: trained, but no category beat the hand-set weights, so nothing was written
-        printed = heron("train", "stacking", "--labels", str(labels), "--output", str(stacking), db_url=db_url,
-                        ok=(0, 1))
+        printed = heron("train", "stacking", "--labels", str(labels), "--output", str(stacking),
+                        "--keep", args.stacking_keep, db_url=db_url, ok=(0, 1))
         print(printed, flush=True)
         summary["stacking"] = json.loads((OUT / "stacking.report.json").read_text())["line"]
         heron("shadow", "report", "--tenant", "bench-val", "--output", str(OUT / "shadow_policy_val.json"),

@@ -11,8 +11,9 @@ counts as "violates nothing" (the reviewer allowed the message) and an `uphold` 
 category says nothing about it (left out). One label per decision (the latest verdict): two review
 items on one message (a held decision and a report) must not count twice or straddle the split.
 
-Split: by a hash of the decision id, so a label stays on its side as more labels arrive and the
-same export always splits the same way.
+Split: by a hash of the label's message id (the chat service's own id), so a label stays on its side
+as more labels arrive, the same export always splits the same way, and a re-run of the same traffic
+in another database (another tenant id) splits it the same way too.
 
 Guilds: labels from several guilds (communities label differently, and see different traffic) are
 also compared guild by guild. A model can win on the pooled labels only by learning which guild a
@@ -27,9 +28,9 @@ policy's first threshold for the category (where the default policy starts actin
 bootstrap 95% intervals for the differences. The verdict is "beats" when one of AUPRC or log loss
 is better with its interval clear of zero and neither is worse with its interval clear of zero;
 "worse" when one is clearly worse; otherwise "no clear difference". Only categories that beat are
-written to the file by default (`--keep not-worse` also writes those with no clear difference): the
-hand-set weights keep serving the rest, so serving the file cannot make a category worse than what
-was measured.
+written to the file by default (`--keep not-worse` also writes those with no clear difference, pooled
+or in every guild): the hand-set weights keep serving the rest, so serving the file cannot make a
+category worse than what was measured.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ MIN_JUDGE = 5  # positive and negative held-out labels a comparison needs
 
 @dataclass
 class Example:
-    key: str  # the decision id: what the split hashes
+    key: str  # the decision id: one example per decision
+    split_key: str  # the message id: what the split hashes
     label_id: str
     signals: list[Signal]
     labels: dict[str, bool]
@@ -102,8 +104,8 @@ def examples(rows: list[dict[str, Any]]) -> tuple[list[Example], dict[str, int]]
         given = {c: bool(v) for c, v in (row.get("categories") or {}).items() if c in CATEGORY_NAMES}
         labels = {c: given[c] if c in given else False for c in CATEGORY_NAMES
                   if c in given or row.get("verdict") == "overturn"}
-        out.append(Example(key, row["id"], signals, labels, decision.get("scores") or {},
-                           row.get("guild_id") or NO_GUILD))
+        out.append(Example(key, row.get("message_id") or key, row["id"], signals, labels,
+                           decision.get("scores") or {}, row.get("guild_id") or NO_GUILD))
     counts["examples"] = len(out)
     return out, counts
 
@@ -211,7 +213,7 @@ def train(rows: list[dict[str, Any]], *, heldout_share: float = 0.3, min_positiv
     matches = sum(1 for e, h in zip(exs, hand_scores, strict=True)
                   if all(e.stored_scores.get(k) is None or h[k] is None or abs(h[k] - e.stored_scores[k]) < 1e-3  # type: ignore[operator]
                          for k in CATEGORY_NAMES))
-    split = [heldout(e.key, heldout_share) for e in exs]
+    split = [heldout(e.split_key, heldout_share) for e in exs]
     categories: dict[str, Any] = {}
     per_category: dict[str, Any] = {}
     for cat in CATEGORY_NAMES:
@@ -246,7 +248,7 @@ def train(rows: list[dict[str, Any]], *, heldout_share: float = 0.3, min_positiv
                         list(categories), seed, bootstrap_rounds)
     for cat, got in compared.items():
         per_category[cat].update(got)
-    kept = ("beats",) if keep == "beats" else ("beats", "no clear difference")
+    kept = ("beats",) if keep == "beats" else ("beats", "no clear difference", "beats pooled only")
     for cat in list(categories):
         if per_category[cat].get("verdict") not in kept:
             del categories[cat]  # the hand-set weights keep serving it
@@ -303,7 +305,7 @@ def markdown(report: dict[str, Any]) -> str:
     c = report["counts"]
     out = ["# Learned stacking vs hand-set ensemble weights", "",
            f"Labels: {c['labels']} rows ({c['duplicates']} duplicates of a decision, {c['without_signals']} without "
-           f"stored signals), {c['examples']} examples; held-out share {report['heldout_share']} by decision-id hash. "
+           f"stored signals), {c['examples']} examples; held-out share {report['heldout_share']} by message-id hash. "
            f"Hand-set scores recomputed from the stored signals match the stored decision scores for "
            f"{c['hand_set_matches_stored_scores']} of {c['examples']}.", "",
            f"**{report['line']}**", "",
