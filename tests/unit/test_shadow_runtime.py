@@ -97,8 +97,12 @@ def test_shadow_decisions_are_recorded_beside_the_live_ones(runtimes: Any, datab
     client, rt = runtimes(database_url, shadow_text_artifact=DEFAULT_ARTIFACT_DIR, shadow_text_quantize="fp32",
                           shadow_policy=strict_policy(tmp_path))
     assert rt.service.after_batch is rt.shadow  # built with the service: the async path is shadowed
+    before = metric("heron_shadow_decisions_total", agreement="different")
     live = send_and_wait(client, TEXTS)
     assert rt.shadow.flush(60)
+    different = sum(1 for d in live.values() if d["action"] != "block")
+    assert metric("heron_shadow_decisions_total", agreement="different") == before + different
+    assert "heron_shadow_decisions_total" in client.get("/metrics").text  # what Prometheus scrapes
     rows = {r["message_id"]: r for r in ShadowDecisions.for_engine(rt.store.engine).rows()}
     assert set(rows) == set(TEXTS)
     for mid, row in rows.items():
@@ -193,3 +197,45 @@ def test_a_policy_file_that_does_not_validate_disables_the_shadow(runtimes: Any,
     live = send_and_wait(client, {"p1": "hello"})
     assert live["p1"]["action"] == "allow" and rt.shadow is None
     assert metric("heron_shadow_failures_total", stage="load") == before + 1
+
+
+def test_only_the_sampled_share_is_shadowed(runtimes: Any, tmp_path: Path) -> None:
+    from pipeline.shadow import sampled
+
+    client, rt = runtimes(scorers=["rules", "links"], shadow_policy=strict_policy(tmp_path), shadow_sample=0.5)
+    texts = {f"x{i}": f"hello number {i}" for i in range(24)}
+    send_and_wait(client, texts)
+    assert rt.shadow.flush(30)
+    tenant = rt.store.tenants.ensure("acme")
+    rows = ShadowDecisions.for_engine(rt.store.engine).rows(tenant)
+    expected = {m for m in texts if sampled(tenant, m, 0.5)}
+    assert {r["message_id"] for r in rows} == expected and 0 < len(expected) < len(texts)
+
+
+def test_a_stacking_shadow_recombines_the_live_signals(tmp_path: Path) -> None:
+    """No model runs again: the live batch's signals go through the candidate's learned weights."""
+    from pipeline.guilds import PLATFORM_GUILD
+    from pipeline.service import ModerationService, ScoredBatch
+    from pipeline.settings import Settings
+    from pipeline.shadow import Shadow, ShadowSpec
+    from pipeline.stacking import load
+    from pipeline.types import Message, Signal
+
+    path = tmp_path / "stacking.json"
+    # toxicity = sigmoid(2 + 1 * logit(text toxicity)): a stricter reading of the same score
+    path.write_text(json.dumps({"schema": "heron.ensemble-stacking/1", "version": "stk-test", "categories": {
+        "toxicity": {"intercept": 2.0, "weights": {"text/toxicity": 1.0}, "requires": ["text"]}}}), "utf-8")
+    live = ModerationService([])
+    shadow = Shadow.load(ShadowSpec(stacking=path), Settings(), live)
+    messages = [Message(id="a", text="x"), Message(id="b", text="y")]
+    signals = [[Signal(scorer="text", version="t", scores={"toxicity": s})] for s in (0.3, 0.6)]
+    decisions = [live._assemble("acme", m, None, sig, 1.0, complete=True) for m, sig in zip(messages, signals,
+                                                                                            strict=True)]
+    rows = shadow.decide(ScoredBatch("acme", [(m, PLATFORM_GUILD) for m in messages], [], signals, decisions))
+    assert [d.action.value for d in decisions] == ["allow", "flag"]  # platform default: flag from 0.5
+    stack = load(path)
+    assert [r["shadow_scores"]["toxicity"] for r in rows] == [
+        round(stack.predict("toxicity", {"text": {"toxicity": s}}), 4) for s in (0.3, 0.6)]  # type: ignore[arg-type]
+    assert [r["shadow_action"] for r in rows] == ["flag", "hold_for_review"]  # 0.76 and 0.92
+    assert rows[0]["shadow_version"] == "stacking=stk-test"
+    assert rows[0]["shadow_model_versions"] == {"text": "t", "ensemble": "stacking:stk-test"}
