@@ -1,4 +1,4 @@
-"""The `heron` command line: serve, worker, migrate, keys, moderate, train, eval."""
+"""The `heron` command line: serve, worker, migrate, keys, moderate, train, eval, shadow."""
 
 from __future__ import annotations
 
@@ -744,6 +744,66 @@ def models_history(kind: KindArg) -> None:
     """Every switch of KIND recorded in serving.json, oldest first (JSON lines)."""
     for entry in _registry().history(kind):
         typer.echo(json.dumps(entry, sort_keys=True))
+
+
+shadow_app = typer.Typer(help="Shadow mode: what a candidate model or policy would have decided.",
+                         no_args_is_help=True)
+app.add_typer(shadow_app, name="shadow")
+
+
+@shadow_app.command("report")
+def shadow_report(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="tenant name (default: every tenant)")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="only shadow decisions since then: 24h, 7d, 30m or "
+                                              "an ISO date")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="only this shadow version")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the report as JSON here (and "
+                                                "Markdown beside it, .md); default: Markdown to stdout")] = None,
+) -> None:
+    """Agreement with the live decisions, disagreements by category and by action, and precision
+    estimated from the reviewed items, per shadow candidate (docs/shadow.md)."""
+    import sqlalchemy as sa
+
+    from pipeline.settings import get_settings
+    from pipeline.shadow_report import build, markdown, parse_since
+    from pipeline.store import Store
+    from pipeline.store.reviewers import tenant_id_by_name
+    from pipeline.store.shadow import ShadowDecisions
+
+    try:
+        since_at = parse_since(since) if since else None
+    except ValueError as exc:
+        typer.echo(f"heron shadow report: {exc}", err=True)
+        raise typer.Exit(2) from None
+    settings = get_settings()
+    store = Store.from_url(settings.database_url, settings.api_key_pepper)
+    try:
+        tenant_id = None
+        if tenant is not None:
+            tenant_id = tenant_id_by_name(store.review.db, tenant)
+            if tenant_id is None:
+                typer.echo(f"heron shadow report: no tenant {tenant!r}", err=True)
+                raise typer.Exit(2)
+        shadows = ShadowDecisions.for_engine(store.engine)
+        try:
+            rows = shadows.rows(tenant_id, since_at, version)
+            verdicts = shadows.final_verdicts(tenant_id)
+        except sa.exc.DBAPIError as exc:
+            typer.echo(f"heron shadow report: cannot read shadow decisions from {_redact(settings.database_url)} "
+                       f"({type(exc.orig).__name__}); run `heron migrate` first", err=True)
+            raise typer.Exit(2) from None
+    finally:
+        store.dispose()
+    report = build(rows, verdicts, tenant=tenant, since=since_at)
+    md = markdown(report)
+    if output is None:
+        typer.echo(md)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    output.with_suffix(".md").write_text(md, "utf-8")
+    typer.echo(f"wrote {output} and {output.with_suffix('.md')}: {len(report['shadows'])} shadow version(s), "
+               f"{sum(s['messages'] for s in report['shadows'])} messages", err=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -12,6 +12,10 @@ Rules (pure, no I/O):
   finds the words harmless.
 - Every category appears in the result; a category no signal covered scores None (null on the
   wire), is listed in `uncovered`, and `unscored` says why: a 0.0 would read as "checked and clean".
+- Learned weights (`EnsembleConfig.stacking`, `pipeline/stacking.py`, off unless
+  HERON_ENSEMBLE_STACKING names a file): where the learned model covers a category, its logistic
+  score over every answered signal replaces the weighted average; floors still apply on top, so a
+  list match or a raid is never learned away.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.stacking import Stacking, feature_values, observed
 from pipeline.taxonomy import CATEGORY_NAMES
 from pipeline.types import Action, Evidence, Signal
 
@@ -32,6 +37,8 @@ class EnsembleConfig:
     default_weight: float = 1.0
     # Scorers whose scores are floors rather than votes (see the module docstring).
     floor_scorers: frozenset[str] = frozenset({"behaviour"})
+    # Learned per-category weights (pipeline/stacking.py); None: the hand-set weights above.
+    stacking: Stacking | None = None
 
     def weight(self, scorer: str, category: str) -> float:
         per_scorer = self.weights.get(scorer, {})
@@ -110,9 +117,15 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None,
     scores: dict[str, float | None] = {}
     uncovered: list[str] = []
     unscored: dict[str, str] = {}
+    obs = observed(signals) if config.stacking is not None else {}
+    features = feature_values(obs) if obs else {}
     for category in CATEGORY_NAMES:
         model = sums[category] / totals[category] if totals.get(category) else None
         floor = floors.get(category)
+        if config.stacking is not None and (model is not None or floor is not None):
+            learned = config.stacking.predict(category, obs, features)
+            if learned is not None:
+                model = learned
         if model is None and floor is None:
             uncovered.append(category)
             scores[category] = None

@@ -2,7 +2,9 @@
 
 One JSON line per reviewed item: the text and its context, the reviewer's per-category labels,
 the verdict and reason, how the reviewers agreed when two looked, the model and policy versions
-and scores the decision was made with, and where it came from. Overturned decisions (an appeal
+and scores the decision was made with, each scorer's own scores before the ensemble combined them
+(`decision.signals`: what `heron train stacking` learns the ensemble weights from; null for
+decisions made before Heron stored them), and where it came from. Overturned decisions (an appeal
 won, a model false positive) are marked `hard_example`: the cases a retrain most needs.
 
 Versioned: the manifest written beside the file names the schema and a content hash, so a
@@ -79,7 +81,8 @@ def label_rows(engine: sa.engine.Engine, tenant_id: str) -> Iterator[dict[str, A
                 "agreement": agreement,
                 "decision": {"action": decided.get("action"), "scores": decided.get("scores"),
                              "model_versions": decided.get("model_versions"),
-                             "policy_version": decided.get("policy_version")},
+                             "policy_version": decided.get("policy_version"),
+                             "signals": decided.get("signals") or None},
                 "resulting_action": deciding.resulting_action,
                 "provenance": {"source": "heron-review", "tenant_id": tenant_id, "item_id": it.id,
                                "reviewers": [x.reviewer for x in verdicts], "reviewed_at": _iso(deciding.decided_at),

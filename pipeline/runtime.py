@@ -154,6 +154,9 @@ class Runtime:
         self._late_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="heron-late")
         self.writer = DecisionWriter(self.store, on_saved=self.wake_drainers)
         self.inbox = MessageInbox(self.store, self.dispatcher.submit)
+        # Shadow mode (pipeline/shadow.py): set when `service` is built, where this process decides
+        # the async path (a worker, or an API with the embedded worker).
+        self.shadow: Any = None
 
     @classmethod
     def build(cls, role: str = "api", settings: Settings | None = None) -> Runtime:
@@ -165,6 +168,10 @@ class Runtime:
 
         service = ModerationService.from_settings(self.settings)
         service.on_media = MediaKeeper(self.store.banks, self.settings.image_thumbnail_px)
+        if self.role == "worker" or not self.settings.use_celery:
+            from pipeline.shadow import attach
+
+            self.shadow = attach(self.settings, service, self.store.engine)
         return service
 
     def wake_drainers(self) -> None:
@@ -219,6 +226,8 @@ class Runtime:
             self.maintenance.stop()
         self.inbox.stop()
         self.dispatcher.stop()
+        if self.shadow is not None:
+            self.shadow.stop()
         self.writer.stop()
         self._late_pool.shutdown(wait=True)
         self.drainer.stop()

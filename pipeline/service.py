@@ -24,7 +24,7 @@ from pipeline.policy import decide
 from pipeline.scorers import registry
 from pipeline.scorers.base import Scorer, ScoringItem
 from pipeline.settings import Settings, get_settings
-from pipeline.types import Decision, DecisionStatus, MediaReport, Message, Signal, decision_id_for
+from pipeline.types import Decision, DecisionStatus, MediaReport, Message, ScorerScores, Signal, decision_id_for
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,22 @@ def media_report(ref: MediaRef) -> MediaReport:
         height=d.height if d else None, frames=len(d.frames) if d else None, sha256=d.sha256 if d else None,
         error=ref.error,
     )
+
+
+@dataclass
+class ScoredBatch:
+    """One decided batch with what it was decided from: each message's signals (as the ensemble saw
+    them, unavailable scorers included) beside its decision. A shadow (pipeline/shadow.py) re-decides
+    from these instead of running the other scorers again: behaviour counters, for one, would count
+    the message twice."""
+
+    tenant_id: str
+    batch: Sequence[tuple[Message, GuildConfig | None]]
+    items: list[ScoringItem]
+    signals: list[list[Signal]]
+    decisions: list[Decision]
+
+
 def scorer_coverage(scorers: Sequence[Scorer], unavailable: dict[str, str]) -> dict[str, tuple[str, ...]]:
     """Scorer name -> the categories it can score, unavailable scorers included (from the
     registry), so a decision can say *why* a category has no score."""
@@ -64,6 +80,12 @@ def scorer_coverage(scorers: Sequence[Scorer], unavailable: dict[str, str]) -> d
             except Exception:  # noqa: BLE001 - an unimportable scorer still counts as covering nothing known
                 cov[name] = ()
     return cov
+
+
+def signal_summary(signals: Sequence[Signal]) -> dict[str, ScorerScores]:
+    """What a decision keeps of its signals: each answered scorer's scores, 4 decimals."""
+    return {s.scorer: ScorerScores(scores={c: round(v, 4) for c, v in s.scores.items()}, definitive=s.definitive)
+            for s in signals if s.ok and s.scores}
 
 
 class ModerationService:
@@ -86,10 +108,19 @@ class ModerationService:
         # (retroactive bank matching) and review thumbnails there. None: nothing is kept.
         self.on_media: Callable[[str, list[tuple[ScoringItem, Decision]]], None] | None = None
         self.coverage = scorer_coverage(self.scorers, self.unavailable)
+        # Called with each ScoredBatch `decide_batch` made (the async path's shadow, pipeline/shadow.py);
+        # it must not raise into the live path, and a failure here is logged, never the decision's.
+        self.after_batch: Callable[[ScoredBatch], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, ensemble: EnsembleConfig | None = None) -> ModerationService:
-        """The scorers named in `settings.scorers`, each built by its `from_settings`."""
+        """The scorers named in `settings.scorers`, each built by its `from_settings`; the ensemble
+        uses the learned weights of HERON_ENSEMBLE_STACKING when that names a file (validated when
+        the settings were read)."""
+        if ensemble is None and settings.ensemble_stacking is not None:
+            from pipeline.stacking import load as load_stacking
+
+            ensemble = EnsembleConfig(stacking=load_stacking(settings.ensemble_stacking))
         return cls.from_names(settings.scorers, ensemble, settings)
 
     @classmethod
@@ -144,18 +175,29 @@ class ModerationService:
 
     def decide_batch(self, tenant_id: str, batch: Sequence[tuple[Message, GuildConfig | None]]) -> list[Decision]:
         """Decide a batch of messages (each with its guild's config) in one pass per scorer."""
+        scored = self.score_batch(tenant_id, batch)
+        if self.after_batch is not None:
+            try:
+                self.after_batch(scored)
+            except Exception:  # noqa: BLE001 - an observer (the shadow) never costs the live decisions
+                log.exception("after-batch hook failed; the live decisions stand")
+        return scored.decisions
+
+    def score_batch(self, tenant_id: str, batch: Sequence[tuple[Message, GuildConfig | None]]) -> ScoredBatch:
+        """`decide_batch` with each message's signals kept beside its decision."""
         started = time.perf_counter()
         items = self._items(tenant_id, batch)
         self.features.run(items)
         per_scorer = [self._run_scorer(s, items) for s in self.scorers]
         elapsed_ms = (time.perf_counter() - started) * 1000
+        signals = [self.full_signals(message, [col[i] for col in per_scorer if col[i] is not None])
+                   for i, (message, _) in enumerate(batch)]
         decisions = [
-            self._assemble(tenant_id, message, guild, [col[i] for col in per_scorer if col[i] is not None], elapsed_ms,
-                           items[i].context.media)
+            self._assemble(tenant_id, message, guild, signals[i], elapsed_ms, items[i].context.media, complete=True)
             for i, (message, guild) in enumerate(batch)
         ]
         self._media_done(tenant_id, items, decisions)
-        return decisions
+        return ScoredBatch(tenant_id, batch, items, signals, decisions)
 
     def _media_done(self, tenant_id: str, items: Sequence[ScoringItem], decisions: Sequence[Decision]) -> None:
         if self.on_media is None:
@@ -168,19 +210,30 @@ class ModerationService:
         except Exception:  # noqa: BLE001 - keeping hashes/thumbnails must not cost the decision
             log.exception("keeping media hashes/thumbnails failed")
 
-    def _assemble(
-        self, tenant_id: str, message: Message, guild: GuildConfig | None, signals: list[Signal], elapsed_ms: float,
-        media: Sequence[MediaRef] = (), pending: Sequence[str] = (),
-    ) -> Decision:
-        guild = guild or PLATFORM_GUILD
+    def full_signals(self, message: Message, signals: list[Signal], pending: Sequence[str] = ()) -> list[Signal]:
+        """The scorers' signals plus what stands for the ones that could not answer: an error signal
+        per unavailable scorer, and one for attachments no configured scorer reads."""
         signals = signals + [
             Signal(scorer=name, version="unavailable", error=err) for name, err in self.unavailable.items()
         ]
         if message.attachments and not self.media_scorers and not pending and "image" not in self.unavailable:
             # Attachments and no scorer that reads them: "not checked" must not read as "clean".
             signals.append(Signal(scorer="image", version="none", error="no image scorer is configured"))
+        return signals
+
+    def _assemble(
+        self, tenant_id: str, message: Message, guild: GuildConfig | None, signals: list[Signal], elapsed_ms: float,
+        media: Sequence[MediaRef] = (), pending: Sequence[str] = (), *, complete: bool = False,
+    ) -> Decision:
+        """`complete`: `signals` already went through `full_signals`."""
+        guild = guild or PLATFORM_GUILD
+        if not complete:
+            signals = self.full_signals(message, signals, pending)
         result = combine(signals, self.ensemble, self.coverage)
         action, reasons = decide(result, message, guild.policy)
+        versions = {s.scorer: s.version for s in signals if s.ok}
+        if self.ensemble.stacking is not None:
+            versions["ensemble"] = f"stacking:{self.ensemble.stacking.version}"
         return Decision(
             id=decision_id_for(tenant_id, message.id),
             message_id=message.id,
@@ -193,9 +246,10 @@ class ModerationService:
             status=DecisionStatus.PARTIAL if pending else DecisionStatus.COMPLETE,
             pending_signals=list(pending),
             media=[media_report(r) for r in media],
-            model_versions={s.scorer: s.version for s in signals if s.ok},
+            model_versions=versions,
             policy_version=guild.policy_version,
             latency_ms=round(elapsed_ms, 3),
+            signals=signal_summary(signals),
         )
 
     async def decide_one_async(
@@ -267,7 +321,7 @@ class ModerationService:
         """
         texts = ["hello there", "you are a complete idiot and everyone hates you " * 3, "free nitro at discord.gift"]
         messages = [Message(text=t) for t in texts]
-        self.decide_batch("warm-up", [(m, None) for m in messages])
+        self.score_batch("warm-up", [(m, None) for m in messages])  # not decide_batch: no shadow of warm-up
         items = self._items("warm-up", [(m, None) for m in messages * 4])
         self.features.run(items)
         for scorer in self.scorers:

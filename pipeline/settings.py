@@ -167,6 +167,45 @@ class Settings(BaseSettings):
     # serving.json, the one file naming the version of each model kind that serves; unset:
     # var/models in the repository. Without serving.json the bundled models serve.
     models_dir: Path | None = None
+    # Shadow mode (docs/shadow.md): the async path also decides each message with a candidate and
+    # records what it would have done in `shadow_decisions`, never acting on it. Any of: a candidate
+    # text-model artifact folder (quantised as HERON_SHADOW_TEXT_QUANTIZE, default as served), a
+    # policy JSON file applied instead of every guild's own, learned ensemble weights. All off by
+    # default; a shadow that fails to load or to run is logged and counted, never the live decision's.
+    shadow_text_artifact: Path | None = None
+    shadow_text_quantize: str | None = None
+    shadow_policy: Path | None = None
+    shadow_stacking: Path | None = None
+    # Messages waiting for the shadow (it runs beside the live path on its own thread); past this,
+    # messages go unshadowed and are counted (heron_shadow_dropped_total) instead of piling up.
+    shadow_queue_max: int = Field(default=10_000, ge=1)
+    # The share of messages shadowed (by a hash of tenant and message id): a candidate text model costs
+    # about what the serving one does (bench/bench_shadow.py), so a busy deployment may shadow a sample.
+    shadow_sample: float = Field(default=1.0, gt=0.0, le=1.0)
+    # Learned ensemble weights (`heron train stacking`), served instead of the hand-set ones; off by
+    # default. A file that does not validate is refused here, at start-up.
+    ensemble_stacking: Path | None = None
+
+    @field_validator("shadow_text_artifact", "shadow_text_quantize", "shadow_policy", "shadow_stacking",
+                     "ensemble_stacking", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: object) -> object:
+        """HERON_SHADOW_POLICY= (empty) turns it off, as unset does."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ensemble_stacking")
+    @classmethod
+    def _stacking_file(cls, value: Path | None) -> Path | None:
+        """Refuse a stacking file that cannot be served at start-up, not on the first message."""
+        if value is None:
+            return None
+        from pipeline.stacking import StackingError, load
+
+        try:
+            load(value)
+        except StackingError as exc:
+            raise ValueError(f"HERON_ENSEMBLE_STACKING={str(value)!r} is refused: {exc}") from None
+        return value
 
     @field_validator("rate_limit_per_key", "rate_limit_per_guild", "rate_limit_other", "rate_limit_login")
     @classmethod

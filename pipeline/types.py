@@ -269,6 +269,17 @@ class MediaReport(_Strict):
     error: str | None = None
 
 
+class ScorerScores(_Strict):
+    """One scorer's own scores for a message, before the ensemble combined them.
+
+    Kept on the decision (compactly: answered scorers only) because a reviewer's verdict is only
+    useful for learning the ensemble (`heron train stacking`) if the per-scorer inputs of that
+    decision are known; the combined `scores` alone cannot be re-weighted."""
+
+    scores: dict[str, float]
+    definitive: bool = False  # an exact list match: the ensemble took it as a floor
+
+
 class Decision(_Strict):
     """The outcome for one message, as stored, returned and delivered by webhook."""
 
@@ -293,6 +304,9 @@ class Decision(_Strict):
     policy_version: int = 0
     latency_ms: float = 0.0
     decided_at: datetime = Field(default_factory=utcnow)
+    signals: dict[str, ScorerScores] = Field(
+        default_factory=dict, description="each scorer that answered -> its own per-category scores, before the "
+        "ensemble combined them into `scores` (what learned ensemble weights are trained from)")
     revision: int = Field(
         default=1, ge=1, description="1 for the first decision; each later outcome (an image verdict, a reviewer, "
         "an appeal, an override) is the next revision of the same decision"

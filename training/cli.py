@@ -16,6 +16,7 @@ import typer
 
 from models.text.model import DEFAULT_ARTIFACT_DIR
 from training.links.cli import register as _register_links
+from training.stacking import register as _register_stacking
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS_DIR = REPO_ROOT / "var" / "text_runs"
@@ -244,6 +245,7 @@ def eval_behaviour(
 
 
 _register_links(train_app, eval_app)  # heron train links / links-bank, heron eval links / spam
+_register_stacking(train_app)  # heron train stacking (review labels -> learned ensemble weights)
 
 
 HeadsCache = Annotated[Path, typer.Option(help="where pooled embeddings of the training texts are cached "

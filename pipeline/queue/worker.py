@@ -106,3 +106,5 @@ def _stop_background(**_: Any) -> None:
     if _runtime is not None:
         _runtime.drainer.stop()
         _runtime.review_drainer.stop()
+        if _runtime.shadow is not None:  # finish the queued shadow rows (bounded wait)
+            _runtime.shadow.stop()
