@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import csv
 import random
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,7 +206,7 @@ def smishing(root: Path) -> dict[str, tuple[list[str], dict[str, list[int]]]]:
     return out
 
 
-def edos(root: Path) -> dict[str, tuple[list[str], dict[str, list[int]]]]:
+def edos(root: Path, train_neg: int | None = EDOS_TRAIN_NEG) -> dict[str, tuple[list[str], dict[str, list[int]]]]:
     """EDOS category 1 (threats, plans to harm) as violence; all targets are women. Train keeps every
     positive and a seeded sample of negatives; val (dev) and test are whole."""
     d = root / "edos"
@@ -216,7 +217,9 @@ def edos(root: Path) -> dict[str, tuple[list[str], dict[str, list[int]]]]:
     with (d / "derived_taxonomy_labels.csv").open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     neg_train = [r for r in rows if r["split"] == "train" and r["violence"] == "0"]
-    keep = {r["rewire_id"] for r in rng.sample(neg_train, min(EDOS_TRAIN_NEG, len(neg_train)))}
+    if train_neg is None:
+        train_neg = len(neg_train)
+    keep = {r["rewire_id"] for r in rng.sample(neg_train, min(train_neg, len(neg_train)))}
     for r in rows:
         s = {"dev": "val"}.get(r["split"], r["split"])
         if s == "train" and r["violence"] == "0" and r["rewire_id"] not in keep:
@@ -227,7 +230,8 @@ def edos(root: Path) -> dict[str, tuple[list[str], dict[str, list[int]]]]:
     return out
 
 
-def toxic_spans(root: Path) -> dict[str, tuple[list[str], dict[str, list[int]]]]:
+def toxic_spans(root: Path, train_neg: int | None = TOXIC_SPANS_TRAIN_NEG,
+                ) -> dict[str, tuple[list[str], dict[str, list[int]]]]:
     """Threat spans: >= 2 annotators = violence 1, 0 annotators = 0 (toxic, not threats); the weak
     single-annotator band and the quiz post 6209917 are left out; our seeded split."""
     texts, y = [], []
@@ -241,10 +245,34 @@ def toxic_spans(root: Path) -> dict[str, tuple[list[str], dict[str, list[int]]]]
     splits = own_split(texts, y)
     out: dict[str, tuple[list[str], dict[str, list[int]]]] = {}
     neg_train = [i for i, x in enumerate(splits) if x == "train" and not y[i]]
-    keep = set(random.Random(SPLIT_SEED).sample(neg_train, min(TOXIC_SPANS_TRAIN_NEG, len(neg_train))))
+    if train_neg is None:
+        train_neg = len(neg_train)
+    keep = set(random.Random(SPLIT_SEED).sample(neg_train, min(train_neg, len(neg_train))))
     for s in SPLITS:
         idx = [i for i, x in enumerate(splits) if x == s and (s != "train" or y[i] or i in keep)]
         out[s] = ([texts[i] for i in idx], {"violence": [y[i] for i in idx]})
+    return out
+
+
+def violence_rest(root: Path) -> dict[str, tuple[list[str], dict[str, list[int]]]]:
+    """The EDOS and Toxic Spans training negatives that the subsampling above leaves out, for violence only.
+
+    Why: violence is the rarest natural category (2 % of EDOS) and its negatives are the hard kind
+    (sexist or toxic posts without a threat); with every one of them instead of the sample, the violence
+    head's validation AP rose from 0.291 to 0.332 (3 seeds, 2026-12-03). A separate set, not a bigger
+    `edos`/`toxic_spans`, so that the cross-negative pools the other categories sample from, and so
+    their training rows, stay as they were.
+    """
+    out: dict[str, tuple[list[str], dict[str, list[int]]]] = {s: ([], {"violence": []}) for s in SPLITS}
+    for fn in (edos, toxic_spans):
+        kept = Counter(fn(root)["train"][0])
+        texts, labels = fn(root, train_neg=None)["train"]
+        for t, y in zip(texts, labels["violence"], strict=True):
+            if kept[t] > 0:
+                kept[t] -= 1
+            elif y == 0:
+                out["train"][0].append(t)
+                out["train"][1]["violence"].append(0)
     return out
 
 
@@ -267,7 +295,7 @@ def seed_set(_root: Path) -> dict[str, tuple[list[str], dict[str, list[int]]]]:
 EVAL_ONLY: frozenset[str] = frozenset({"cssrs"})
 
 LOADERS = {"convabuse": convabuse, "olid_ind": olid_ind, "rmhd": rmhd, "cssrs": cssrs, "smishing": smishing,
-           "edos": edos, "toxic_spans": toxic_spans, "seed": seed_set}
+           "edos": edos, "toxic_spans": toxic_spans, "violence_rest": violence_rest, "seed": seed_set}
 # Which sets may lend negatives to which category (never the sets that could hold it).
 CROSS_NEGATIVES: dict[str, tuple[str, ...]] = {
     "scam": ("convabuse", "olid_ind", "rmhd", "edos", "toxic_spans"),
