@@ -57,6 +57,10 @@ HORIZON_S = 600  # the longest window: older entries are trimmed
 STATE_TTL_S = 900  # Redis expiry of windowed keys (wall clock; the windows themselves are message time)
 MEMO_TTL_S = 86_400  # per-message snapshots and cluster records
 MAX_SCAN = 1000  # most recent entries read per sorted set (bounds the work on a flooded key)
+# Windowed sets are trimmed of entries older than the horizon by one message in TRIM_EVERY (chosen
+# by message id, the same in both backends), not by every message: every read is bounded to its
+# window, so trimming only bounds memory, and skipping it saves Redis a dozen commands a message.
+TRIM_EVERY = 8
 NUM_PERM = 32
 BANDS = 8
 ROWS = NUM_PERM // BANDS
@@ -131,6 +135,11 @@ class Observation:
     @property
     def scope(self) -> str:
         return f"{self.tenant}|{self.guild}"
+
+    @property
+    def trims(self) -> bool:
+        """Whether this message trims the windowed sets it writes (see `TRIM_EVERY`)."""
+        return zlib.crc32(self.message_id.encode("utf-8")) % TRIM_EVERY == 0
 
 
 # Raw result of the stateful step: the same keys from both backends.
@@ -278,11 +287,13 @@ class InProcessBackend:
             return json.loads(self._seen[seen_key])  # type: ignore[no-any-return]
         ts, lo = o.ts, o.ts - HORIZON_S * 1000
         sc = o.scope
+        trim = o.trims
         r: dict[str, Any] = {}
         # author
         az = self._z(f"a|{sc}|{o.author}")
         az.add(ts, f"{o.message_id}|{o.channel}|{o.mentions}|{o.links}|{o.bands[0] if o.bands else ''}")
-        az.trim_before(lo)
+        if trim:
+            az.trim_before(lo)
         entries = az.recent(lo, ts, MAX_SCAN)
         _author_stats(r, entries, ts, o.bands[0] if o.bands else "")
         count_key = f"n|{sc}|{o.author}"
@@ -291,24 +302,28 @@ class InProcessBackend:
         # channel
         cz = self._z(f"c|{sc}|{o.channel}")
         cz.add(ts, f"{o.message_id}|{o.author}")
-        cz.trim_before(lo)
+        if trim:
+            cz.trim_before(lo)
         for w in WINDOWS_S:
             r[f"c{w}"] = cz.count(ts - w * 1000, ts)
         caz = self._z(f"ca|{sc}|{o.channel}")  # author -> their latest message time in the channel
         if ts > caz.scores.get(o.author, -math.inf):
             caz.add(ts, o.author)
-        caz.trim_before(lo)
+        if trim:
+            caz.trim_before(lo)
         r["cauth60"] = caz.count(ts - 60_000, ts)
         # guild
         gz = self._z(f"g|{sc}")
         gz.add(ts, o.message_id)
-        gz.trim_before(lo)
+        if trim:
+            gz.trim_before(lo)
         for w in WINDOWS_S:
             r[f"g{w}"] = gz.count(ts - w * 1000, ts)
         nz = self._z(f"gn|{sc}")
         if o.is_new and ts > nz.scores.get(o.author, -math.inf):
             nz.add(ts, o.author)
-        nz.trim_before(lo)
+        if trim:
+            nz.trim_before(lo)
         r["gnew60"] = nz.count(ts - 60_000, ts)
         # near-duplicates
         me = f"{o.message_id}|{o.author}|{o.channel}"
@@ -316,7 +331,8 @@ class InProcessBackend:
         for i, band in enumerate(o.bands):
             bz = self._z(f"b|{sc}|{i}|{band}")
             bz.add(ts, me)
-            bz.trim_before(lo)
+            if trim:
+                bz.trim_before(lo)
             for m, s in bz.recent(lo, ts, MAX_SCAN):
                 if m != me:
                     neighbours[m] = s
@@ -406,7 +422,7 @@ def _cluster_view(
 
 # KEYS: none (the keys are derived from ARGV, so the script needs one Redis node: no Cluster).
 # ARGV: prefix, tenant, scope, channel, author, msgid, ts, mentions, links, is_new, sample,
-#       state_ttl, memo_ttl, then the band hashes.
+#       state_ttl, memo_ttl, horizon, max_scan, the warm-up tenant, trim (1/0), then the band hashes.
 _STEP_LUA = """
 local p, tenant, sc, chan, author, mid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local ts = tonumber(ARGV[7])
@@ -414,8 +430,9 @@ local mentions, links, isnew, sample = ARGV[8], ARGV[9], ARGV[10] == '1', ARGV[1
 local ttl, memo = tonumber(ARGV[12]), tonumber(ARGV[13])
 local horizon, maxscan = tonumber(ARGV[14]) * 1000, tonumber(ARGV[15])
 local record = tenant ~= ARGV[16]
+local trim = ARGV[17] == '1'
 local bands = {}
-for i = 17, #ARGV do bands[#bands + 1] = ARGV[i] end
+for i = 18, #ARGV do bands[#bands + 1] = ARGV[i] end
 local seen = p .. 's|' .. tenant .. '|' .. mid
 local prev = redis.call('GET', seen)
 if prev then return prev end
@@ -434,7 +451,7 @@ local function fields(s)
 end
 local function zput(key, member)
   redis.call('ZADD', key, ts, member)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. lo)
+  if trim then redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. lo) end
   redis.call('EXPIRE', key, ttl)
 end
 local function recent(key, low)
@@ -478,7 +495,7 @@ zput(ckey, mid .. '|' .. author)
 for _, w in ipairs(wins) do r['c' .. w] = redis.call('ZCOUNT', ckey, ts - w * 1000, ts) end
 local cakey = p .. 'ca|' .. sc .. '|' .. chan
 redis.call('ZADD', cakey, 'GT', ts, author)
-redis.call('ZREMRANGEBYSCORE', cakey, '-inf', '(' .. lo)
+if trim then redis.call('ZREMRANGEBYSCORE', cakey, '-inf', '(' .. lo) end
 redis.call('EXPIRE', cakey, ttl)
 r['cauth60'] = redis.call('ZCOUNT', cakey, ts - 60000, ts)
 -- guild
@@ -487,7 +504,7 @@ zput(gkey, mid)
 for _, w in ipairs(wins) do r['g' .. w] = redis.call('ZCOUNT', gkey, ts - w * 1000, ts) end
 local gnkey = p .. 'gn|' .. sc
 if isnew then redis.call('ZADD', gnkey, 'GT', ts, author) end
-redis.call('ZREMRANGEBYSCORE', gnkey, '-inf', '(' .. lo)
+if trim then redis.call('ZREMRANGEBYSCORE', gnkey, '-inf', '(' .. lo) end
 redis.call('EXPIRE', gnkey, ttl)
 r['gnew60'] = redis.call('ZCOUNT', gnkey, ts - 60000, ts)
 -- near-duplicates
@@ -598,7 +615,8 @@ class RedisBackend:
         return [
             self.prefix, o.tenant, o.scope, o.channel, o.author, o.message_id, str(o.ts),
             str(o.mentions), str(o.links), "1" if o.is_new else "0", o.sample,
-            str(STATE_TTL_S), str(MEMO_TTL_S), str(HORIZON_S), str(MAX_SCAN), WARM_UP_TENANT, *o.bands,
+            str(STATE_TTL_S), str(MEMO_TTL_S), str(HORIZON_S), str(MAX_SCAN), WARM_UP_TENANT,
+            "1" if o.trims else "0", *o.bands,
         ]  # fmt: skip
 
     def cluster(self, tenant: str, cluster_id: str) -> dict[str, Any] | None:
