@@ -70,6 +70,10 @@ def scorer_coverage(scorers: Sequence[Scorer], unavailable: dict[str, str]) -> d
 
 
 class ModerationService:
+    # Run the extractors only reading scorers need on a thread while the others score (see
+    # `_split`); False runs every extractor first, in order (bench/bench_behaviour.py compares).
+    overlap_features: bool = True
+
     def __init__(
         self,
         scorers: Sequence[Scorer],
@@ -168,6 +172,8 @@ class ModerationService:
     def _split(self, stage: FeatureStage) -> tuple[FeatureStage, FeatureStage]:
         """(the extractors the scorers that read no signals need, the rest): the rest is needed only
         by reading scorers, which run last, so it can overlap the others' scoring."""
+        if not self.overlap_features:
+            return stage, FeatureStage(())
         got = self._splits.get(id(stage))
         if got is None or got[0] is not stage:
             first, rest = stage.split(needed_features([s for s in self.scorers if not s.reads]))

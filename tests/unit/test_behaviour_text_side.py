@@ -145,3 +145,15 @@ def test_moderate_with_model_workers_hands_the_text_signal_over(tmp_path: Path) 
     decision = json.loads(sink.read_text())
     reasons = " ".join(r["text"] for r in decision["reasons"])
     assert "text reads as spam" in reasons, decision
+
+
+def test_fifty_members_saying_gg_after_a_match_is_not_a_raid(service: ModerationService) -> None:
+    """The same two letters from fifty accounts in twenty seconds, a few of them new to the guild:
+    a near-duplicate wave by the counters, and every message allowed."""
+    msgs = []
+    for i in range(50):
+        tenure = timedelta(hours=5) if i % 8 == 0 else timedelta(days=90 + i)
+        msgs.append(_message(100 + i, ("gg", "GG", "gg wp", "ggs")[i % 4], age=timedelta(days=300 + i),
+                             tenure=tenure, dt=i * 0.4))  # fmt: skip
+    decisions = service.decide_batch("t-gg", [(m, None) for m in msgs])
+    assert [d.action for d in decisions] == [Action.ALLOW] * 50, [(d.action, d.scores["spam"]) for d in decisions]
