@@ -6,7 +6,10 @@ text scorer's spam score for the same message (`reads = {"text"}`: the service r
 scorer first and hands its signal over in `ItemContext.signals`, so there is no second forward
 pass), and scores them with the behaviour model (`models/behaviour`). Without a text signal (no
 text, the text scorer not configured or failed) the model scores behaviour alone; it was trained
-for both. It emits:
+for both. The model's label is a spam *actor*: a spam-looking text from an established member at
+a normal pace scores low here and is left to the text model's own vote (held or blocked by the
+policy, never timed out: only this scorer says 1.0, and only for repeats), while the same text
+from an account that joined minutes ago scores high. It emits:
 
 - `spam`: the model's probability;
 - `scam`: the same probability, but only for a message carrying a link or invite from a brand
