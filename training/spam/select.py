@@ -9,8 +9,8 @@ spam score and the spam-text model's) is measured cleanly too.
 
 Variants: the regularisation `C`, and whether the Mendeley smishing rows that are not UCI SMS
 copies (`training/behaviour/texts.py:smishing_clean`, training-only by their PROVENANCE) join the
-training texts. Whatever wins here is what `heron train spam` uses; the model card of the spam
-figures (models/behaviour/MODEL_CARD.md, "Spam F1") records the outcome.
+training texts. Whatever wins here is what `heron train spam` uses (`training/spam/evaluate.py`:
+`C`, `WITH_SMISHING`); models/spam/MODEL_CARD.md records the outcome.
 """
 
 from __future__ import annotations
