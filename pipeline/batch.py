@@ -173,6 +173,9 @@ class _Chunk:
     columns: list[list[Signal | None]]  # one per scorer, in the configured order
     guilds: list[GuildConfig] = field(default_factory=list)  # per valid message, in order
     remote: dict[int, tuple[list[int], Future[Any]]] = field(default_factory=dict)  # column -> (rows, future)
+    # Columns of scorers that read other scorers' signals (`Scorer.reads`): run in `_emit`, once
+    # the remote columns they may read are in.
+    readers: list[int] = field(default_factory=list)
     prepare_ms: float = 0.0  # this process's time on the chunk (features, local scorers)
 
     def ready(self) -> bool:
@@ -257,6 +260,10 @@ class BatchModerator:
                 chunk.columns.append(self._submit(chunk, col, self.remote[name], items))
             else:
                 scorer = self._local_scorer(name)
+                if scorer is not None and scorer.reads and items:
+                    chunk.readers.append(col)
+                    chunk.columns.append([None] * len(items))
+                    continue
                 chunk.columns.append(
                     self.service._run_scorer(scorer, items) if scorer and items else [None] * len(items)
                 )
@@ -303,8 +310,20 @@ class BatchModerator:
             for i, sig in zip(rows, signals, strict=True):
                 chunk.columns[col][i] = sig
 
+    def _run_readers(self, chunk: _Chunk) -> None:
+        """The reading scorers' columns, handed the (now complete) columns they read."""
+        started = time.perf_counter()
+        named = {name: chunk.columns[col] for col, name in enumerate(self.names) if col not in chunk.readers}
+        for col in chunk.readers:
+            scorer = self._local_scorer(self.names[col])
+            assert scorer is not None
+            self.service.hand_over(scorer, chunk.items, named)
+            chunk.columns[col] = self.service._run_scorer(scorer, chunk.items)
+        chunk.prepare_ms += (time.perf_counter() - started) * 1000
+
     def _emit(self, chunk: _Chunk, write: Callable[[dict[str, Any]], None], result: BatchResult) -> None:
         self._collect(chunk)
+        self._run_readers(chunk)
         # As the service's batch latency: this process's work plus the workers' scoring time (their
         # Signals' latency), not the time the chunk waited in the queue behind earlier chunks.
         remote_ms = max(

@@ -6,6 +6,8 @@ references; later decoded media and behaviour counters), running only the extrac
 A scorer that raises, returns the wrong number of signals, failed to load at start-up, or needs
 a feature whose extractor failed becomes an error signal for the affected messages: the
 decision lists it in `missing_signals`, and the guild's fail-open/fail-closed choice applies.
+A scorer that reads other scorers' signals (`Scorer.reads`: the behaviour model reads the text
+model's spam score) runs after the others, with their signals in `ItemContext.signals`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pipeline.ensemble import EnsembleConfig, combine
@@ -89,6 +92,10 @@ def signal_summary(signals: Sequence[Signal]) -> dict[str, ScorerScores]:
 
 
 class ModerationService:
+    # Run the extractors only reading scorers need on a thread while the others score (see
+    # `_split`); False runs every extractor first, in order (bench/bench_behaviour.py compares).
+    overlap_features: bool = True
+
     def __init__(
         self,
         scorers: Sequence[Scorer],
@@ -111,6 +118,10 @@ class ModerationService:
         # Called with each ScoredBatch `decide_batch` made (the async path's shadow, pipeline/shadow.py);
         # it must not raise into the live path, and a failure here is logged, never the decision's.
         self.after_batch: Callable[[ScoredBatch], None] | None = None
+        # Extractors that only reading scorers need (the behaviour counters) run on this thread
+        # while the other scorers score (`_split`); one thread keeps batches in order.
+        self._overlap = ThreadPoolExecutor(1, thread_name_prefix="heron-features")
+        self._splits: dict[int, tuple[FeatureStage, FeatureStage, FeatureStage]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, ensemble: EnsembleConfig | None = None) -> ModerationService:
@@ -173,6 +184,49 @@ class ModerationService:
             out[i] = sig
         return out
 
+    @staticmethod
+    def hand_over(reader: Scorer, items: Sequence[ScoringItem], columns: dict[str, list[Signal | None]]) -> None:
+        """Put the successful signals a reading scorer declares (`Scorer.reads`) into each item's
+        `context.signals`; `columns` maps a scorer name to its per-item signals."""
+        for name in reader.reads:
+            for it, sig in zip(items, columns.get(name, ()), strict=False):
+                if sig is not None and sig.ok:
+                    it.context.signals[name] = sig
+
+    def _split(self, stage: FeatureStage) -> tuple[FeatureStage, FeatureStage]:
+        """(the extractors the scorers that read no signals need, the rest): the rest is needed only
+        by reading scorers, which run last, so it can overlap the others' scoring."""
+        if not self.overlap_features:
+            return stage, FeatureStage(())
+        got = self._splits.get(id(stage))
+        if got is None or got[0] is not stage:
+            first, rest = stage.split(needed_features([s for s in self.scorers if not s.reads]))
+            got = self._splits[id(stage)] = (stage, first, rest)
+        return got[1], got[2]
+
+    def _columns(self, items: Sequence[ScoringItem]) -> list[list[Signal | None]]:
+        """Features, then every scorer's signals in configured order: scorers that read nothing
+        first, with the extractors only the readers need running on a thread meanwhile (the
+        behaviour counters' Redis round trip overlaps the text model's forward pass); then the
+        readers, each handed the signals it reads."""
+        first, rest = self._split(self.features)
+        first.run(items)
+        late = self._overlap.submit(rest.run, items) if rest.extractors else None
+        cols: dict[int, list[Signal | None]] = {}
+        try:
+            for k, s in enumerate(self.scorers):
+                if not s.reads:
+                    cols[k] = self._run_scorer(s, items)
+        finally:
+            if late is not None:
+                late.result()
+        named = {self.scorers[k].name: col for k, col in cols.items()}
+        for k, s in enumerate(self.scorers):
+            if s.reads:
+                self.hand_over(s, items, named)
+                cols[k] = self._run_scorer(s, items)
+        return [cols[k] for k in range(len(self.scorers))]
+
     def decide_batch(self, tenant_id: str, batch: Sequence[tuple[Message, GuildConfig | None]]) -> list[Decision]:
         """Decide a batch of messages (each with its guild's config) in one pass per scorer."""
         scored = self.score_batch(tenant_id, batch)
@@ -187,8 +241,7 @@ class ModerationService:
         """`decide_batch` with each message's signals kept beside its decision."""
         started = time.perf_counter()
         items = self._items(tenant_id, batch)
-        self.features.run(items)
-        per_scorer = [self._run_scorer(s, items) for s in self.scorers]
+        per_scorer = self._columns(items)
         elapsed_ms = (time.perf_counter() - started) * 1000
         signals = [self.full_signals(message, [col[i] for col in per_scorer if col[i] is not None])
                    for i, (message, _) in enumerate(batch)]
@@ -269,18 +322,24 @@ class ModerationService:
         # Without attachments the decoder has nothing to do: the light stage runs inline, with no
         # thread hop on the sync path's hot path.
         stage = self.light_features if deferring or not message.attachments else self.features
+        stage, rest = self._split(stage)  # `rest` (behaviour counters) overlaps the scorers below
         if stage.sync_only:
             stage.run(items)
         else:
             await stage.run_async(items)
+        late = asyncio.ensure_future(rest.run_async(items)) if rest.extractors else None
         signals: list[Signal] = []
         waits = []
         failed = item.context.failed
         pending: list[str] = []
+        readers: list[Scorer] = []
         for scorer in self.scorers:
             if deferring and Feature.MEDIA in scorer.needs:
                 if scorer.applies_to(item):
                     pending.append(scorer.name)
+                continue
+            if scorer.reads:  # runs once the signals it reads are in (below)
+                readers.append(scorer)
                 continue
             if scorer.inline and not scorer.async_single:
                 sig = self._run_scorer(scorer, items)[0]
@@ -303,6 +362,16 @@ class ModerationService:
                 signals.append(got)
         elif waits:
             signals.extend(s for s in await asyncio.gather(*waits) if s is not None)
+        if late is not None:
+            await late
+        for reader in readers:  # after the signals they read
+            self.hand_over(reader, items, {s.scorer: [s] for s in signals})
+            if reader.inline:
+                col = self._run_scorer(reader, items)
+            else:
+                col = await asyncio.get_running_loop().run_in_executor(None, self._run_scorer, reader, items)
+            if col[0] is not None:
+                signals.append(col[0])
         decision = self._assemble(tenant_id, message, guild, signals, (time.perf_counter() - started) * 1000,
                                   item.context.media, pending)
         if self.on_media is not None and not deferring and item.context.media:
@@ -332,6 +401,7 @@ class ModerationService:
                 f.result(timeout=120)
 
     def close(self) -> None:
+        self._overlap.shutdown(wait=True)
         for s in self.scorers:
             s.close()
         self.features.close()

@@ -1,4 +1,11 @@
-"""The behaviour model: a gradient-boosted classifier over the behaviour features.
+"""The behaviour model: a gradient-boosted classifier over the behaviour features and the text
+model's spam score for the same message.
+
+Inputs (`INPUTS`, in column order): the behaviour counters (`FEATURE_NAMES`) and `text.spam`, the
+text model's spam probability for the message, NaN when there is none (no text, the text scorer
+not configured or failed). Gradient boosting routes missing values natively, and the model is
+trained on every example twice, with and without the text score, so a missing text signal leaves
+it as good as a behaviour-only model rather than guessing a value.
 
 Saved with `skops` (no pickle: loading cannot run arbitrary code) next to `meta.json`, which
 records the artifact's format version, the feature names in column order, the scikit-learn
@@ -22,7 +29,7 @@ import numpy as np
 
 from pipeline.features.behaviour import FEATURE_NAMES
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the text model's spam score is an input (INPUTS)
 DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
 MODEL_FILE = "behaviour_model.skops"
 META_FILE = "meta.json"
@@ -38,17 +45,32 @@ TRUSTED_TYPES: tuple[str, ...] = (
 )
 
 
+TEXT_SPAM = "text.spam"  # the text model's spam probability for the message; NaN when absent
+INPUTS: tuple[str, ...] = (*FEATURE_NAMES, TEXT_SPAM)
+
+
 class ArtifactError(RuntimeError):
     """The behaviour artifact is missing, corrupt, or does not match this code."""
 
 
-def feature_matrix(rows: Sequence[Mapping[str, float]]) -> np.ndarray:
-    """Counters in `FEATURE_NAMES` order; ages as log seconds (the scale the trees split on)."""
-    out = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float64)
+def feature_matrix(
+    rows: Sequence[Mapping[str, float]], text_spam: Sequence[float | None] | None = None
+) -> np.ndarray:
+    """Counters in `INPUTS` order (ages as log seconds, the scale the trees split on), then the
+    text model's spam score: NaN where `text_spam` is None or has None/NaN for the row."""
+    if text_spam is not None and len(text_spam) != len(rows):
+        raise ValueError(f"{len(text_spam)} text scores for {len(rows)} rows")
+    out = np.empty((len(rows), len(INPUTS)), dtype=np.float64)
     for i, row in enumerate(rows):
         for j, name in enumerate(FEATURE_NAMES):
             v = float(row[name])
             out[i, j] = math.log1p(v) if name.startswith("account.") and name.endswith("_s") else v
+    col = out[:, len(FEATURE_NAMES)]
+    col[:] = np.nan
+    if text_spam is not None:
+        for i, t in enumerate(text_spam):
+            if t is not None:
+                col[i] = float(t)
     return out
 
 
@@ -67,10 +89,13 @@ class BehaviourModel:
     def version(self) -> str:
         return str(self.meta.get("version", "0"))
 
-    def predict_proba(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+    def predict_proba(
+        self, rows: Sequence[Mapping[str, float]], text_spam: Sequence[float | None] | None = None
+    ) -> np.ndarray:
+        """Spam probability per row; `text_spam` None (or a None entry): no text signal."""
         if not rows:
             return np.empty(0)
-        return np.asarray(self.estimator.predict_proba(feature_matrix(rows))[:, 1])
+        return np.asarray(self.estimator.predict_proba(feature_matrix(rows, text_spam))[:, 1])
 
 
 def save_model(estimator: Any, out: Path, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,7 +114,7 @@ def save_model(estimator: Any, out: Path, extra: Mapping[str, Any]) -> dict[str,
     meta = {
         "format_version": FORMAT_VERSION,
         "version": f"behaviour-{digest[:12]}",
-        "features": list(FEATURE_NAMES),
+        "features": list(INPUTS),
         "sklearn": sklearn.__version__,
         "sha256": digest,
         **extra,
@@ -109,7 +134,7 @@ def load_model(artifact_dir: Path | None = None) -> BehaviourModel:
     meta = json.loads(meta_path.read_text("utf-8"))
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
-    if meta.get("features") != list(FEATURE_NAMES):
+    if meta.get("features") != list(INPUTS):
         raise ArtifactError(f"{meta_path}: trained on other features than this code computes; retrain")
     digest = sha256_file(path)
     if digest != meta.get("sha256"):

@@ -4,8 +4,9 @@ Why: the text model's spam head (a fine-tuned MiniLM) misses the obvious, repeti
 comment sections ("check out my channel", "subscribe", links) on videos it has never seen, and
 n-grams of the raw text catch exactly that. Its probability is served as the ``spam_text``
 scorer's ``spam`` score; the ensemble averages it with the text model's spam score (equal weights
-by default), which is the combination measured by ``heron eval spam``. The behaviour model reads
-the same signal score as a feature.
+by default), which is the combination measured by ``heron eval spam``. (The behaviour model
+reads the text model's spam score, not this one's.) Settings and training data are chosen on
+validation rows (``training/spam/select.py``); models/spam/MODEL_CARD.md has the figures.
 
 Features: TF-IDF-weighted hashed character 2-5-grams (within word boundaries) and word 1-2-grams
 of the lower-cased text, URLs and numbers kept (they are spam cues). Stored as NumPy arrays (idf,

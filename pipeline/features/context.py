@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pipeline.guilds import EMPTY_LISTS, GuildLists
 from pipeline.normalize import normalize
-from pipeline.types import Message
+from pipeline.types import Message, Signal
 
 
 class Feature(StrEnum):
@@ -134,6 +134,9 @@ class ItemContext:
     media: tuple[MediaRef, ...] = ()
     behaviour: BehaviourSnapshot | None = None
     failed: dict[Feature, str] = field(default_factory=dict)
+    # Signals of the scorers that ran first, by scorer name, for a scorer that declares it reads
+    # them (`Scorer.reads`); filled by the service, not the feature stage. Only successful ones.
+    signals: dict[str, Signal] = field(default_factory=dict)
 
     def missing(self, needs: Iterable[Feature]) -> str | None:
         """Why a scorer needing `needs` cannot run on this item, or None when it can."""

@@ -77,6 +77,23 @@ class FeatureStage:
     def provides(self) -> frozenset[Feature]:
         return frozenset().union(*(e.provides for e in self.extractors))
 
+    def split(self, first: frozenset[Feature]) -> tuple[FeatureStage, FeatureStage]:
+        """(the extractors `first` needs, with the ones they require; the rest), each in order.
+
+        Why: the service runs the second part on a thread while the scorers that need only the
+        first part score (the behaviour counters, with their Redis round trip, overlap the text
+        model's forward pass, which does not read them)."""
+        wanted = set(first)
+        early: set[str] = set()
+        for extractor in reversed(self.extractors):
+            if extractor.provides & wanted:
+                early.add(extractor.name)
+                wanted |= extractor.requires
+        return (
+            FeatureStage(e for e in self.extractors if e.name in early),
+            FeatureStage(e for e in self.extractors if e.name not in early),
+        )
+
     def run(self, items: Sequence[ScoringItem]) -> None:
         """Fill every item's context with every extractor's features (on this thread)."""
         for extractor in self.extractors:

@@ -91,6 +91,12 @@ class Scorer(ABC):
     # Other scorers (by registry name) whose loaded instance this one can use instead of loading
     # its own copy (the OCR scorer reads image text with the text model); see `reuse`.
     reuses: ClassVar[tuple[str, ...]] = ()
+    # Other scorers whose signals this one reads, by name, from `ItemContext.signals`: the service
+    # runs every scorer that reads nothing first and hands their signals over, so a combining
+    # model (the behaviour model reads the text model's spam score) costs no second pass of the
+    # model it reads. A named scorer that is not configured, does not apply or failed is simply
+    # absent from `signals`; readers of readers are not supported (one level).
+    reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

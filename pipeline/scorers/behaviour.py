@@ -1,7 +1,15 @@
-"""The behaviour scorer: spam (and scam) from what the author and guild are doing, not the words.
+"""The behaviour scorer: spam (and scam) from what the author and guild are doing, and how the
+text model reads the message.
 
-Reads `ItemContext.behaviour` (the windowed counters of `pipeline.features.behaviour`) and
-scores it with the behaviour model (`models/behaviour`). It emits:
+Reads `ItemContext.behaviour` (the windowed counters of `pipeline.features.behaviour`) and the
+text scorer's spam score for the same message (`reads = {"text"}`: the service runs the text
+scorer first and hands its signal over in `ItemContext.signals`, so there is no second forward
+pass), and scores them with the behaviour model (`models/behaviour`). Without a text signal (no
+text, the text scorer not configured or failed) the model scores behaviour alone; it was trained
+for both. The model's label is a spam *actor*: a spam-looking text from an established member at
+a normal pace scores low here and is left to the text model's own vote (held or blocked by the
+policy, never timed out: only this scorer says 1.0, and only for repeats), while the same text
+from an account that joined minutes ago scores high. It emits:
 
 - `spam`: the model's probability;
 - `scam`: the same probability, but only for a message carrying a link or invite from a brand
@@ -36,6 +44,7 @@ CERTAIN_MODEL = 0.99
 CERTAIN_REPEATS = 3
 # Below this spam probability the evidence is not worth a reviewer's time.
 EVIDENCE_MIN = 0.5
+TEXT_SCORER = "text"  # whose spam score the model reads
 
 
 def _duration(seconds: float) -> str:
@@ -81,6 +90,23 @@ def describe(c: Mapping[str, float], cluster_id: str | None) -> list[str]:
     return parts
 
 
+def served_spam(p: float, c: Mapping[str, float]) -> float:
+    """The scorer's `spam` from the model's probability: capped below certain, and 1.0 (the
+    policy's timeout level) only for a confident score on a repeated message."""
+    p = round(min(CONFIDENT_CAP, max(0.0, p)), 4)
+    if p >= CERTAIN_MODEL and (c["author.msgs.60s"] >= CERTAIN_REPEATS or c["author.dups.600s"] >= 2):
+        return 1.0  # a confident score, repeated: the policy's "certain" (timeout) level
+    return p
+
+
+def text_spam(item: ScoringItem) -> float | None:
+    """The text scorer's spam score for this message, if it gave one."""
+    sig = item.context.signals.get(TEXT_SCORER)
+    if sig is None or not sig.ok:
+        return None
+    return sig.scores.get("spam")
+
+
 class BehaviourScorer(Scorer):
     """Spam/scam from behaviour features, with a scikit-learn model saved by skops."""
 
@@ -89,6 +115,7 @@ class BehaviourScorer(Scorer):
     labels: ClassVar[tuple[str, ...]] = ("spam", "scam")
     batched: ClassVar[bool] = True
     needs: ClassVar[frozenset[Feature]] = frozenset({Feature.BEHAVIOUR})
+    reads: ClassVar[frozenset[str]] = frozenset({TEXT_SCORER})
 
     def __init__(self, artifact_dir: Path | None = None) -> None:
         self.artifact_dir = artifact_dir
@@ -119,6 +146,7 @@ class BehaviourScorer(Scorer):
         started = time.perf_counter()
         out: list[Signal | None] = [None] * len(items)
         rows: list[Mapping[str, float]] = []
+        texts: list[float | None] = []
         idx: list[int] = []
         for i, it in enumerate(items):
             snap = it.context.behaviour
@@ -126,25 +154,29 @@ class BehaviourScorer(Scorer):
                 out[i] = self.error_signal("no behaviour features (the behaviour extractor did not run)")
             else:
                 rows.append(snap.counters)
+                texts.append(text_spam(it))
                 idx.append(i)
-        probs = self.model.predict_proba(rows) if rows else []
+        probs = self.model.predict_proba(rows, texts) if rows else []
         per_ms = (time.perf_counter() - started) * 1000 / max(1, len(items))
-        for i, p in zip(idx, probs, strict=True):
+        for i, p, t in zip(idx, probs, texts, strict=True):
             snap = items[i].context.behaviour
             assert snap is not None
-            out[i] = self._signal(float(p), snap.counters, snap.cluster_id, per_ms)
+            out[i] = self._signal(float(p), snap.counters, snap.cluster_id, per_ms, t)
         return [s for s in out if s is not None]
 
-    def _signal(self, p: float, c: Mapping[str, float], cluster_id: str | None, ms: float) -> Signal:
-        p = round(min(CONFIDENT_CAP, max(0.0, p)), 4)
-        if p >= CERTAIN_MODEL and (c["author.msgs.60s"] >= CERTAIN_REPEATS or c["author.dups.600s"] >= 2):
-            p = 1.0  # a confident score, repeated: the policy's "certain" (timeout) level
+    def _signal(
+        self, p: float, c: Mapping[str, float], cluster_id: str | None, ms: float, text: float | None = None
+    ) -> Signal:
+        p = served_spam(p, c)
         scores = {"spam": p}
         fresh = c["account.age_s"] < SCAM_ACCOUNT_S or c["account.tenure_s"] < SCAM_TENURE_S or c["msg.first_with_link"]
         if (c["msg.links"] or c["msg.invites"]) and fresh:
             scores["scam"] = p
         evidence: list[Evidence] = []
         if p >= EVIDENCE_MIN:
-            detail = "; ".join(describe(c, cluster_id)) or "unusual posting pattern"
+            parts = describe(c, cluster_id)
+            if text is not None and text >= EVIDENCE_MIN:
+                parts.append(f"text reads as spam ({text:.2f})")
+            detail = "; ".join(parts) or "unusual posting pattern"
             evidence = [Evidence(category=k, detail=detail) for k in scores]
         return Signal(scorer=self.name, version=self.version, scores=scores, evidence=evidence, latency_ms=ms)

@@ -2,7 +2,7 @@
 
 It complements the text model's spam head: the ensemble averages the two ``spam`` scores (equal
 weights by default), the combination `heron eval spam` measures on SMS and on YouTube videos the
-models never saw. The behaviour model reads this signal's ``spam`` score as a feature.
+models never saw. (The behaviour model reads the text model's ``spam`` score, not this one's.)
 
 Cheap (hashing plus one sparse dot product per message, no I/O), so it runs inline. A missing or
 altered artifact is a load error: the scorer cannot run without its weights.

@@ -19,6 +19,7 @@ from pipeline.cli import app
 from pipeline.features import FeatureStage, ScoringItem
 from pipeline.features.behaviour import (
     FEATURE_NAMES,
+    TRIM_EVERY,
     BehaviourExtractor,
     InProcessBackend,
     RedisBackend,
@@ -173,6 +174,49 @@ def test_redis_one_round_trip_per_batch_and_idempotent(redis_backend: RedisBacke
     assert cluster is not None and cluster["author_count"] == 2
     # expiry is set on every key the script writes
     assert all(redis_backend.client.ttl(k) > 0 for k in redis_backend.client.scan_iter(redis_backend.prefix + "*"))
+
+
+def test_windowed_sets_stay_bounded_though_not_every_message_trims(redis_backend: RedisBackend) -> None:
+    """Trimming is one message in TRIM_EVERY: an author chatting for an hour keeps about ten
+    minutes of entries in Redis, not an hour's, and the counts are the in-process backend's."""
+    msgs = [_msg(i, text=f"message number {i}", dt=i * 15.0) for i in range(240)]  # one every 15 s, 1 h
+    memory = _run(_stage(InProcessBackend()), msgs, batch=32)
+    rb = _run(_stage(redis_backend), msgs, batch=32)
+    assert memory == rb
+    assert rb[-1]["author.msgs.600s"] == 41  # [t - 600 s, t] at one message per 15 s
+    key = f"{redis_backend.prefix}a|t1|g1|u1"
+    held = redis_backend.client.zcard(key)
+    assert 41 <= held <= 41 + 3 * TRIM_EVERY, held  # not 240
+
+
+def test_text_with_separators_reaches_the_cluster_intact(redis_backend: RedisBackend) -> None:
+    """The script gets each message as one \\x1f-separated record with the text last: a text holding
+    that character (or '|', the members' separator) is kept whole, on both backends."""
+    odd = "free | nitro \x1f here | now"
+    msgs = [_msg(i, author=f"u{i}", text=odd, dt=i) for i in range(3)]
+    memory, rb = _run(_stage(InProcessBackend()), msgs), _run(_stage(redis_backend), msgs)
+    assert memory == rb and rb[-1]["near.authors.600s"] == 2
+    cluster = redis_backend.cluster("t1", rb[-1]["cluster"])
+    assert cluster is not None and cluster["sample_text"] == odd
+
+
+def test_minhash_signatures_are_datasketchs() -> None:
+    """The extractor computes MinHash in one NumPy expression; the signatures are datasketch's."""
+    import zlib
+
+    import numpy as np
+    from datasketch import MinHash
+
+    from pipeline.features.behaviour import NUM_PERM, _MinHasher
+
+    hasher = _MinHasher()
+    for text in ("hi all", "FREE NITRO 🎁 claim now at discord-gift.xyz/abc", "gg", "x" * 300, "Ünïcödé  text\n"):
+        norm = " ".join(text.lower().split())
+        padded = f" {norm} "
+        ref = MinHash(num_perm=NUM_PERM, seed=1, hashfunc=zlib.crc32)
+        ref.update_batch([padded[i : i + 3].encode() for i in range(len(padded) - 2)])
+        assert np.array_equal(hasher.signature(text), ref.hashvalues), text
+    assert hasher.signature("   ") is None and hasher.bands("") == ()
 
 
 def test_moderate_replays_a_log_with_behaviour(tmp_path: Path) -> None:

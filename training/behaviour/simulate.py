@@ -6,22 +6,38 @@ data and spam labels. Each seed is one guild over about fifteen minutes of messa
 - **normal** members (old accounts, months of tenure) chatting in one or two favourite channels
   at a Poisson rate of one message every 1-6 minutes, with occasional links and mentions, plus
   4-10 **newcomers** (40% with accounts 5-60 minutes old, the rest up to 6 days; joined minutes
-  ago) saying hello once or twice;
+  ago) saying hello or something else once or twice, one message in eight with a link;
 - **bursty but legitimate** traffic (label 0): an **announcement** with ``@everyone`` from a
   moderator followed by 20-60 members replying within a minute; an **event** channel where 30-60
   members all say "gg" within 20 s, some twice; a **busy channel** where 20-40 members chat every
   5-20 s for five minutes;
-- **spam** (label 1): a **spam bot** (fresh account posting the same link text every 2-6 s in one
-  channel), a **cross-channel spammer** (the same invite in 5-10 channels within 10-20 s; 30% of
+- an established **member who posts a spam text** once among ordinary chat (a forwarded scam, a
+  "check out my channel"): label 0 here, because the label is *a spam actor*; that one text is
+  the text model's to judge (see "Labels" below);
+- **spam** (label 1): a **spam bot** (fresh account posting the same spam text every 2-6 s in one
+  channel), a **cross-channel spammer** (the same text in 5-10 channels within 10-20 s; 30% of
   them are old, compromised accounts), a **join raid** (10-30 accounts created minutes to hours
   ago, joined minutes ago, each posting near-identical text 3-6 times in a minute across 1-3
-  channels) and a **mention flood** (5-20 user mentions per message, 3-6 messages).
+  channels), a **mention flood** (5-20 user mentions per message, 3-6 messages) and a
+  **drive-by spammer** (an account as fresh as a newcomer's, joined minutes ago, posting 1-3 spam
+  texts minutes apart, mostly where newcomers post: behaviour alone barely tells it from one).
 
-Every message of a spam actor is labelled spam, including its first, which behaviour alone
-cannot always tell from a newcomer's hello; the evaluation therefore also reports whether each
-spam actor is caught by its third message. What it does not simulate: slow spam (one message an
-hour), accounts aged for months before spamming, raids of varied, human-written text, and real
-guilds' channel structure. The model card repeats this.
+**Texts.** Without a text pool, chat is word salad from a small vocabulary and spam comes from a
+few Discord-style templates (what the bench and the feature tests use). With a pool
+(`training/behaviour/texts.py`: the SMS, YouTube and smishing sets, by split), 35% of ordinary
+chat and half of newcomers' messages are real ham texts, and spam actors post real spam texts
+(70% of spam bots and cross-channel spammers, every drive-by, a quarter of raids; the rest keep
+the templates, which carry the links and invites real Discord spam has). "gg" and
+congratulations stay templated. Text choices use their own random stream, so a seed's timing, authors and channels
+are the same with or without a pool.
+
+**Labels.** A message is labelled by its author: every message of a spam actor is spam,
+including its first, which behaviour alone cannot always tell from a newcomer's hello; the
+evaluation therefore also reports whether each spam actor is caught by its third message.
+
+What it does not simulate: slow spam (one message an hour), accounts aged for months before
+spamming, raids of varied, human-written text, and real guilds' channel structure. The model card
+repeats this.
 """
 
 from __future__ import annotations
@@ -31,6 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pipeline.types import Message
+from training.behaviour.texts import TextDraw, TextPool
 
 SCENARIOS: tuple[str, ...] = (
     "normal",
@@ -38,12 +55,15 @@ SCENARIOS: tuple[str, ...] = (
     "announcement",
     "event_gg",
     "busy_channel",
+    "member_spam_text",
     "spam_bot",
     "cross_channel",
     "join_raid",
     "mention_flood",
+    "drive_by",
 )
-SPAM_SCENARIOS = frozenset({"spam_bot", "cross_channel", "join_raid", "mention_flood"})
+SPAM_SCENARIOS = frozenset({"spam_bot", "cross_channel", "join_raid", "mention_flood", "drive_by"})
+REAL_CHAT_SHARE = 0.35  # with a text pool: the share of ordinary chat that is a real ham text
 BASE_TIME = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DURATION_S = 900
 
@@ -77,8 +97,12 @@ class SimMessage:
 
 
 class _Guild:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, pool: TextPool | None = None) -> None:
         self.rng = random.Random(seed)
+        # Text choices draw from their own stream: the same seed has the same timing, authors and
+        # channels with or without a pool of real texts.
+        self.trng = random.Random(f"texts-{seed}")
+        self.texts = TextDraw(pool, self.trng) if pool is not None else None
         self.seed = seed
         self.guild = f"g{seed}"
         self.channels = [f"c{seed}_{i}" for i in range(10)]
@@ -110,6 +134,8 @@ class _Guild:
     def chatter(self) -> str:
         r = self.rng
         text = " ".join(r.choice(_WORDS) for _ in range(r.randint(2, 14)))
+        if self.texts is not None and self.trng.random() < REAL_CHAT_SHARE:
+            text = self.texts.ham()
         roll = r.random()
         if roll < 0.04:
             text += " " + r.choice(_LEGIT_LINKS) + str(r.randint(1000, 99999))
@@ -117,12 +143,31 @@ class _Guild:
             text = f"<@{r.randint(10**17, 10**18)}> " + text
         return text
 
+    def newcomer_text(self, text: str) -> str:
+        """A newcomer's message: `text`, or (with a pool, half the time) a real ham text; one in
+        eight shares a link (their stream, a clip), as a first message sometimes does."""
+        t = self.trng
+        if self.texts is not None and t.random() < 0.5:
+            text = self.texts.ham()
+        if t.random() < 0.125:
+            text += " " + t.choice(_LEGIT_LINKS) + str(t.randint(1000, 99999))
+        return text
+
+    def spam_text(self, real_share: float) -> str:
+        """A spam text: a real one from the pool (with probability `real_share`), else a template."""
+        t = self.trng
+        if self.texts is not None and t.random() < real_share:
+            return self.texts.spam()
+        tmpl = t.choice(_SPAM_TEXTS)
+        return tmpl.format(tld=t.choice(("xyz", "ru", "shop", "gift")), code=self.code(t))
+
     def old(self) -> tuple[float, float]:
         r = self.rng
         return r.uniform(60, 2000) * 86400, r.uniform(10, 700) * 86400
 
-    def code(self) -> str:
-        return "".join(self.rng.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(7))
+    def code(self, rng: random.Random | None = None) -> str:
+        r = rng or self.rng
+        return "".join(r.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(7))
 
 
 def _normal(g: _Guild) -> None:
@@ -147,9 +192,9 @@ def _newcomers(g: _Guild) -> None:
         # as fresh as raiders' accounts: a real person may sign up minutes before joining
         age = r.uniform(300, 3600) if r.random() < 0.4 else r.uniform(3600, 6 * 86400)
         a = g.author("newcomer", t, age_s=age, tenure_s=r.uniform(30, 600))
-        g.emit(a, g.channels[0], t, r.choice(_HELLOS), "newcomer")
+        g.emit(a, g.channels[0], t, g.newcomer_text(r.choice(_HELLOS)), "newcomer")
         if r.random() < 0.5:
-            g.emit(a, g.channels[0], t + r.uniform(20, 120), g.chatter(), "newcomer")
+            g.emit(a, g.channels[0], t + r.uniform(20, 120), g.newcomer_text(g.chatter()), "newcomer")
 
 
 def _announcement(g: _Guild) -> None:
@@ -202,13 +247,11 @@ def _spam_bot(g: _Guild) -> None:
     r = g.rng
     t = r.uniform(0, DURATION_S - 120)
     a = g.author("bot", t, age_s=r.uniform(60, 2 * 86400), tenure_s=r.uniform(10, 900))
-    tmpl = r.choice(_SPAM_TEXTS)
-    tld = r.choice(("xyz", "ru", "shop", "gift"))
-    code = g.code()
+    text = g.spam_text(0.7)
     ch = r.choice(g.channels)
     for _ in range(r.randint(6, 15)):
-        text = tmpl.format(tld=tld, code=code if r.random() < 0.7 else g.code())
-        g.emit(a, ch, t, text, "spam_bot")
+        # mostly the same text, now and then with a fresh code or tag (as bots evade exact matching)
+        g.emit(a, ch, t, text if r.random() < 0.7 else f"{text} {g.code()}", "spam_bot")
         t += r.uniform(2, 6)
 
 
@@ -220,7 +263,7 @@ def _cross_channel(g: _Guild) -> None:
     else:
         age, tenure = r.uniform(300, 3 * 86400), r.uniform(30, 3600)
     a = g.author("xspam", t, age_s=age, tenure_s=tenure)
-    text = r.choice(_SPAM_TEXTS).format(tld=r.choice(("xyz", "ru", "shop")), code=g.code())
+    text = g.spam_text(0.7)
     for ch in r.sample(g.channels, r.randint(5, 10)):
         g.emit(a, ch, t, text, "cross_channel")
         t += r.uniform(0.5, 2.5)
@@ -230,6 +273,8 @@ def _join_raid(g: _Guild) -> None:
     r = g.rng
     t0 = r.uniform(0, DURATION_S - 120)
     base = r.choice(_RAID_TEXTS).format(code=g.code())
+    if g.texts is not None and g.trng.random() < 0.25:
+        base = g.spam_text(1.0)
     for _ in range(r.randint(10, 30)):
         t = t0 + r.uniform(0, 40)
         a = g.author("raider", t, age_s=r.uniform(120, 12 * 3600), tenure_s=r.uniform(5, 300))
@@ -251,17 +296,52 @@ def _mention_flood(g: _Guild) -> None:
         t += r.uniform(1, 8)
 
 
-def simulate(seed: int) -> list[SimMessage]:
-    """One guild's traffic for `seed`, in time order; the same seed always gives the same stream."""
-    g = _Guild(seed)
+def _member_spam_text(g: _Guild) -> None:
+    r = g.rng
+    age, tenure = g.old()
+    start = r.uniform(0, DURATION_S - 240)
+    a = g.author("member", start, age_s=age, tenure_s=tenure)
+    ch = r.choice(g.channels)
+    t = start
+    posted = r.randint(0, 2)  # ordinary messages before the spam text, and after it
+    for k in range(posted + 1 + r.randint(0, 2)):
+        g.emit(a, ch, t, g.spam_text(1.0) if k == posted else g.chatter(), "member_spam_text")
+        t += r.expovariate(1 / 90)
+
+
+def _drive_by(g: _Guild) -> None:
+    """Looks like a newcomer by behaviour (the same account ages, join times and pace, often the
+    same channel): only what it says gives it away."""
+    r = g.rng
+    t = r.uniform(0, DURATION_S - 200)
+    age = r.uniform(300, 3600) if r.random() < 0.4 else r.uniform(3600, 6 * 86400)
+    a = g.author("driveby", t, age_s=age, tenure_s=r.uniform(30, 600))
+    chans = [g.channels[0]] if r.random() < 0.6 else r.sample(g.channels, r.randint(1, 3))
+    text = g.spam_text(1.0)
+    same = r.random() < 0.5
+    for _ in range(r.randint(1, 3)):
+        g.emit(a, r.choice(chans), t, text if same else g.spam_text(1.0), "drive_by")
+        t += r.uniform(20, 180)
+
+
+def simulate(seed: int, pool: TextPool | None = None) -> list[SimMessage]:
+    """One guild's traffic for `seed`, in time order; the same seed (and pool) always gives the same
+    stream. `pool`: real texts for chat and spam (see the module docstring), else word salad and
+    templates."""
+    g = _Guild(seed, pool)
     _normal(g)
     _newcomers(g)
     for scenario in (_announcement, _event_gg, _busy_channel):
         if g.rng.random() < 0.7:
             scenario(g)
+    for _ in range(g.rng.randint(0, 3)):
+        _member_spam_text(g)
     for scenario in (_spam_bot, _cross_channel, _join_raid, _mention_flood):
         for _ in range(g.rng.choice((0, 1, 1, 2))):
             scenario(g)
+    # the actor the text side is for: more of them, or the model sees too few to learn from
+    for _ in range(g.rng.randint(1, 4)):
+        _drive_by(g)
     return sorted(g.out, key=lambda s: (s.message.timestamp, s.message.id))
 
 
