@@ -125,7 +125,13 @@ class SyncPath:
         if decision.status is DecisionStatus.PARTIAL:
             # Images deferred: the async path scores them and stores the complete decision as the
             # next revision (delivered by webhook), see pipeline.queue.processing.
-            await asyncio.wrap_future(self.rt.inbox.put(tenant_id, message))
+            row_id, created = await asyncio.wrap_future(self.rt.inbox.put(tenant_id, message))
+            if not created:
+                # A held decision's writer stores the message (for the reviewer) and may do so
+                # before this put, which then finds it stored and dispatches nothing: the images
+                # would never be scored. Hand the row over here; deciding is idempotent (a complete
+                # decision is never decided again).
+                await asyncio.to_thread(self.rt.dispatcher.submit, [row_id])
         return SyncAnswer(Outcome.DECIDED, decision)
 
     async def _shed(self, tenant_id: str, message: Message) -> SyncAnswer:

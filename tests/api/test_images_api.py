@@ -214,3 +214,34 @@ def test_review_thumbnails_by_api(make_api: Any) -> None:
     assert error(f"{path}/0/thumbnail", login_client(client, "mod-g2"))[:2] == (404, "review_item_not_found")
     assert error(f"{path}/0/thumbnail", other)[:2] == (404, "review_item_not_found")
     assert TestClient(client.app).get(f"{path}/0/thumbnail").status_code == 401
+
+
+def test_held_message_with_an_image_always_gets_its_complete_decision(make_api: Any) -> None:
+    """The sync answer holds on text and defers the image; the held message is stored for the
+    reviewer by the decision writer, which can win the race with the async hand-over. Either way
+    the image must be scored and the decision completed (it once stayed `partial` for ever)."""
+    def png(width: int) -> bytes:
+        img = np.zeros((40, width, 3), np.uint8)
+        img[:, : width // 2] = (20, 40, 200)
+        return bytes(cv2.imencode(".png", img)[1])
+
+    client, _ = make_api(scorers=["rules", "links", "image_hash"])
+    policy = {"thresholds": {"toxicity": [{"threshold": 0.5, "action": "hold_for_review"}]}}
+    client.put("/v1/guilds/g1", json={"policy": policy, "lists": {"keywords": {"toxicity": ["idiot"]}}})
+    ids = []
+    for n in range(8):
+        r = client.post("/v1/moderate", json={
+            "id": f"held-{n}", "guild_id": "g1", "text": "you are an idiot",
+            "attachments": [{"content_base64": base64.b64encode(png(40 + n)).decode(),
+                             "content_type": "image/png"}]})
+        assert r.status_code == 200 and r.json()["status"] == "partial", r.text
+        ids.append(r.json()["id"])
+    deadline = time.monotonic() + 60
+    pending = set(ids)
+    while pending and time.monotonic() < deadline:
+        pending = {i for i in pending if client.get(f"/v1/decisions/{i}").json().get("status") != "complete"}
+        time.sleep(0.2)
+    assert not pending, f"never completed: {sorted(pending)}"
+    for i in ids:
+        d = client.get(f"/v1/decisions/{i}").json()
+        assert d["action"] == "hold_for_review" and "image_hash" in d["model_versions"]
