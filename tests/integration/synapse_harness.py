@@ -93,6 +93,10 @@ class HeronServer:
             "HERON_WEBHOOK_BACKOFF_BASE_S": "0.2",
             "HERON_WEBHOOK_BACKOFF_MAX_S": "1",
             "HERON_ALLOW_PRIVATE_WEBHOOKS": "true",
+            # Tests drive routes back to back; rate limits are tested where extra_env sets them.
+            "HERON_RATE_LIMIT_PER_KEY": "",
+            "HERON_RATE_LIMIT_PER_GUILD": "",
+            "HERON_RATE_LIMIT_OTHER": "",
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
