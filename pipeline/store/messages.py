@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pipeline import db
 from pipeline.store.engine import Database, aware, now
-from pipeline.types import Attachment, Message
+from pipeline.types import Attachment, Message, decision_id_for
 
 
 @dataclass(frozen=True)
@@ -165,13 +165,28 @@ class Messages:
                 conn.execute(db.messages.update().where(c.id.in_(ids)).values(enqueued_at=now()))
         return ids
 
-    def status(self, tenant_id: str, message_id: str) -> str | None:
+    def status(self, tenant_id: str, message_or_decision_id: str) -> str | None:
+        """A message's status by its id, or by the decision id `POST /v1/messages` answered with.
+
+        Messages do not store their (deterministic) decision id, so a decision id is matched
+        against the tenant's pending messages only: that is the one case where no decision row
+        can answer, and the pending set is the async backlog, not the history."""
         with self.db.engine.connect() as conn:
-            return conn.execute(  # type: ignore[no-any-return]
+            status = conn.execute(
                 sa.select(db.messages.c.status).where(
-                    db.messages.c.tenant_id == tenant_id, db.messages.c.message_id == message_id
+                    db.messages.c.tenant_id == tenant_id, db.messages.c.message_id == message_or_decision_id
                 )
             ).scalar()
+            if status is not None or not message_or_decision_id.startswith("dec_"):
+                return status  # type: ignore[no-any-return]
+            pending = conn.execute(
+                sa.select(db.messages.c.message_id).where(
+                    db.messages.c.tenant_id == tenant_id, db.messages.c.status == "pending"
+                )
+            ).scalars()
+            if any(decision_id_for(tenant_id, mid) == message_or_decision_id for mid in pending):
+                return "pending"
+            return None
 
 
 def _without_inline(tenant_id: str, message: Message, out: list[dict[str, object]], ts: datetime) -> dict[str, Any]:

@@ -208,3 +208,18 @@ def test_docs_work_offline_with_examples(api) -> None:  # type: ignore[no-untype
     body = spec["paths"]["/v1/moderate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["$ref"].endswith("MessageCreate")
     assert spec["components"]["schemas"]["MessageCreate"]["examples"][0]["text"]
+
+
+def test_a_queued_message_reads_as_pending_by_its_decision_id_too(api) -> None:  # type: ignore[no-untyped-def]
+    """`POST /v1/messages` answers with a decision id; polling that id before the worker decides
+    must say "pending", not "not found" (a client would give up on a message still queued)."""
+    from pipeline.types import Message, decision_id_for
+
+    client, rt = api
+    tenant = rt.store.tenants.ensure("acme")
+    rt.store.messages.insert(tenant, Message(id="queued-1", text="hello"))  # stored, not dispatched
+    r = client.get(f"/v1/decisions/{decision_id_for(tenant, 'queued-1')}")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "decision_pending", r.text
+    assert client.get("/v1/decisions/queued-1").json()["error"]["code"] == "decision_pending"
+    unknown = client.get(f"/v1/decisions/{decision_id_for(tenant, 'never-sent')}")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "decision_not_found"
