@@ -82,6 +82,13 @@ class Decisions:
         """
         if not items:
             return []
+        # The same message answered twice in quick succession (a client retry on the sync path)
+        # lands in one write-behind batch as two copies of one decision: keep the first, or the
+        # second copy's revision 1 breaks the whole batch's transaction and loses all of it.
+        first: dict[tuple[str, str], tuple[str, Decision]] = {}
+        for t, d in items:
+            first.setdefault((t, d.id), (t, d))
+        items = list(first.values())
         ts = now()
         rows = [
             {

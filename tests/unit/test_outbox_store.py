@@ -66,3 +66,15 @@ def test_a_message_decided_on_the_sync_path_and_then_queued_is_not_left_pending(
     assert store.decisions.save_many([(t, decision(t, "m1"))]) == []  # the worker's attempt: no new decision
     assert store.messages.status(t, "m1") == "decided"
     assert store.messages.claim_stale_pending(0.0) == []
+
+
+def test_the_same_decision_twice_in_one_batch_is_stored_once_with_the_rest(store: Store) -> None:
+    """A client retrying POST /v1/moderate within milliseconds puts two copies of one decision in
+    one write-behind batch; that batch (with other callers' decisions) was lost to a unique-key
+    error on the second copy's revision 1."""
+    t = store.tenants.ensure("a")
+    saved = store.decisions.save_many([(t, decision(t, "m1")), (t, decision(t, "m1")), (t, decision(t, "m2"))],
+                                      path="sync")
+    assert [d.message_id for _, d in saved] == ["m1", "m2"]
+    assert store.decisions.get(t, "m1") is not None and store.decisions.get(t, "m2") is not None
+    assert [r.revision for r in store.decisions.revisions(t, decision_id_for(t, "m1"))] == [1]
