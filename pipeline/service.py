@@ -51,7 +51,7 @@ def media_report(ref: MediaRef) -> MediaReport:
     return MediaReport(
         index=ref.index, kind=ref.kind, format=d.format if d else None, width=d.width if d else None,
         height=d.height if d else None, frames=len(d.frames) if d else None, sha256=d.sha256 if d else None,
-        error=ref.error,
+        error=ref.error, not_scanned=ref.not_scanned,
     )
 
 

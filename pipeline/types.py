@@ -267,6 +267,11 @@ class MediaReport(_Strict):
     frames: int | None = None
     sha256: str | None = None
     error: str | None = None
+    not_scanned: str | None = Field(
+        default=None,
+        description="why no scorer read this attachment (a video, a PDF: not an image); unlike `error`, "
+        "this is not a failed check and does not hold the message",
+    )
 
 
 class ScorerScores(_Strict):
