@@ -305,6 +305,12 @@ class Decision(_Strict):
         "decision follows by webhook as the next revision"
     )
     media: list[MediaReport] = Field(default_factory=list, description="one report per attachment")
+    cluster_id: str | None = Field(
+        default=None,
+        description="the spam wave (near-identical messages from several accounts in the guild) this message "
+        "joined, if any: `GET /v1/behaviour/clusters/{id}` lists it, review items are grouped by it and "
+        "`POST /v1/review/bulk` acts on all of it",
+    )
     model_versions: dict[str, str] = Field(default_factory=dict)
     policy_version: int = 0
     latency_ms: float = 0.0
