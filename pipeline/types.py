@@ -218,6 +218,10 @@ class Signal(_Strict):
     action: Action | None = None
     error: str | None = None
     latency_ms: float = 0.0
+    # Categories where this signal's score replaces the other scorers' model votes, because it
+    # already read them: the behaviour model scores spam from the text model's spam score and the
+    # author's behaviour together (pipeline/ensemble.py). List matches still set their floor.
+    supersedes: list[str] = Field(default_factory=list)
 
     @field_validator("scores")
     @classmethod
