@@ -17,6 +17,7 @@ Rules (pure, no I/O):
   <link>" from a member of two years chatting at a normal pace is not blocked on the text
   model's YouTube-spam reading of the words, while the same words from a 10-minute-old account
   posting in five channels still are. Definitive list matches keep their floor.
+- A model vote is capped at `MODEL_CEILING` (0.9999): 1.0 means certain, and only floors are.
 - Every category appears in the result; a category no signal covered scores None (null on the
   wire), is listed in `uncovered`, and `unscored` says why: a 0.0 would read as "checked and clean".
 - Learned weights (`EnsembleConfig.stacking`, `pipeline/stacking.py`, off unless
@@ -34,6 +35,11 @@ from typing import Any
 from pipeline.stacking import Stacking, feature_values, observed
 from pipeline.taxonomy import CATEGORY_NAMES
 from pipeline.types import Action, Evidence, Signal
+
+# A model's vote never reaches 1.0 (a text model's 0.99996 rounds to it): the policies' 1.0 rules
+# (spam and scam -> timeout_author) are for certainty, which only floors give: a list match, a
+# hash-bank match, or the behaviour scorer's certain level (a confident score on a repeat).
+MODEL_CEILING = 0.9999
 
 
 @dataclass(frozen=True)
@@ -152,5 +158,7 @@ def combine(
                 lists = ", ".join(sorted(set(listed[category])))
                 unscored[category] += f" (no model scores it; {lists} found no match)"
             continue
+        if model is not None:
+            model = min(model, MODEL_CEILING)
         scores[category] = round(min(1.0, max(model or 0.0, floor or 0.0)), 4)
     return EnsembleResult(scores, contributors, evidence, missing, uncovered, forced=forced, unscored=unscored)

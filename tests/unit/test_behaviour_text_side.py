@@ -194,3 +194,15 @@ def test_members_sharing_links_are_not_blocked_as_youtube_spam(service: Moderati
     fresh = _message(300, shares[0], age=timedelta(minutes=10), tenure=timedelta(minutes=1))
     stopped = service.decide_batch("t-fresh", [(fresh, None)])[0]
     assert stopped.action in (Action.HOLD_FOR_REVIEW, Action.BLOCK, Action.TIMEOUT_AUTHOR), stopped
+
+
+def test_a_text_model_alone_never_times_an_author_out() -> None:
+    """Timeout (the platform default's spam and scam 1.0 rules) needs certainty: a list match or the
+    behaviour scorer's certain level. A text model's 0.99996 used to round to 1.0 and time out the
+    author of "check out my channel ... please subscribe"."""
+    text = Signal(scorer="text", version="t", scores={"spam": 0.99996, "scam": 0.99997})
+    result = combine([text])
+    action, _ = decide(result, Message(text="x"), PLATFORM_DEFAULT)
+    assert result.scores["spam"] < 1.0 and action is Action.BLOCK
+    listed = Signal(scorer="rules", version="r", scores={"spam": 1.0}, definitive=True)
+    assert decide(combine([text, listed]), Message(text="x"), PLATFORM_DEFAULT)[0] is Action.TIMEOUT_AUTHOR
