@@ -599,14 +599,20 @@ CARD_NOTES: dict[str, dict[str, str]] = {
                     "the head's threshold (0.49 on the served int8 path alone, 0.49-0.61 with batch-mates, 0.65 in "
                     "fp32) but not the platform default's violence flag line (0.5), and it also scores self_harm "
                     "~0.5, so alone it routes to `support`."
-                    "Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
+                    " Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
                     "candidate with the highest mean validation AP if it beats the current recipe's by >= 0.01 with "
                     "mean validation F1 not lower; test figures looked at only after the decision; the adopted recipe "
                     "is `RECIPE` in `training/text/heads.py`): "
                     "the head alone (the 2026-12-03 recipe): validation AP 0.373, F1 0.403; the lexical model alone: "
                     "0.308 / 0.395; hybrid (head weight 0.7-0.8): 0.405 / 0.436, adopted (natural test F1 of that "
                     "experiment 0.350 ± 0.019 against the head alone's 0.314 ± 0.013 and the baseline's 0.319 ± 0.009: "
-                    "+3 points, short of the +5 target). More seed-set variety was not tried in this round.",
+                    "+3 points, short of the +5 target). More seed-set variety was not tried in this round. Costs of "
+                    "the hybrid on the served path (measured after adoption, not a selection criterion): the issue's "
+                    "threat above scores violence 0.19-0.21 on int8 (0.29 fp32), under the head's threshold "
+                    "(0.268), and routes to `allow` (self_harm 0.28); probe-set threats missed 10 of 20 (was 9), "
+                    "`allow`ed under the platform default 13 of 20 (was 10), benign probes over the threshold 4 of "
+                    "30 (was 3). The lexical side learnt EDOS/Toxic Spans wording, which is not how a chat threat "
+                    "reads; chat-style threats in the seed set are the next lever.",
     },
     "self_harm": {
         "data": "Reddit Mental Health (Low et al. 2020): r/suicidewatch = 1, 25 other subreddits (15 mental-health "
@@ -646,7 +652,7 @@ CARD_NOTES: dict[str, dict[str, str]] = {
         "failures": "Few natural positives (96 train); explicit content that is not aimed at the reader (stories) "
                     "and slang/emoji-coded solicitation are weak; sexual-health questions with explicit anatomy "
                     "words can score high."
-                    "Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
+                    " Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
                     "candidate with the highest mean validation AP if it beats the current recipe's by >= 0.01 with "
                     "mean validation F1 not lower; test figures looked at only after the decision; the adopted recipe "
                     "is `RECIPE` in `training/text/heads.py`): "
@@ -661,13 +667,18 @@ CARD_NOTES: dict[str, dict[str, str]] = {
         "failures": "ConvAbuse abuse targets chatbots, OLID IND includes insults at politicians: person-to-person "
                     "bullying in a chat is only partly represented; profanity between friends can read as "
                     "harassment."
-                    "Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
+                    " Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
                     "candidate with the highest mean validation AP if it beats the current recipe's by >= 0.01 with "
                     "mean validation F1 not lower; test figures looked at only after the decision; the adopted recipe "
                     "is `RECIPE` in `training/text/heads.py`): "
                     "the head alone: validation AP 0.776, F1 0.728; the lexical model alone: 0.697 / 0.650; hybrid "
                     "(head weight 0.8): 0.782 / 0.733: +0.006 AP, under the rule's 0.01, so the head alone stays "
-                    "(hybrid's test F1 0.618 ± 0.009 against the head's 0.611 ± 0.013, measured after the decision).",
+                    "(hybrid's test F1 0.618 ± 0.009 against the head's 0.611 ± 0.013, measured after the decision). "
+                    "The refit of the same recipe (2026-12-04, one torch thread) is not bit-identical to the "
+                    "2026-12-03 fit: seed 0's early-stopped MLP reached validation AP 0.772 instead of 0.779 and "
+                    "its threshold fell from 0.388 to 0.339, which raised the ToxiGen neutral lines over the "
+                    "harassment threshold from 0.030 to 0.111 (fp32): the threshold sits on a steep part of the "
+                    "score distribution of identity-group sentences.",
     },
     "scam": {
         "data": "Mendeley SMS smishing (deduplicated against UCI SMS: `derived_dedup_vs_uci.csv`; smishing = 1, ham "
@@ -676,7 +687,7 @@ CARD_NOTES: dict[str, dict[str, str]] = {
         "failures": "Links are canonicalised to one `url` token, so the head judges the wording, not the domain "
                     "(the link scorer judges domains); 2010s UK/Singapore SMS; crypto/investment and romance "
                     "scams in chat are mostly seed-set only."
-                    "Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
+                    " Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
                     "candidate with the highest mean validation AP if it beats the current recipe's by >= 0.01 with "
                     "mean validation F1 not lower; test figures looked at only after the decision; the adopted recipe "
                     "is `RECIPE` in `training/text/heads.py`): "
