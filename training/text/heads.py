@@ -39,9 +39,10 @@ from sklearn.metrics import (
 from sklearn.neural_network import MLPClassifier
 
 from models.text.canonical import model_text as _model_text
-from models.text.heads import HEADS_CONFIG, HEADS_WEIGHTS, save_heads
+from models.text.heads import HEADS_CONFIG, HEADS_WEIGHTS, LEXICAL_WEIGHTS, Blend, Lexical, TaxonomyHeads, save_heads
+from models.text.lexical import LexicalFeatures, fit_vocab
 from models.text.model import CONFIG_FILE, DEFAULT_ARTIFACT_DIR, ArtifactConfig
-from training.text.embed_cache import embed_texts
+from training.text.embed_cache import embed_texts, embed_window_means
 from training.text.heads_data import EVAL_ONLY, HEAD_CATEGORIES, Part, load_category_data, load_sources
 from training.text.labels_data import SOURCE as LABELS_SOURCE
 from training.text.labels_data import LabelSet, head_rows
@@ -196,38 +197,130 @@ def _subsets(part: Part, cat: str) -> dict[str, np.ndarray]:
     return {k: v for k, v in out.items() if v.any()}
 
 
-def run_seed(data: dict[str, dict[str, Part]], emb: dict[str, np.ndarray], seed: int
-             ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One seed: fit heads + baselines for every category, score the test splits.
-    Returns (metrics, heads for the artifact)."""
+# The adopted recipe per category (chosen on validation, 3 seeds, 2026-12-04; the card's notes give the figures
+# of every candidate, and harassment's hybrid gained only +0.006 validation AP, under the 0.01 rule):
+# `input` "first" reads the first 64-token window's pooled vector, "windows" the mean over the text's
+# windows (`models.text.heads.window_ids`); `hybrid` blends the embedding head's logit with the lexical
+# model's (`models.text.lexical`), the weight chosen on validation AP.
+RECIPE: dict[str, dict[str, Any]] = {
+    "violence": {"input": "first", "hybrid": True},
+    "self_harm": {"input": "first", "hybrid": True},
+    "sexual": {"input": "first", "hybrid": True},
+    "harassment": {"input": "first", "hybrid": False},
+    "scam": {"input": "first", "hybrid": True},
+}
+BLEND_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+LEXICAL_C = (1.0, 10.0, 100.0)
+
+
+def fit_lexical(xtr: Any, ytr: np.ndarray, xva: Any, yva: np.ndarray) -> tuple[LogisticRegression, float]:
+    """The lexical model of one category: class-balanced logistic regression, C by validation AP."""
+    best: tuple[float, LogisticRegression, float] | None = None
+    for c in LEXICAL_C:
+        m = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(xtr, ytr)
+        ap = float(average_precision_score(yva, m.decision_function(xva)))
+        if best is None or ap > best[0]:
+            best = (ap, m, c)
+    assert best is not None
+    return best[1], best[2]
+
+
+def fit_blend(head_val: np.ndarray, lex_val: np.ndarray, yva: np.ndarray) -> tuple[Blend, dict[str, float]]:
+    """The blend weight by validation AP (ties: the larger head weight), standardised on validation."""
+    blends = {float(w): Blend(float(w), float(head_val.mean()), float(head_val.std() + 1e-9),
+                              float(lex_val.mean()), float(lex_val.std() + 1e-9)) for w in BLEND_GRID}
+    aps = {w: float(average_precision_score(yva, b(head_val, lex_val))) for w, b in blends.items()}
+    w = max(sorted(aps, reverse=True), key=lambda k: aps[k])
+    return blends[w], aps
+
+
+def category_inputs(parts: dict[str, Part], emb: dict[str, np.ndarray], win: dict[str, np.ndarray] | None,
+                    cat: str) -> dict[str, np.ndarray]:
+    """Per split, the pooled vectors this category's head reads (first window or the windows' mean)."""
+    table = win if RECIPE[cat]["input"] == "windows" else emb
+    assert table is not None, f"{cat} reads windows: pass their embeddings"
+    return {s: np.stack([table[model_text(t)] for t in parts[s].raw]) for s in parts}
+
+
+def run_seed(data: dict[str, dict[str, Part]], emb: dict[str, np.ndarray], seed: int,
+             win: dict[str, np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One seed: fit heads (hybrid where the recipe says) + baselines for every category, score the test
+    splits. Returns (metrics, heads for the artifact)."""
     metrics: dict[str, Any] = {}
-    heads: dict[str, Any] = {"layers": {}, "platt": {}, "thresholds": {}, "kind": {}}
+    heads: dict[str, Any] = {"layers": {}, "platt": {}, "thresholds": {}, "kind": {}, "blends": {},
+                             "inputs": {}, "lexical": {}}
+    t0 = time.perf_counter()
+    train_texts = sorted({model_text(t) for parts in data.values() for t in parts["train"].raw})
+    vocab, idf = fit_vocab(train_texts)
+    feats = LexicalFeatures(vocab, idf)
+    heads["vocab"], heads["idf"] = vocab, idf
+    vocab_seconds = time.perf_counter() - t0
     for cat in HEAD_CATEGORIES:
         t0 = time.perf_counter()
         parts = data[cat]
         texts = {s: [model_text(t) for t in parts[s].raw] for s in parts}
-        x = {s: np.stack([emb[t] for t in texts[s]]) for s in parts}
+        x = category_inputs(parts, emb, win, cat)
         y = {s: parts[s].labels for s in parts}
         kind, layers, aps = fit_head(x["train"], y["train"], x["val"], y["val"], seed, wide=cat in WIDE_SEARCH)
-        a, b = _platt(head_logit(layers, x["val"]), y["val"])
-        p = {s: _sig(a * head_logit(layers, x[s]) + b) for s in parts}
+        z = {s: head_logit(layers, x[s]) for s in parts}
+        extra: dict[str, Any] = {"input": RECIPE[cat]["input"]}
+        if RECIPE[cat]["hybrid"]:
+            fx = {s: feats.transform(texts[s]) for s in parts}
+            lex, c = fit_lexical(fx["train"], y["train"], fx["val"], y["val"])
+            # the weights as stored (float16), so the figures here are the served model's
+            coef = lex.coef_[0].astype(np.float16).astype(np.float32)
+            lz = {s: np.asarray(fx[s] @ coef, dtype=np.float32) + np.float32(lex.intercept_[0]) for s in parts}
+            blend, blend_aps = fit_blend(z["val"], lz["val"], y["val"])
+            z = {s: blend(z[s], lz[s]) for s in parts}
+            heads["blends"][cat] = blend
+            heads["lexical"][cat] = (coef, float(lex.intercept_[0]))
+            extra.update({"lexical_C": c, "blend_w": blend.w, "blend_val_ap": blend_aps,
+                          "lexical_val_ap": float(average_precision_score(y["val"], lz["val"])),
+                          "head_only_val_ap": aps[kind]})
+        a, b = _platt(z["val"], y["val"])
+        p = {s: _sig(a * z[s] + b) for s in parts}
         t = _best_threshold(p["val"], y["val"])
         vec, base, bt = fit_baseline(texts["train"], y["train"], texts["val"], y["val"])
         bp = {s: base.predict_proba(vec.transform(texts[s]))[:, 1] for s in ("val", "test")}
         subsets = _subsets(parts["test"], cat)
         metrics[cat] = {
-            "head": kind, "val_ap_candidates": aps, "threshold": t, "baseline_threshold": bt,
+            "head": kind, "val_ap_candidates": aps, "threshold": t, "baseline_threshold": bt, **extra,
             "train": {"n": int(len(y["train"])), "positives": int(y["train"].sum())},
             "val": {"head": _scores(y["val"], p["val"], t), "baseline": _scores(y["val"], bp["val"], bt)},
             "test": {name: {"head": _scores(y["test"][m], p["test"][m], t),
                             "baseline": _scores(y["test"][m], bp["test"][m], bt)} for name, m in subsets.items()},
-            "seconds": time.perf_counter() - t0,
+            "seconds": time.perf_counter() - t0 + vocab_seconds / len(HEAD_CATEGORIES),
         }
         heads["layers"][cat] = layers
         heads["platt"][cat] = (a, b)
         heads["thresholds"][cat] = t
         heads["kind"][cat] = kind
+        heads["inputs"][cat] = RECIPE[cat]["input"]
     return metrics, heads
+
+
+def lexical_of(heads: dict[str, Any]) -> Lexical | None:
+    """run_seed's lexical models as the artifact stores them (one featuriser, a column per hybrid category)."""
+    cats = tuple(c for c in HEAD_CATEGORIES if c in heads["lexical"])
+    if not cats:
+        return None
+    weight = np.stack([heads["lexical"][c][0] for c in cats], axis=1)
+    bias = np.array([heads["lexical"][c][1] for c in cats], dtype=np.float32)
+    return Lexical(cats, heads["vocab"], heads["idf"], weight, bias)
+
+
+def served_heads(heads: dict[str, Any], config: dict[str, Any] | None = None) -> TaxonomyHeads:
+    """run_seed's heads as the TaxonomyHeads serving loads (for scoring them exactly as served)."""
+    return TaxonomyHeads(tuple(HEAD_CATEGORIES), heads["layers"], heads["platt"], heads["thresholds"], config or {},
+                         heads["inputs"], heads["blends"], lexical_of(heads))
+
+
+def heads_probs(heads: TaxonomyHeads, raw: list[str], cache_dir: Path, artifact: Path) -> np.ndarray:
+    """(n, categories) served probabilities of raw texts, from cached fp32 embeddings (and windows)."""
+    texts = [model_text(t) for t in raw]
+    pooled = embed_texts(texts, cache_dir, artifact, verbose=False)
+    windows = embed_window_means(texts, cache_dir, artifact, verbose=False) if heads.needs_windows else None
+    return heads.probs(pooled, texts, windows)
 
 
 def _mean_sd(values: list[float]) -> dict[str, float]:
@@ -260,6 +353,12 @@ def embeddings_for(texts: set[str], cache_dir: Path, artifact: Path) -> dict[str
     return dict(zip(ordered, embed_texts(ordered, cache_dir, artifact), strict=True))
 
 
+def window_embeddings_for(texts: set[str], cache_dir: Path, artifact: Path) -> dict[str, np.ndarray]:
+    """Model text -> mean pooled vector over its windows (`embed_window_means`)."""
+    ordered = sorted(texts)
+    return dict(zip(ordered, embed_window_means(ordered, cache_dir, artifact), strict=True))
+
+
 def toxigen_flag_rate(root: Path, cache_dir: Path, artifact: Path, heads: Any,
                       max_examples: int | None = None) -> dict[str, Any]:
     """Share of ToxiGen *neutral* lines on which any taxonomy head reaches its threshold."""
@@ -269,13 +368,11 @@ def toxigen_flag_rate(root: Path, cache_dir: Path, artifact: Path, heads: Any,
     neutral = [model_text(t) for t, lab in zip(tg.raw, tg.extra["label"], strict=True) if lab == 0]
     if max_examples is not None and len(neutral) > max_examples:
         neutral = random.Random(13).sample(neutral, max_examples)
-    emb = embeddings_for(set(neutral), cache_dir, artifact)
-    x = np.stack([emb[t] for t in neutral])
+    probs = heads_probs(served_heads(heads), neutral, cache_dir, artifact)
     per = {}
     anyflag = np.zeros(len(neutral), dtype=bool)
-    for cat in HEAD_CATEGORIES:
-        a, b = heads["platt"][cat]
-        f = _sig(a * head_logit(heads["layers"][cat], x) + b) >= heads["thresholds"][cat]
+    for j, cat in enumerate(HEAD_CATEGORIES):
+        f = probs[:, j] >= heads["thresholds"][cat]
         per[cat] = float(f.mean())
         anyflag |= f
     return {"n": len(neutral), "any_head": float(anyflag.mean()), "per_category": per}
@@ -308,7 +405,7 @@ def add_review_labels(data: dict[str, dict[str, Part]], labels: LabelSet) -> dic
 
 # What a heads-only candidate copies from the encoder artifact it is fitted on: everything but the
 # heads' own files, so the candidate is a complete artifact (the format of models/text/artifact).
-HEAD_FILES = (HEADS_CONFIG, HEADS_WEIGHTS, METRICS_FILE)
+HEAD_FILES = (HEADS_CONFIG, HEADS_WEIGHTS, LEXICAL_WEIGHTS, METRICS_FILE)
 
 
 def copy_encoder(src: Path, dst: Path) -> None:
@@ -344,9 +441,12 @@ def train_heads(root: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, cache_dir: Pa
             added = add_review_labels(d, labels)
     texts = {model_text(t) for d in datas.values() for c in d.values() for p in c.values() for t in p.raw}
     emb = embeddings_for(texts, cache_dir, out)
+    win_texts = {model_text(t) for d in datas.values() for c, parts in d.items() if RECIPE[c]["input"] == "windows"
+                 for p in parts.values() for t in p.raw}
+    win = window_embeddings_for(win_texts, cache_dir, out) if win_texts else None
     per_seed, heads0 = {}, None
     for s in seeds:
-        m, h = run_seed(datas[s], emb, s)
+        m, h = run_seed(datas[s], emb, s, win)
         per_seed[s] = m
         if s == seeds[0]:
             heads0 = h
@@ -358,7 +458,8 @@ def train_heads(root: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, cache_dir: Pa
     if labels is not None:
         version += f"-labels-{labels.version[:8]}"
     meta: dict[str, Any] = {
-        "encoder_version": cfg.version, "version": version, "kind": heads0["kind"], "seed": seeds[0],
+        "encoder_version": cfg.version, "encoder_weights_sha256": cfg.weights.get("sha256"), "version": version,
+        "kind": heads0["kind"], "seed": seeds[0],
         "trained_on": "pooled embedding of the served encoder (fp32), model texts truncated at "
                       f"{cfg.max_length} tokens",
         "data": "training/text/heads_data.py; seed set training/text/seed/seed_v1.csv"}
@@ -367,7 +468,7 @@ def train_heads(root: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, cache_dir: Pa
     if labels is not None:
         meta["review_labels"] = {**labels.summary(), "head_rows": added}
     save_heads(out, list(HEAD_CATEGORIES), heads0["layers"], heads0["platt"],
-               heads0["thresholds"], meta)
+               heads0["thresholds"], meta, heads0["inputs"], heads0["blends"], lexical_of(heads0))
     metrics = {"encoder_version": cfg.version, "heads_version": version, "seeds": seeds,
                "summary": summarise(per_seed), "per_seed": {str(k): v for k, v in per_seed.items()},
                "toxigen_neutral": toxigen_flag_rate(root, cache_dir, out, heads0, max_examples)}
@@ -391,18 +492,15 @@ def eval_heads(root: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, cache_dir: Pat
     from training.text.heads_curves import print_table, scores, write_category_predictions
 
     cfg = ArtifactConfig.from_file(artifact / CONFIG_FILE)
-    heads = load_heads(artifact, cfg.version)
+    heads = load_heads(artifact, cfg.version, cfg.weights.get("sha256"))
     if heads is None:
         raise FileNotFoundError(f"no {HEADS_CONFIG} in {artifact}; run `heron train text-heads`")
     seed = int(heads.config.get("seed", 0))
     data = load_category_data(root, seed=seed)
     out: dict[str, Any] = {}
-    texts = {model_text(t) for c in data.values() for t in c["test"].raw}
-    emb = embeddings_for(texts, cache_dir, artifact)
     for j, cat in enumerate(heads.categories):
         part = data[cat]["test"]
-        x = np.stack([emb[model_text(t)] for t in part.raw])
-        p = heads.probs(x)[:, j]
+        p = heads_probs(heads, part.raw, cache_dir, artifact)[:, j]
         out[cat] = {name: _scores(part.labels[m], p[m], heads.thresholds[cat])
                     for name, m in _subsets(part, cat).items()}
     preds = write_category_predictions(root, artifact, cache_dir)
@@ -490,8 +588,7 @@ CARD_NOTES: dict[str, dict[str, str]] = {
                 "logits for every seed.",
         "failures": "EDOS positives all target women, so threats at other targets lean on Toxic Spans and the seed "
                     "set; news reports of violence and violent fiction can score high; indirect or coded threats "
-                    "(\"it would be a shame if something happened\") are weak. The same-rows TF-IDF baseline gains "
-                    "more than the head from the extra negatives and is ahead on natural test F1. Tried (2026-12-03, "
+                    "(\"it would be a shame if something happened\") are weak. Tried (2026-12-03, "
                     "3 seeds, validation decides; rule: mean validation AP +0.01 with validation F1 not lower, then "
                     "the highest AP; test measured for the adopted one): subsampled negatives with the original "
                     "search (the refit): validation AP 0.291, F1 0.336, natural test F1 0.283 ± 0.014; (1) the wide "
@@ -501,7 +598,21 @@ CARD_NOTES: dict[str, dict[str, str]] = {
                     "3 of 30 instead of 2. The issue's \"I am going to find where you live and stab you\" now reaches "
                     "the head's threshold (0.49 on the served int8 path alone, 0.49-0.61 with batch-mates, 0.65 in "
                     "fp32) but not the platform default's violence flag line (0.5), and it also scores self_harm "
-                    "~0.5, so alone it routes to `support`.",
+                    "~0.5, so alone it routes to `support`."
+                    " Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
+                    "candidate with the highest mean validation AP if it beats the current recipe's by >= 0.01 with "
+                    "mean validation F1 not lower; test figures looked at only after the decision; the adopted recipe "
+                    "is `RECIPE` in `training/text/heads.py`): "
+                    "the head alone (the 2026-12-03 recipe): validation AP 0.373, F1 0.403; the lexical model alone: "
+                    "0.308 / 0.395; hybrid (head weight 0.7-0.8): 0.405 / 0.436, adopted (natural test F1 of that "
+                    "experiment 0.350 ± 0.019 against the head alone's 0.314 ± 0.013 and the baseline's 0.319 ± 0.009: "
+                    "+3 points, short of the +5 target). More seed-set variety was not tried in this round. Costs of "
+                    "the hybrid on the served path (measured after adoption, not a selection criterion): the issue's "
+                    "threat above scores violence 0.19-0.21 on int8 (0.29 fp32), under the head's threshold "
+                    "(0.268), and routes to `allow` (self_harm 0.28); probe-set threats missed 10 of 20 (was 9), "
+                    "`allow`ed under the platform default 13 of 20 (was 10), benign probes over the threshold 4 of "
+                    "30 (was 3). The lexical side learnt EDOS/Toxic Spans wording, which is not how a chat threat "
+                    "reads; chat-style threats in the seed set are the next lever.",
     },
     "self_harm": {
         "data": "Reddit Mental Health (Low et al. 2020): r/suicidewatch = 1, 25 other subreddits (15 mental-health "
@@ -509,15 +620,30 @@ CARD_NOTES: dict[str, dict[str, str]] = {
                 "without intent, recovery, supporting others, figurative \"kill me now\"). C-SSRS Reddit posts "
                 "(Ideation/Behavior/Attempt users = 1, Supportive = 0) are evaluation only: user-level labels on "
                 "concept-tagged text; training on them cut r/suicidewatch test F1 from 0.575 to 0.41 (seed 0).",
-        "failures": "Trained on long Reddit posts read through 64 tokens; short chat crisis messages come mostly from "
-                    "the seed set. Depression/BPD posts that mention suicide are labelled 0 in RMHD (label noise), "
+        "failures": "The embedding head reads a post's first 64 tokens, the lexical side the whole post; short chat "
+                    "crisis messages come mostly from the seed set. Depression/BPD posts that mention suicide are "
+                    "labelled 0 in RMHD (label noise), "
                     "so recall on passive ideation is limited. Routed to `support`, never to punishment. Far from "
                     "the F1 >= 0.80 target. Tried (2026-12-03, 3 seeds, validation decides, same rule as violence): "
                     "the refit: validation AP 0.432, F1 0.476; (1) the wide head search: AP 0.461, F1 0.475 (its "
                     "test F1 0.567 ± 0.025 against the refit's 0.557 ± 0.009: within seed noise); (2) every RMHD "
                     "training negative (4,550 instead of 2,000): 0.445 / 0.452; (3) both: 0.468 / 0.474. None raised "
-                    "validation F1, so the original recipe stays; a head on the first 64 tokens of a post looks "
-                    "capped well below the target.",
+                    "validation F1, so the original recipe stays. "
+                    "Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
+                    "candidate with the highest mean validation AP if it beats the current recipe's by >= 0.01 with "
+                    "mean validation F1 not lower; test figures looked at only after the decision; the adopted recipe "
+                    "is `RECIPE` in `training/text/heads.py`): "
+                    "the head alone: validation AP 0.432, F1 0.476; the lexical model alone (whole post): 0.473 / "
+                    "0.472; hybrid (head weight 0.3-0.5): 0.516 / 0.492, adopted (test F1 of that experiment 0.591 ± "
+                    "0.021). Reading the whole post as 64-token windows (up to 8, `models.text.heads.window_ids`; "
+                    "serving support kept: `inputs: windows` in heads.json) was rejected: a head on the mean of the "
+                    "windows' pooled vectors 0.407 / 0.433, its hybrid 0.498 / 0.489 (test 0.448 ± 0.028 and 0.534 ± "
+                    "0.012); on seed 0 five other poolings were all below the first window's AP 0.462 (first + mean "
+                    "concatenated 0.434, max-pooled embeddings 0.379, max / mean of the first-window head's logits "
+                    "over windows 0.388 / 0.380, a head trained on every window with the post's label, max / mean "
+                    "0.384 / 0.406): the opening of a r/suicidewatch post carries most of what separates it from the "
+                    "hard-negative subreddits, and later windows read like them. Still far from F1 0.80: RMHD labels a "
+                    "subreddit, not a post, and its depression/BPD/anxiety posts often mention suicide.",
     },
     "sexual": {
         "data": "ConvAbuse sexual harassment (strict majority of annotators; users abusing chatbots), the seed set "
@@ -525,7 +651,14 @@ CARD_NOTES: dict[str, dict[str, str]] = {
                 "SMS and Reddit-control cross negatives. EDOS vector 2.3 was not used (mixes dehumanising insults).",
         "failures": "Few natural positives (96 train); explicit content that is not aimed at the reader (stories) "
                     "and slang/emoji-coded solicitation are weak; sexual-health questions with explicit anatomy "
-                    "words can score high.",
+                    "words can score high."
+                    " Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
+                    "candidate with the highest mean validation AP if it beats the current recipe's by >= 0.01 with "
+                    "mean validation F1 not lower; test figures looked at only after the decision; the adopted recipe "
+                    "is `RECIPE` in `training/text/heads.py`): "
+                    "the head alone: validation AP 0.780, F1 0.766; the lexical model alone: 0.718 / 0.660; hybrid "
+                    "(head weight 0.4-0.5): 0.836 / 0.823, adopted (test F1 of that experiment 0.707 ± 0.036 against "
+                    "0.622 ± 0.014).",
     },
     "harassment": {
         "data": "ConvAbuse abusive (strict majority), OLID subtask C IND (insult/threat at an individual; our val "
@@ -533,7 +666,19 @@ CARD_NOTES: dict[str, dict[str, str]] = {
                 "seed set (targeted insults/bullying vs banter/self-deprecation), cross negatives.",
         "failures": "ConvAbuse abuse targets chatbots, OLID IND includes insults at politicians: person-to-person "
                     "bullying in a chat is only partly represented; profanity between friends can read as "
-                    "harassment.",
+                    "harassment."
+                    " Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
+                    "candidate with the highest mean validation AP if it beats the current recipe's by >= 0.01 with "
+                    "mean validation F1 not lower; test figures looked at only after the decision; the adopted recipe "
+                    "is `RECIPE` in `training/text/heads.py`): "
+                    "the head alone: validation AP 0.776, F1 0.728; the lexical model alone: 0.697 / 0.650; hybrid "
+                    "(head weight 0.8): 0.782 / 0.733: +0.006 AP, under the rule's 0.01, so the head alone stays "
+                    "(hybrid's test F1 0.618 ± 0.009 against the head's 0.611 ± 0.013, measured after the decision). "
+                    "The refit of the same recipe (2026-12-04, one torch thread) is not bit-identical to the "
+                    "2026-12-03 fit: seed 0's early-stopped MLP reached validation AP 0.772 instead of 0.779 and "
+                    "its threshold fell from 0.388 to 0.339, which raised the ToxiGen neutral lines over the "
+                    "harassment threshold from 0.030 to 0.111 (fp32): the threshold sits on a steep part of the "
+                    "score distribution of identity-group sentences.",
     },
     "scam": {
         "data": "Mendeley SMS smishing (deduplicated against UCI SMS: `derived_dedup_vs_uci.csv`; smishing = 1, ham "
@@ -541,7 +686,17 @@ CARD_NOTES: dict[str, dict[str, str]] = {
                 "real notifications and people warning about scams), chat/Reddit cross negatives.",
         "failures": "Links are canonicalised to one `url` token, so the head judges the wording, not the domain "
                     "(the link scorer judges domains); 2010s UK/Singapore SMS; crypto/investment and romance "
-                    "scams in chat are mostly seed-set only.",
+                    "scams in chat are mostly seed-set only."
+                    " Tried (2026-12-04, 3 seeds, validation decides; rule written before any test figure: adopt the "
+                    "candidate with the highest mean validation AP if it beats the current recipe's by >= 0.01 with "
+                    "mean validation F1 not lower; test figures looked at only after the decision; the adopted recipe "
+                    "is `RECIPE` in `training/text/heads.py`): "
+                    "the head alone: validation AP 0.889, F1 0.832; the lexical model alone (n-grams + "
+                    "link/phone/money/shortener/urgency cues): 0.960 / 0.902; hybrid (head weight 0-0.3): 0.961 / "
+                    "0.908, adopted. The same-rows TF-IDF baseline is level on validation (AP 0.953, F1 0.914) and on "
+                    "test (that experiment: hybrid 0.840 ± 0.018, head alone 0.847 ± 0.022, baseline 0.866 ± 0.011): "
+                    "the dedup Mendeley split is small (141 test rows), its smishing/promotional-spam boundary is "
+                    "noisy, and 0.95 is not reached.",
     },
 }
 
@@ -650,6 +805,27 @@ def per_category_section(artifact: Path) -> list[str]:
     return lines
 
 
+def _validation_lines(metrics: dict[str, Any], cat: str) -> list[str]:
+    """The validation figures the recipe was chosen on (mean ± sd over seeds): the served score against
+    the baseline, and for a hybrid head the embedding head alone, the lexical model alone and the blend."""
+    runs = [metrics["per_seed"][str(s)][cat] for s in metrics["seeds"]]
+
+    def ms(vals: list[float]) -> str:
+        v = _mean_sd(vals)
+        return f"{v['mean']:.3f} ± {v['sd']:.3f}"
+
+    text = (f"**Validation** (what the recipe was chosen on; {len(runs)} seeds): served score F1 "
+            f"{ms([r['val']['head']['f1'] for r in runs])}, AP {ms([r['val']['head']['ap'] for r in runs])}; "
+            f"baseline F1 {ms([r['val']['baseline']['f1'] for r in runs])}, AP "
+            f"{ms([r['val']['baseline']['ap'] for r in runs])}.")
+    if all("blend_w" in r for r in runs):
+        text += (f" Hybrid: embedding head alone AP {ms([r['head_only_val_ap'] for r in runs])}, lexical model "
+                 f"alone AP {ms([r['lexical_val_ap'] for r in runs])}, blend AP "
+                 f"{ms([max(r['blend_val_ap'].values()) for r in runs])} at head weights "
+                 f"{[r['blend_w'] for r in runs]} (lexical C {[r['lexical_C'] for r in runs]}).")
+    return [text + "\n"]
+
+
 def card_section(metrics: dict[str, Any], per_category: list[str] | None = None) -> str:
     """Markdown for MODEL_CARD.md: every category beside its baseline (`per_category`), then one section
     per taxonomy head."""
@@ -662,10 +838,19 @@ def card_section(metrics: dict[str, Any], per_category: list[str] | None = None)
              "chosen by validation average precision) over the served encoder's pooled embedding, so one encoder "
              "forward serves all eight categories. The backbone (all-MiniLM-L6-v2) was trained for sentence "
              "similarity, which is what lets a head learn a rare category (threats, plain-language sexual content) "
-             "from a few hundred natural and seeded examples. Probabilities are Platt-scaled on validation; each "
-             "threshold is the validation-F1-best point. Nothing is fitted or chosen on a test split. The "
-             "encoder and its toxicity/hate/spam heads are unchanged (heads live in `heads.safetensors` + "
-             "`heads.json`).\n",
+             "from a few hundred natural and seeded examples. Hybrid heads (every category since 2026-12-04, "
+             "chosen on validation: `RECIPE` in `training/text/heads.py`): the head's logit is blended with a "
+             "lexical model's, a class-balanced logistic regression over hashed character 2–5-gram and word "
+             "1–2-gram TF-IDF of the whole model text (the spam-text model's features, `models.text.lexical`, "
+             "vocabulary = hashed n-grams in at least 2 training texts of the run) plus 0/1 structural cues (link, "
+             "shortener, bare domain, phone number, short code, money amount, urgency, prize and account words), "
+             "fitted on the same training rows; C and the blend weight (of the two logits, each standardised on "
+             "validation) by validation AP. One featurisation per message serves every category "
+             "(`heads_lexical.safetensors`, weights float16 at rest). Probabilities are Platt-scaled on validation; "
+             "each threshold is the validation-F1-best point. Nothing is fitted or chosen on a test split. The "
+             "encoder and its toxicity/hate/spam heads are unchanged (heads live in `heads.safetensors`, "
+             "`heads_lexical.safetensors` + `heads.json`, which records the encoder's version and weights sha256; "
+             "heads fitted on other weights are refused at load).\n",
              "Baseline: TF-IDF (word 1–2 grams) + logistic regression on exactly the same rows, C and threshold "
              "chosen on the same validation split, in the same run. Seeds "
              f"{metrics['seeds']} change the sampled cross negatives and the MLP initialisation; figures are "
@@ -688,6 +873,7 @@ def card_section(metrics: dict[str, Any], per_category: list[str] | None = None)
         lines.append(f"**Data.** {CARD_NOTES[cat]['data']} Training rows {m0['train']['n']:,} "
                      f"({m0['train']['positives']:,} positive).\n")
         lines.append(f"**Head (seed {metrics['seeds'][0]}).** `{m0['head']}`, threshold {m0['threshold']:.3f}.\n")
+        lines.extend(_validation_lines(metrics, cat))
         lines.append("| test set | n (pos) | head F1 | baseline F1 | F1 gain | head AP | baseline AP |")
         lines.append("|---|---|---|---|---|---|---|")
         for name, row in rows.items():
