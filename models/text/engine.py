@@ -38,8 +38,15 @@ class TextEngine:
     `model_texts` are already normalised and canonicalised (see `models.text.canonical.canonicalize`).
     """
 
-    def __init__(self, artifact_dir: Path | str | None = None, quantize: str = "fp32",
-                 num_threads: int | None = None, max_batch: int = 32, sessions: int = 1) -> None:
+    def __init__(
+        self,
+        artifact_dir: Path | str | None = None,
+        quantize: str = "fp32",
+        num_threads: int | None = None,
+        max_batch: int = 32,
+        sessions: int = 1,
+        taxonomy_heads: bool = True,
+    ) -> None:
         if quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
         self.artifact_dir = Path(artifact_dir or DEFAULT_ARTIFACT_DIR)
@@ -49,8 +56,11 @@ class TextEngine:
         # An onnx path whose export is cached starts from that file alone: no PyTorch model, no
         # transformers import (most of a model worker's start-up). The cache key covers the artifact's
         # config and weights; the backbone's weights are inside the export.
-        onnx_path = (cached_onnx_int8(self.artifact_dir, smooth=quantize == "onnx-int8-sq")
-                     if quantize.startswith("onnx-") else None)
+        onnx_path = (
+            cached_onnx_int8(self.artifact_dir, smooth=quantize == "onnx-int8-sq")
+            if quantize.startswith("onnx-")
+            else None
+        )
         model: TextClassifier | None = None
         if onnx_path is None:
             model, config, _ = load_artifact(self.artifact_dir)
@@ -68,12 +78,19 @@ class TextEngine:
         self.thresholds = np.array([config.thresholds.get(lbl, 0.5) for lbl in self.labels], dtype=np.float32)
         # Taxonomy heads over the pooled embedding (models.text.heads), when the artifact has them:
         # they extend the served categories at no extra encoder cost.
-        self.heads: TaxonomyHeads | None = load_heads(self.artifact_dir, config.version,
-                                                      config.weights.get("sha256"))
+        # `taxonomy_heads=False` (the encoder's own evaluation) leaves them out, so heads fitted on an
+        # earlier encoder do not stop a retrained encoder from being scored before they are refitted.
+        self.heads: TaxonomyHeads | None = (
+            load_heads(self.artifact_dir, config.version, config.weights.get("sha256")) if taxonomy_heads else None
+        )
         head_cats = self.heads.categories if self.heads else ()
         self.served_labels: tuple[str, ...] = self.labels + tuple(head_cats)
-        self.served_thresholds = np.concatenate([self.thresholds, np.array(
-            [self.heads.thresholds[c] for c in head_cats] if self.heads else [], dtype=np.float32)])
+        self.served_thresholds = np.concatenate(
+            [
+                self.thresholds,
+                np.array([self.heads.thresholds[c] for c in head_cats] if self.heads else [], dtype=np.float32),
+            ]
+        )
         self.tokenizer = Tokenizer.from_file(str(backbone_dir() / "tokenizer.json"))
         self.tokenizer.enable_truncation(config.max_length)
         self.tokenizer.no_padding()
@@ -96,15 +113,18 @@ class TextEngine:
         else:
             import onnxruntime as ort
 
-            path = onnx_path or export_onnx_int8(model, self.artifact_dir, config.max_length,
-                                                 smooth=quantize == "onnx-int8-sq")
+            path = onnx_path or export_onnx_int8(
+                model, self.artifact_dir, config.max_length, smooth=quantize == "onnx-int8-sq"
+            )
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = num_threads or torch.get_num_threads()
             opts.inter_op_num_threads = 1
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             # One session per worker thread: concurrent runs on one session share its thread pool.
-            self._sessions = [ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-                              for _ in range(max(1, sessions))]
+            self._sessions = [
+                ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+                for _ in range(max(1, sessions))
+            ]
         if self._model is not None:
             self._model.eval()
 
@@ -131,8 +151,9 @@ class TextEngine:
         """Raw logits for one padded batch (`worker` picks the ONNX session)."""
         return self.forward_padded_pooled(ids, mask, worker)[0]
 
-    def forward_padded_pooled(self, ids: np.ndarray, mask: np.ndarray,
-                              worker: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def forward_padded_pooled(
+        self, ids: np.ndarray, mask: np.ndarray, worker: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(logits, pooled embedding) for one padded batch, from one encoder pass."""
         if self._sessions:
             session = self._sessions[worker % len(self._sessions)]
@@ -151,7 +172,7 @@ class TextEngine:
             return out, pooled
         order = np.argsort([len(s) for s in seqs], kind="stable")
         for start in range(0, len(order), self.max_batch):
-            idx = order[start:start + self.max_batch]
+            idx = order[start : start + self.max_batch]
             ids, mask = self.pad([seqs[i] for i in idx])
             out[idx], pooled[idx] = self.forward_padded_pooled(ids, mask, worker)
         return out, pooled

@@ -109,3 +109,84 @@ def test_squeeze_collapses_every_run() -> None:
     assert squeeze("fuuck") == "fuck"
     assert squeeze("class") == "clas"
     assert squeeze(normalize("fuuuuuuck")) == squeeze(normalize("fuck"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("b4 the match", "before the match"),
+        ("gr8 game", "great game"),
+        ("l8r m8", "later mate"),
+        ("see u 2day or 2nite", "see u today or tonight"),
+        ("i h8 mondays", "i hate mondays"),
+        ("w8 for me", "wait for me"),
+        ("lets sk8", "lets skate"),
+        ("gr8!!!", "great!!"),
+        ("is any1 here", "is anyone here"),
+    ],
+)
+def test_chat_abbreviations_are_spelled_out_not_deleeted(text: str, expected: str) -> None:
+    """Real chat words, not leetspeak: "b4" used to come out as "ba" and "gr8" as "grb"."""
+    assert normalize(text) == expected
+
+
+def test_leetspeak_outside_the_abbreviations_is_still_undone() -> None:
+    assert normalize("gr8 job, you 1d10t") == "great job, you idiot"
+    assert normalize("b4d") == "bad"  # not an abbreviation: de-leeted as before
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("!ban @user123", "!ban @user123"),  # a bot command
+        ("!help", "!help"),
+        ("!!wow", "!!wow"),  # an exclamation
+        ("really?!that is rude", "really?!that is rude"),
+        ("!d!0t", "idiot"),  # a leading "!" in a word that is leetspeak anyway still reads as "i"
+    ],
+)
+def test_a_leading_exclamation_mark_is_punctuation_not_an_i(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "go to google.com now",
+        "mail john.doe+x@example.co.uk today",
+        "see g00gle.com/sh1t",  # kept verbatim like any link: no de-leeting inside
+        "bbc.co.uk and bit.ly",  # a known shortener counts without a path
+    ],
+)
+def test_bare_domains_and_email_addresses_are_kept_verbatim(text: str) -> None:
+    assert normalize(text) == text.casefold()
+
+
+def test_a_missing_space_after_a_full_stop_is_not_a_domain() -> None:
+    """Real suffixes that are also words (".it", ".you", ".eu") do not make a sentence boundary a link."""
+    assert normalize("appear to be right.it is an excuse") == "appear to be rightit is an excuse"
+    assert normalize("file.py") == "filepy"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("🅰🅱🅲", "abc"),  # negative squared letters (emoji)
+        ("🄸🄳🄸🄾🅃", "idiot"),  # squared letters
+        ("ꜰᴜᴄᴋ", "fuck"),  # small capitals
+        ("łøser", "loser"),  # letters with strokes
+    ],
+)
+def test_letters_named_by_unicode_are_folded(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+def test_flags_stay_flags() -> None:
+    assert normalize("go 🇺🇸🇺🇸") == "go 🇺🇸🇺🇸"
+
+
+def test_spelled_out_words_stay_separate_words() -> None:
+    assert normalize("f.u.c.k f-u-c-k f~u~c~k") == "fuck fuck fuck"
+    assert normalize("you s.t.u.p.i.d b.i.t.c.h") == "you stupid bitch"
+    assert normalize("f . u . c . k") == "fuck"
+    assert normalize("the U.S. a year") == "the us. a year"

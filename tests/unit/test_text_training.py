@@ -48,17 +48,47 @@ def test_train_text_tiny_run_writes_a_loadable_artifact(tmp_path: Path) -> None:
     from training.cli import app
 
     out, runs = tmp_path / "artifact", tmp_path / "runs"
-    result = CliRunner().invoke(app, [
-        "train", "text", "--data-dir", str(DATA), "--out", str(out), "--runs-dir", str(runs),
-        "--seeds", "0", "--max-examples", "64", "--epochs", "1", "--max-length", "32", "--no-quantized",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "text",
+            "--data-dir",
+            str(DATA),
+            "--out",
+            str(out),
+            "--runs-dir",
+            str(runs),
+            "--seeds",
+            "0",
+            "--max-examples",
+            "64",
+            "--epochs",
+            "1",
+            "--max-length",
+            "32",
+            "--no-quantized",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
-    for name in ("config.json", "text_model.safetensors", "ffn_act_max.safetensors", "metrics.json", "MODEL_CARD.md",
-                 "eval_predictions.npz"):
+    for name in (
+        "config.json",
+        "text_model.safetensors",
+        "ffn_act_max.safetensors",
+        "metrics.json",
+        "MODEL_CARD.md",
+        "eval_predictions.npz",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("olid_macro_f1", "hateval_macro_f1", "davidson_hate_f1", "olid_evasion_macro_f1",
-                "ethos_macro_f1", "toxigen_neutral_fpr"):
+    for key in (
+        "olid_macro_f1",
+        "hateval_macro_f1",
+        "davidson_hate_f1",
+        "olid_evasion_macro_f1",
+        "ethos_macro_f1",
+        "toxigen_neutral_fpr",
+    ):
         assert key in metrics["summary"], key
     card = (out / "MODEL_CARD.md").read_text()
     assert "Tiny run" in card and "TimeLMs 82.2" in card and "self_harm" in card
@@ -82,8 +112,9 @@ def test_sampling_plan_repeats_and_caps_rows_by_source_and_class() -> None:
     from training.text.train import TrainConfig, sampling_plan
 
     cls = np.array([0, 1, 1, 1, 2, 0])  # Davidson: hate_speech, offensive_language x3, neither, hate_speech
-    split = Split("davidson_train", [f"t{i}" for i in range(6)], np.zeros((6, len(OUTPUTS)), np.float32),
-                  {"class": cls})
+    split = Split(
+        "davidson_train", [f"t{i}" for i in range(6)], np.zeros((6, len(OUTPUTS)), np.float32), {"class": cls}
+    )
     assert sampling_plan("davidson", split, TrainConfig()).tolist() == list(range(6))  # default: the plain pool
     cfg = TrainConfig(repeats={"davidson:hate_speech": 3}, class_caps={"davidson:offensive_language": 1})
     idx = sampling_plan("davidson", split, cfg).tolist()
@@ -109,8 +140,19 @@ def test_eval_with_fewer_seeds_than_the_artifact_leaves_its_metrics_and_serving_
         shutil.copy(DEFAULT_ARTIFACT_DIR / name, art / name)
     before = {n: (art / n).read_bytes() for n in ("metrics.json", "MODEL_CARD.md")}
     assert json.loads(before["metrics.json"])["seeds"] == [0, 1, 2]
-    args = ["eval", "text", "--data-dir", str(DATA), "--artifact", str(art), "--runs-dir", str(runs),
-            "--max-examples", "16", "--no-quantized"]
+    args = [
+        "eval",
+        "text",
+        "--data-dir",
+        str(DATA),
+        "--artifact",
+        str(art),
+        "--runs-dir",
+        str(runs),
+        "--max-examples",
+        "16",
+        "--no-quantized",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "left as they are" in result.output and "--seeds 1 --seeds 2" in result.output
@@ -146,8 +188,11 @@ def test_ema_run_saves_the_averaged_weights_and_reports_the_raw_ones(tmp_path: P
 
     cfg = TrainConfig(max_examples=24, max_length=24, ema_decay=0.9, pos_weight={"davidson_hate": 3.0}, num_threads=1)
     report = train_one_seed(DATA, tmp_path / "a", cfg)
-    assert set(report["val_summary"]) == set(report["val_summary_raw"]) == {
-        "olid_macro_f1", "hateval_served_macro_f1", "davidson_macro_f1", "davidson_hate_f1"}
+    assert (
+        set(report["val_summary"])
+        == set(report["val_summary_raw"])
+        == {"olid_macro_f1", "hateval_served_macro_f1", "davidson_macro_f1", "davidson_hate_f1"}
+    )
     averaged, config, _ = load_artifact(tmp_path / "a")
     assert config.training["ema_decay"] == 0.9 and config.training["pos_weight"] == {"davidson_hate": 3.0}
     # The same seed and data without the average: its saved weights are the raw ones, and differ.
@@ -184,6 +229,49 @@ def test_layer_decay_slows_the_lower_layers_only() -> None:
     cfg = TrainConfig(lr=1e-4, layer_decay=0.5)
     rates = [layer_lr(f"backbone.encoder.layer.{i}.attention.self.query.weight", cfg, 6) for i in range(6)]
     assert rates == pytest.approx([1e-4 * 0.5 ** (5 - i) for i in range(6)])
-    assert layer_lr("backbone.embeddings.word_embeddings.weight", cfg, 6) == pytest.approx(1e-4 * 0.5 ** 6)
+    assert layer_lr("backbone.embeddings.word_embeddings.weight", cfg, 6) == pytest.approx(1e-4 * 0.5**6)
     flat = TrainConfig(lr=1e-4)
     assert {layer_lr(f"backbone.encoder.layer.{i}.output.dense.bias", flat, 6) for i in range(6)} == {1e-4}
+
+
+def test_bare_domains_become_url_and_email_addresses_email() -> None:
+    assert model_text("Go to Google.com NOW") == "go to url now"
+    assert model_text("visit bit.ly/abc or www.x.com") == "visit url or url"
+    assert model_text("write to John.Doe@example.co.uk!") == "write to email!"
+    # sentence boundaries without a space are words, not links
+    assert "url" not in model_text("you ignorant cunt.you're not the expert")
+    assert "url" not in model_text("a crisis.eu running in circles")
+
+
+def test_chat_abbreviations_and_bot_commands_reach_the_model_as_words() -> None:
+    assert model_text("gr8 game m8, see u b4 2nite") == "great game mate, see u before tonight"
+    assert model_text("!ban @bob") == "!ban @user"
+
+
+def test_training_augmentation_is_seeded_broad_and_mostly_undone() -> None:
+    from training.text.evasion import AUG_TECHNIQUES, augment
+
+    text = "you are a disgusting idiot and a pathetic loser"
+    a = [augment(text, random.Random(s), 0.6) for s in range(200)]
+    assert a == [augment(text, random.Random(s), 0.6) for s in range(200)]
+    assert sum(x != text for x in a) > 150
+    # beyond the suite's tricks: mixtures, other tables, symbols, masking
+    assert {"mask", "symbol", "separator", "marks", "typo", "case"} <= set(AUG_TECHNIQUES)
+    # normalisation brings most rewritten words back (masking, typos and some symbols it cannot undo)
+    clean = set(text.split())
+    recovered = [np.mean([w in clean for w in model_text(x).split()]) for x in a]
+    assert np.mean(recovered) > 0.65, np.mean(recovered)
+
+
+def test_heldout_evasion_is_seeded_and_never_used_in_training() -> None:
+    import ast
+
+    from training.text.evasion_heldout import heldout_suite
+
+    texts = ["you are a disgusting idiot", "what a lovely photo of your garden"] * 10
+    assert heldout_suite(texts, seed=3) == heldout_suite(texts, seed=3) != texts
+    root = Path(__file__).resolve().parents[2] / "training" / "text"
+    for name in ("train.py", "evasion.py", "data.py"):
+        tree = ast.parse((root / name).read_text("utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "training.text.evasion_heldout" not in imported, name

@@ -32,6 +32,8 @@ from models.text.model import ACT_MAX_FILE, CONFIG_FILE, DEFAULT_ARTIFACT_DIR, A
 from models.text.quantize import FASTEST_FIRST, MAX_SERVED_LOSS, QUANTIZE_MODES
 from training.text.data import LABELS, Split, load_sets
 from training.text.evasion import evasion_suite
+from training.text.evasion_heldout import HELDOUT_SEED, HELDOUT_WORD_PROB, heldout_suite
+from training.text.evasion_heldout import TRICKS as HELDOUT_TRICKS
 from training.text.train import davidson_predict, seed_dir, write_act_max
 
 METRICS_FILE = "metrics.json"
@@ -66,17 +68,24 @@ def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
 
 
 def _probs(engine: TextEngine, texts: list[str], desc: str) -> np.ndarray:
-    chunks = [texts[i:i + 512] for i in range(0, len(texts), 512)]
+    chunks = [texts[i : i + 512] for i in range(0, len(texts), 512)]
     out = [engine.probs(c) for c in tqdm(chunks, desc=desc, leave=False, mininterval=2.0)]
     return np.concatenate(out) if out else np.zeros((0, len(engine.labels)), dtype=np.float32)
 
 
-def seed_metrics(engine: TextEngine, tests: dict[str, Split], evasion_texts: list[str] | None,
-                 seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def seed_metrics(
+    engine: TextEngine,
+    tests: dict[str, Split],
+    evasion_texts: list[str] | None,
+    seed: int,
+    heldout_texts: list[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Every test metric of one seed's model, plus the probabilities (all outputs) they came from.
 
     Benchmarks are scored twice: with the data set's own head (the headline, `<set>_...`) and with
-    the head that serves the category in production (`<set>_served_...`).
+    the head that serves the category in production (`<set>_served_...`). OLID test is also scored
+    rewritten by the evasion suite (`_evasion_`) and by the held-out rewriter (`_heldout_`,
+    `training.text.evasion_heldout`, whose tricks training never sees), at the clean thresholds.
     """
     cfg = engine.config
     thr = cfg.thresholds
@@ -89,6 +98,8 @@ def seed_metrics(engine: TextEngine, tests: dict[str, Split], evasion_texts: lis
         y = tests["olid"].extra["label"]
         if evasion_texts is not None:
             probs["olid_evasion"] = _probs(engine, evasion_texts, f"seed {seed} evasion")
+        if heldout_texts is not None:
+            probs["olid_heldout"] = _probs(engine, heldout_texts, f"seed {seed} held-out evasion")
         for key in ("olid", "olid_served"):
             b = bench.get(key, {"head": cfg.serving_heads["toxicity"], "t": thr["toxicity"]})
             p = probs["olid"][:, col[b["head"]]]
@@ -99,6 +110,10 @@ def seed_metrics(engine: TextEngine, tests: dict[str, Split], evasion_texts: lis
                 pe = probs["olid_evasion"][:, col[b["head"]]]
                 m[f"{key}_evasion_macro_f1"] = 100 * macro_f1(y, (pe >= b["t"]).astype(int))
                 m[f"{key}_evasion_drop"] = m[f"{key}_macro_f1"] - m[f"{key}_evasion_macro_f1"]
+            if heldout_texts is not None:
+                ph = probs["olid_heldout"][:, col[b["head"]]]
+                m[f"{key}_heldout_macro_f1"] = 100 * macro_f1(y, (ph >= b["t"]).astype(int))
+                m[f"{key}_heldout_drop"] = m[f"{key}_macro_f1"] - m[f"{key}_heldout_macro_f1"]
         p = probs["olid"][:, served["toxicity"]]
         m["olid_served_macro_f1_serving_threshold"] = 100 * macro_f1(y, (p >= thr["toxicity"]).astype(int))
     if "hateval" in tests:
@@ -113,11 +128,19 @@ def seed_metrics(engine: TextEngine, tests: dict[str, Split], evasion_texts: lis
     if "davidson" in tests:
         cls = tests["davidson"].extra["class"]
         for key in ("davidson", "davidson_served"):
-            b = bench.get(key, {"abusive_head": cfg.serving_heads["toxicity"], "hate_head": cfg.serving_heads["hate"],
-                                "t_abusive": thr["toxicity"], "t_hate": thr["hate"]})
+            b = bench.get(
+                key,
+                {
+                    "abusive_head": cfg.serving_heads["toxicity"],
+                    "hate_head": cfg.serving_heads["hate"],
+                    "t_abusive": thr["toxicity"],
+                    "t_hate": thr["hate"],
+                },
+            )
             pd_ = probs["davidson"]
-            pred = davidson_predict(pd_[:, col[b["abusive_head"]]], pd_[:, col[b["hate_head"]]],
-                                    b["t_abusive"], b["t_hate"])
+            pred = davidson_predict(
+                pd_[:, col[b["abusive_head"]]], pd_[:, col[b["hate_head"]]], b["t_abusive"], b["t_hate"]
+            )
             per_class = f1_score(cls, pred, labels=[0, 1, 2], average=None, zero_division=0)
             m[f"{key}_hate_f1"] = float(per_class[0])
             m[f"{key}_offensive_f1"] = float(per_class[1])
@@ -139,7 +162,8 @@ def seed_metrics(engine: TextEngine, tests: dict[str, Split], evasion_texts: lis
         m["toxigen_n_neutral"] = int(neutral.sum())
         groups = tests["toxigen"].extra["group"]
         m["toxigen_neutral_fpr_by_group"] = {
-            str(g): float(flagged[neutral & (groups == g)].mean()) for g in sorted(set(groups[neutral]))}
+            str(g): float(flagged[neutral & (groups == g)].mean()) for g in sorted(set(groups[neutral]))
+        }
     for name in ("sms_spam", "youtube_spam"):
         if name in tests:
             y = tests[name].y[:, SPAM].astype(int)
@@ -166,7 +190,7 @@ def _arrival_order_probs(eng: TextEngine, texts: list[str], column: int, seed: i
     order = np.random.default_rng(seed).permutation(len(seqs))
     out = np.zeros(len(seqs), dtype=np.float32)
     for start in range(0, len(order), 32):
-        idx = sorted(order[start:start + 32], key=lambda k: len(seqs[k]))
+        idx = sorted(order[start : start + 32], key=lambda k: len(seqs[k]))
         ids, mask = eng.pad([seqs[k] for k in idx])
         out[idx] = eng.calibrate(eng.forward_padded(ids, mask))[:, column]
     return out
@@ -184,7 +208,7 @@ def _path_quality(artifact: Path, mode: str, val: dict[str, Split], tests: dict[
     """
     from training.text.train import best_binary_threshold
 
-    eng = TextEngine(artifact, quantize=mode)
+    eng = TextEngine(artifact, quantize=mode, taxonomy_heads=False)
     bench = eng.config.benchmark_thresholds
     col = {o: j for j, o in enumerate(eng.outputs)}
     heads, thr = eng.config.serving_heads, eng.config.thresholds
@@ -242,19 +266,27 @@ def choose_serving_path(rows: dict[str, dict[str, Any]], reference: dict[str, An
     ref = (reference or {}).get("olid_val_macro_f1")
     ref_name = "before int8 at rest" if ref is not None else "fp32 forward of the stored weights"
     ref = ref if ref is not None else base
-    losses = {m: ref - r["olid_val_macro_f1"] for m, r in rows.items()
-              if ref is not None and "olid_val_macro_f1" in r}
+    losses = {m: ref - r["olid_val_macro_f1"] for m, r in rows.items() if ref is not None and "olid_val_macro_f1" in r}
     chosen = "fp32"
     for mode in FASTEST_FIRST:
         if mode in losses and losses[mode] <= MAX_SERVED_LOSS:
             chosen = mode
             break
-    return {"quantize": chosen, "seed": int(SERVED_SEED), "reference": ref_name, "reference_olid_val_macro_f1": ref,
-            "olid_val_loss": losses, "max_loss": MAX_SERVED_LOSS,
-            "thresholds": {m: {k: r[k] for k in ("olid_threshold", "hateval_threshold") if k in r}
-                           for m, r in rows.items() if "error" not in r},
-            "rule": f"fastest path whose OLID-val macro-F1 for the served seed, at the path's own "
-                    f"validation-fitted threshold, is at most {MAX_SERVED_LOSS} below the model before int8 at rest"}
+    return {
+        "quantize": chosen,
+        "seed": int(SERVED_SEED),
+        "reference": ref_name,
+        "reference_olid_val_macro_f1": ref,
+        "olid_val_loss": losses,
+        "max_loss": MAX_SERVED_LOSS,
+        "thresholds": {
+            m: {k: r[k] for k in ("olid_threshold", "hateval_threshold") if k in r}
+            for m, r in rows.items()
+            if "error" not in r
+        },
+        "rule": f"fastest path whose OLID-val macro-F1 for the served seed, at the path's own "
+        f"validation-fitted threshold, is at most {MAX_SERVED_LOSS} below the model before int8 at rest",
+    }
 
 
 def quantization_report(artifacts: dict[str, Path], val: dict[str, Split], tests: dict[str, Split]) -> dict[str, Any]:
@@ -303,9 +335,15 @@ def _mean_sd(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
 
 
-def evaluate_all(data_dir: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, runs_dir: Path | None = None,
-                 seeds: list[int] | None = None, max_examples: int | None = None,
-                 quantized: bool = True, replace_partial: bool = False) -> dict[str, Any]:
+def evaluate_all(
+    data_dir: Path,
+    artifact: Path = DEFAULT_ARTIFACT_DIR,
+    runs_dir: Path | None = None,
+    seeds: list[int] | None = None,
+    max_examples: int | None = None,
+    quantized: bool = True,
+    replace_partial: bool = False,
+) -> dict[str, Any]:
     """Evaluate every available seed, aggregate mean ± sd, save metrics/predictions, write the card.
 
     When fewer seeds have a model here than the artifact's metrics.json was computed over, the
@@ -321,6 +359,7 @@ def evaluate_all(data_dir: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, runs_dir
     val = load_sets(data_dir, "val", max_examples)
     evasion_raw = evasion_suite(tests["olid"].raw, seed=EVASION_SEED, word_prob=EVASION_WORD_PROB)
     evasion_texts = [model_text(t) for t in evasion_raw]
+    heldout_texts = [model_text(t) for t in heldout_suite(tests["olid"].raw)]
     per_seed: dict[str, Any] = {}
     preds: dict[str, np.ndarray] = {}
     for seed in seeds:
@@ -328,8 +367,10 @@ def evaluate_all(data_dir: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, runs_dir
         if not (d / CONFIG_FILE).is_file():
             print(f"seed {seed}: no model at {d}, skipped", flush=True)
             continue
-        engine = TextEngine(d, quantize="fp32")
-        m, probs = seed_metrics(engine, tests, evasion_texts, seed)
+        # The taxonomy heads are not scored here (`heron eval text-heads` does), and heads fitted on an
+        # earlier encoder must not stop the encoder's own evaluation after a retrain.
+        engine = TextEngine(d, quantize="fp32", taxonomy_heads=False)
+        m, probs = seed_metrics(engine, tests, evasion_texts, seed, heldout_texts)
         m["val_report"] = ArtifactConfig.from_file(d / CONFIG_FILE).training.get("report", {})
         per_seed[str(seed)] = m
         for k, v in probs.items():
@@ -350,16 +391,28 @@ def evaluate_all(data_dir: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, runs_dir
         "per_seed": per_seed,
         "baselines": BASELINES,
         "targets": TARGETS,
-        "evasion": {"seed": EVASION_SEED, "word_prob": EVASION_WORD_PROB,
-                    "techniques": ["leet", "homoglyph", "zero_width", "spaced", "punctuation", "repeat"]},
+        "evasion": {
+            "seed": EVASION_SEED,
+            "word_prob": EVASION_WORD_PROB,
+            "techniques": ["leet", "homoglyph", "zero_width", "spaced", "punctuation", "repeat"],
+            "heldout": {
+                "generator": "training/text/evasion_heldout.py",
+                "seed": HELDOUT_SEED,
+                "word_prob": HELDOUT_WORD_PROB,
+                "tricks": list(HELDOUT_TRICKS),
+            },
+        },
         "thresholds": cfg.thresholds,
         "benchmark_thresholds": cfg.benchmark_thresholds,
         "outputs": cfg.outputs,
         "serving_heads": cfg.serving_heads,
         "temperature": cfg.temperature,
         "max_examples": max_examples,
-        "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "threads": torch.get_num_threads()},
+        "environment": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+        },
     }
     if quantized:
         seed_dirs = {k: seed_dir(artifact, runs_dir, int(k)) for k in per_seed}
@@ -378,10 +431,13 @@ def evaluate_all(data_dir: Path, artifact: Path = DEFAULT_ARTIFACT_DIR, runs_dir
         runs_dir.mkdir(parents=True, exist_ok=True)
         out = runs_dir / f"metrics.seeds-{'-'.join(per_seed)}.json"
         out.write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
-        print(f"\nseeds {kept} were evaluated before but have no model here (train them with `heron train text "
-              + " ".join(f"--seeds {k}" for k in kept) + "`); the artifact's metrics.json, predictions and card "
-              f"were left as they are. This run's figures: {out} (--replace-partial writes them to the artifact).",
-              flush=True)
+        print(
+            f"\nseeds {kept} were evaluated before but have no model here (train them with `heron train text "
+            + " ".join(f"--seeds {k}" for k in kept)
+            + "`); the artifact's metrics.json, predictions and card "
+            f"were left as they are. This run's figures: {out} (--replace-partial writes them to the artifact).",
+            flush=True,
+        )
         return metrics
     (artifact / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
     np.savez_compressed(artifact / PREDICTIONS_FILE, **preds)
@@ -411,16 +467,29 @@ def print_summary(metrics: dict[str, Any]) -> None:
 
     print("\n== text model evaluation ==")
     print("(data set's own head / head serving the category)")
-    print(f"OLID test macro-F1        {fmt('olid_macro_f1')} / {fmt('olid_served_macro_f1')}   "
-          f"(target ≥ {TARGETS['olid_macro_f1']})")
-    print(f"OLID evasion macro-F1     {fmt('olid_evasion_macro_f1')} / {fmt('olid_served_evasion_macro_f1')}   "
-          f"drop {fmt('olid_evasion_drop')} / {fmt('olid_served_evasion_drop')}")
-    print(f"HatEval test macro-F1     {fmt('hateval_macro_f1')} / {fmt('hateval_served_macro_f1')}   "
-          f"(target ≥ {TARGETS['hateval_macro_f1']})")
-    print(f"Davidson hate-class F1    {fmt('davidson_hate_f1', digits=3)} / {fmt('davidson_served_hate_f1', digits=3)}"
-          f"   (target ≥ {TARGETS['davidson_hate_f1']})")
-    print(f"Davidson macro-F1         {fmt('davidson_macro_f1', digits=3)} / "
-          f"{fmt('davidson_served_macro_f1', digits=3)}")
+    print(
+        f"OLID test macro-F1        {fmt('olid_macro_f1')} / {fmt('olid_served_macro_f1')}   "
+        f"(target ≥ {TARGETS['olid_macro_f1']})"
+    )
+    print(
+        f"OLID evasion macro-F1     {fmt('olid_evasion_macro_f1')} / {fmt('olid_served_evasion_macro_f1')}   "
+        f"drop {fmt('olid_evasion_drop')} / {fmt('olid_served_evasion_drop')}"
+    )
+    print(
+        f"OLID held-out evasion     {fmt('olid_heldout_macro_f1')} / {fmt('olid_served_heldout_macro_f1')}   "
+        f"drop {fmt('olid_heldout_drop')} / {fmt('olid_served_heldout_drop')}"
+    )
+    print(
+        f"HatEval test macro-F1     {fmt('hateval_macro_f1')} / {fmt('hateval_served_macro_f1')}   "
+        f"(target ≥ {TARGETS['hateval_macro_f1']})"
+    )
+    print(
+        f"Davidson hate-class F1    {fmt('davidson_hate_f1', digits=3)} / {fmt('davidson_served_hate_f1', digits=3)}"
+        f"   (target ≥ {TARGETS['davidson_hate_f1']})"
+    )
+    print(
+        f"Davidson macro-F1         {fmt('davidson_macro_f1', digits=3)} / {fmt('davidson_served_macro_f1', digits=3)}"
+    )
     print(f"ETHOS (OOD) macro-F1      {fmt('ethos_macro_f1')}   AUC {fmt('ethos_roc_auc', digits=3)}")
     print(f"ToxiGen neutral FPR       {fmt('toxigen_neutral_fpr', digits=3)}")
     print(f"SMS spam F1               {fmt('sms_spam_f1', digits=3)}")
@@ -428,6 +497,8 @@ def print_summary(metrics: dict[str, Any]) -> None:
     q = metrics.get("quantization")
     if q:
         for mode, r in q.get("paths", {}).items():
-            print(f"  {mode:11s} " + ", ".join(f"{k}={v:.2f}" for k, v in r.items()
-                                              if isinstance(v, float) and "sd_over" not in k))
+            print(
+                f"  {mode:11s} "
+                + ", ".join(f"{k}={v:.2f}" for k, v in r.items() if isinstance(v, float) and "sd_over" not in k)
+            )
         print(f"  serving default: {q['chosen']} ({q['rule']})")

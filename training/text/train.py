@@ -57,7 +57,7 @@ from training.text.data import (
     identity_neutral,
     load_sets,
 )
-from training.text.evasion import evade
+from training.text.evasion import augment, evade
 from training.text.labels_data import SOURCE as LABELS_SOURCE
 from training.text.labels_data import LabelSet, encoder_rows, load_labels
 
@@ -77,6 +77,10 @@ class TrainConfig:
     tune_layers: int = 6
     aug_prob: float = 0.3
     aug_word_prob: float = 0.4
+    # Which rewriter augments training texts: "broad" (`training.text.evasion.augment`: more homoglyph
+    # tables, symbols, separators, masking, partial rewrites and mixtures of tricks in one word) or
+    # "suite" (`evade`, the exact tricks of the evasion suite, as trained until 2026-12-04).
+    augmenter: str = "broad"
     max_examples: int | None = None  # per source, for tiny runs
     source_caps: dict[str, int] = field(default_factory=dict)  # per-source row caps (subsampling)
     # Row repeats per epoch keyed "source" or "source:class" (Davidson's classes), and row caps keyed
@@ -137,8 +141,7 @@ def pad_batch(seqs: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
-def bucketed_batches(lengths: list[int], batch_size: int, rng: np.random.Generator,
-                     pool: int = 50) -> list[np.ndarray]:
+def bucketed_batches(lengths: list[int], batch_size: int, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
     """Shuffle, sort within pools of `pool` batches by length, cut into batches, shuffle batches.
 
     Keeps most of the randomness of a shuffled epoch while padding each batch only to lengths
@@ -149,16 +152,22 @@ def bucketed_batches(lengths: list[int], batch_size: int, rng: np.random.Generat
     batches = []
     step = batch_size * pool
     for start in range(0, len(order), step):
-        chunk = order[start:start + step]
+        chunk = order[start : start + step]
         chunk = chunk[np.argsort(lens[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, tokenizer: Any, texts: list[str], max_length: int,
-                   batch_size: int = 64, progress: str | None = None) -> np.ndarray:
+def predict_logits(
+    model: nn.Module,
+    tokenizer: Any,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = 64,
+    progress: str | None = None,
+) -> np.ndarray:
     """Logits for model-ready texts, computed in length-sorted batches, returned in input order."""
     model.eval()
     seqs = tokenize(tokenizer, texts, max_length)
@@ -166,7 +175,7 @@ def predict_logits(model: nn.Module, tokenizer: Any, texts: list[str], max_lengt
     out = np.zeros((len(texts), model.head.out_features), dtype=np.float32)
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         ids, mask = pad_batch([seqs[i] for i in idx])
         out[idx] = model(ids, mask).float().numpy()
     return out
@@ -293,7 +302,7 @@ def layer_lr(name: str, cfg: TrainConfig, n_layers: int) -> float:
     """The learning rate of one encoder parameter under `cfg.layer_decay` (embeddings: below layer 0)."""
     m = re.match(r"backbone\.encoder\.layer\.(\d+)\.", name)
     depth = n_layers - int(m.group(1)) - 1 if m else n_layers  # 0 = the top layer
-    return cfg.lr * cfg.layer_decay ** depth
+    return cfg.lr * cfg.layer_decay**depth
 
 
 def encoder_param_groups(model: TextClassifier, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -346,14 +355,19 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
     ema = [p.detach().clone() for p in tuned] if cfg.ema_decay > 0 else None
     rng = np.random.default_rng(cfg.seed)
     aug_rng = random.Random(cfg.seed + 1000)
+    rewrite = {"broad": augment, "suite": evade}[cfg.augmenter]
     step = 0
     losses: list[float] = []
     bar = tqdm(total=total_steps, desc=f"train seed {cfg.seed}", unit="batch", mininterval=5.0)
     epoch = 0
     while step < total_steps:
         # Fresh evasion rewrites each epoch, normalised exactly as serving will.
-        texts = [model_text(evade(raws[i], aug_rng, cfg.aug_word_prob)) if aug_rng.random() < cfg.aug_prob
-                 else base_texts[i] for i in range(n)]
+        texts = [
+            model_text(rewrite(raws[i], aug_rng, cfg.aug_word_prob))
+            if aug_rng.random() < cfg.aug_prob
+            else base_texts[i]
+            for i in range(n)
+        ]
         seqs = tokenize(tokenizer, texts, cfg.max_length)
         model.train()
         for idx in bucketed_batches([len(s) for s in seqs], cfg.batch_size, rng):
@@ -394,8 +408,10 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
     storage_roundtrip(model, prefixes, cfg.weights_format)
 
     # Calibration and thresholds: validation splits only.
-    val_logits = {k: predict_logits(model, tokenizer, s.texts, cfg.max_length, cfg.eval_batch_size,
-                                    progress=f"val {k}") for k, s in val.items()}
+    val_logits = {
+        k: predict_logits(model, tokenizer, s.texts, cfg.max_length, cfg.eval_batch_size, progress=f"val {k}")
+        for k, s in val.items()
+    }
     pooled_logits = np.concatenate(list(val_logits.values()))
     pooled_y = np.concatenate([s.y for s in val.values()])
     temperature = {o: fit_temperature(pooled_logits[:, j], pooled_y[:, j]) for j, o in enumerate(OUTPUTS)}
@@ -437,8 +453,10 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
             report[f"{key}_val_macro_f1"] = f
     if "davidson" in val_probs:
         pv = val_probs["davidson"]
-        for key, (ha, hh) in (("davidson", ("davidson_abusive", "davidson_hate")),
-                              ("davidson_served", (serving_heads["toxicity"], serving_heads["hate"]))):
+        for key, (ha, hh) in (
+            ("davidson", ("davidson_abusive", "davidson_hate")),
+            ("davidson_served", (serving_heads["toxicity"], serving_heads["hate"])),
+        ):
             tt, th, f = best_davidson_thresholds(pv[:, col[ha]], pv[:, col[hh]], val["davidson"].extra["class"])
             bench[key] = {"abusive_head": ha, "hate_head": hh, "t_abusive": tt, "t_hate": th}
             report[f"{key}_val_macro_f1"] = f
@@ -482,8 +500,7 @@ def train_one_seed(data_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict[str,
 ACT_MAX_SETS = ("olid", "hateval", "davidson")
 
 
-def write_act_max(artifact_dir: Path, data_dir: Path, max_examples: int | None = None,
-                  n: int = ACT_MAX_TEXTS) -> Path:
+def write_act_max(artifact_dir: Path, data_dir: Path, max_examples: int | None = None, n: int = ACT_MAX_TEXTS) -> Path:
     """Measure and save the per-channel maxima of |input| of every feed-forward output projection.
 
     The SmoothQuant int8 path (`models.text.quantize.smooth_ffn_out`) sizes its scales from them;
@@ -504,11 +521,15 @@ def write_act_max(artifact_dir: Path, data_dir: Path, max_examples: int | None =
             texts += [pool[i] for i in rng.choice(len(pool), min(len(pool), n // len(ACT_MAX_SETS)), replace=False)]
     seqs = tokenize(tokenizer, texts, config.max_length)
     order = np.argsort([len(s) for s in seqs], kind="stable")
-    amax = measure_act_max(model, (pad_batch([seqs[i] for i in order[start:start + 32]])
-                                   for start in range(0, len(order), 32)))
+    amax = measure_act_max(
+        model, (pad_batch([seqs[i] for i in order[start : start + 32]]) for start in range(0, len(order), 32))
+    )
     path = artifact_dir / ACT_MAX_FILE
-    save_file({k: v.contiguous() for k, v in amax.items()}, str(path),
-              metadata={"texts": str(len(texts)), "sets": ",".join(ACT_MAX_SETS), "version": config.version})
+    save_file(
+        {k: v.contiguous() for k, v in amax.items()},
+        str(path),
+        metadata={"texts": str(len(texts)), "sets": ",".join(ACT_MAX_SETS), "version": config.version},
+    )
     return path
 
 
@@ -544,8 +565,14 @@ def val_summary_from_logits(logits: dict[str, np.ndarray], val: dict[str, Split]
     return out
 
 
-def identity_flag_rate(model: nn.Module, tokenizer: Any, cfg: TrainConfig, temps: np.ndarray,
-                       serving_heads: dict[str, str], thresholds: dict[str, float]) -> dict[str, float]:
+def identity_flag_rate(
+    model: nn.Module,
+    tokenizer: Any,
+    cfg: TrainConfig,
+    temps: np.ndarray,
+    serving_heads: dict[str, str],
+    thresholds: dict[str, float],
+) -> dict[str, float]:
     """Share of the held-out neutral identity sentences (validation templates) each served
     category flags at its serving threshold: the validation-side measure of identity-term bias."""
     val = identity_neutral("val")
@@ -566,8 +593,11 @@ def train_seeds(data_dir: Path, out_dir: Path, runs_dir: Path, seeds: list[int],
         cfg_s = TrainConfig(**{**asdict(cfg), "seed": seed})
         target = seed_dir(out_dir, runs_dir, seed)
         reports[seed] = train_one_seed(data_dir, target, cfg_s)
-        print(f"seed {seed}: saved {target} ({reports[seed]['train_seconds']:.0f}s train); "
-              f"val olid {reports[seed].get('olid_val_macro_f1', float('nan')):.4f} "
-              f"hateval {reports[seed].get('hateval_val_macro_f1', float('nan')):.4f} "
-              f"davidson {reports[seed].get('davidson_val_macro_f1', float('nan')):.4f}", flush=True)
+        print(
+            f"seed {seed}: saved {target} ({reports[seed]['train_seconds']:.0f}s train); "
+            f"val olid {reports[seed].get('olid_val_macro_f1', float('nan')):.4f} "
+            f"hateval {reports[seed].get('hateval_val_macro_f1', float('nan')):.4f} "
+            f"davidson {reports[seed].get('davidson_val_macro_f1', float('nan')):.4f}",
+            flush=True,
+        )
     return reports
