@@ -121,7 +121,7 @@ _BEFORE_20261204: dict[str, Any] = {
         "youtube_spam_f1": (0.936, 0.009),
         "olid_evasion_drop": (1.89, 0.59),
     },
-    "heldout_drop_seed0": None,
+    "heldout_drop_seed0": 10.77,  # clean 79.40, held-out 68.62 (suite drop 1.30 in the same run)
 }
 _VAL_KEYS = {
     "olid": "olid_val_macro_f1",
@@ -180,7 +180,18 @@ def _retrain_20261204(metrics: dict[str, Any]) -> str | None:
             if held_before is not None and held_seed0 is not None and "olid_heldout_drop" in s
             else ""
         )
-        + ". The taxonomy heads sit on this encoder's pooled embedding and must be refitted on it."
+        + ". The held-out rewrite is much harsher than the issue's own (which cost the replaced model 3.1 points "
+        "against this rewrite's 10.8), so its ≤ 2-point target is not met: the broad augmentation recovered about "
+        "2 points of it. Seed 0 on OLID test with one held-out trick alone (every word of 3+ letters with "
+        "probability 0.5), replaced → retrained drop: multi-character leet 18.3 → 13.2, separators 17.3 → 11.7, "
+        "emoji between letters 12.6 → 11.0, emoji for vowels 11.5 → 10.0, regional-indicator letters 11.5 → 10.9, "
+        "masking 10.5 → 9.3, dropped vowels 9.6 → 8.7, a space inside a word 8.6 → 6.7, look-alike letters "
+        "5.6 → 5.3, alternating case 0.0 → 0.0. What the normaliser does not undo yet (a next version, with a "
+        "retrain): parenthesised letters (NFKC gives `(d)`), Armenian letters outside the confusables table, "
+        "`:`, `—`, `…` and `'` between single letters, multi-character leet. Training time: seeds 0 and 1 at "
+        "the same time, one torch thread each, beside another session's job (2,397 and 2,396 s), then seed 2 "
+        "alone with 2 threads (667 s). The taxonomy heads sit on this encoder's pooled embedding and must be "
+        "refitted on it."
     )
 
 
