@@ -99,6 +99,17 @@ def _time_extract(extractor: Any) -> None:
     extractor.extract = timed
 
 
+def _redis_cpu_seconds(backend: Any) -> float:
+    """The Redis server's own CPU time so far (main thread, user + system): the script's cost, which
+    the service's throughput ratio only shows when the server competes with it for cores."""
+    if backend is None or not hasattr(backend, "client"):
+        return 0.0
+    info = backend.client.info("cpu")
+    return float(info.get("used_cpu_user_main_thread", info["used_cpu_user"])) + float(
+        info.get("used_cpu_sys_main_thread", info["used_cpu_sys"])
+    )
+
+
 def _extract_seconds(svc: Any) -> float:
     return sum(EXTRACT_SECONDS.get(id(e), 0.0) for e in svc.features.extractors)
 
@@ -122,6 +133,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {c: [] for c in configs}
     trips: dict[str, list[float]] = {c: [] for c in configs}
     share: dict[str, list[float]] = {c: [] for c in configs}
+    server_cpu: dict[str, list[float]] = {c: [] for c in configs}
     for r in range(args.rounds):
         msgs = _messages(args.messages, 1000 + 10 * r)
         for c in configs if r % 2 == 0 else configs[::-1]:  # alternate the order against drift
@@ -129,6 +141,7 @@ def main() -> None:
             tenant = f"bench-{r}"  # fresh state per round: every message is new to the counters
             before = backend.round_trips() if backend else 0
             extract_before = _extract_seconds(svc)
+            cpu_before = _redis_cpu_seconds(backend)
             started = time.perf_counter()
             for i in range(0, len(msgs), args.batch):
                 svc.decide_batch(tenant, [(m, None) for m in msgs[i : i + args.batch]])
@@ -136,9 +149,13 @@ def main() -> None:
             rates[c].append(len(msgs) / elapsed)
             share[c].append((_extract_seconds(svc) - extract_before) / elapsed)
             trips[c].append(((backend.round_trips() if backend else 0) - before) / len(msgs))
+            server_cpu[c].append((_redis_cpu_seconds(backend) - cpu_before) / len(msgs))
             LOADS.append(os.getloadavg()[0])
-            print(f"round {r} {c:21s} {len(msgs) / elapsed:8.1f} msg/s  behaviour {share[c][-1]:.1%}  "
-                  f"load {LOADS[-1]:.1f}", flush=True)
+            print(
+                f"round {r} {c:21s} {len(msgs) / elapsed:8.1f} msg/s  behaviour {share[c][-1]:.1%}  "
+                f"load {LOADS[-1]:.1f}",
+                flush=True,
+            )
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "messages_per_round": args.messages,
@@ -147,6 +164,9 @@ def main() -> None:
         "msgs_per_s": {c: [round(x, 1) for x in v] for c, v in rates.items()},
         "median_msgs_per_s": {c: round(statistics.median(v), 1) for c, v in rates.items()},
         "redis_round_trips_per_message": {c: round(statistics.median(v), 4) for c, v in trips.items()},
+        "redis_server_cpu_us_per_message": {
+            c: round(statistics.median(v) * 1e6, 1) for c, v in server_cpu.items() if any(v)
+        },
     }
     ratios = {}
     for c in configs[1:]:

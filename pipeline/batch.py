@@ -334,7 +334,8 @@ class BatchModerator:
         for _, entry in chunk.entries:
             if isinstance(entry, Message):
                 signals = [c[k] for c in chunk.columns if c[k] is not None]
-                decision = self.service._assemble(self.tenant_id, entry, chunk.guilds[k], signals, elapsed_ms)
+                decision = self.service._assemble(self.tenant_id, entry, chunk.guilds[k], signals, elapsed_ms,
+                                                  item=chunk.items[k])
                 write(render(entry, decision))
                 result.decided += 1
                 k += 1

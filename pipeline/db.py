@@ -80,7 +80,11 @@ messages = sa.Table(
     sa.Column("decided_at", TS, nullable=True),
     # The API request that brought it: logs of the worker and the sinks carry it on.
     sa.Column("request_id", sa.String(128), nullable=True),
+    # The decision id the API answered with (derived from tenant and message id by a one-way hash,
+    # so a status lookup by decision id needs it stored). Migration 0008.
+    sa.Column("decision_id", sa.String(64), nullable=True),
     sa.UniqueConstraint("tenant_id", "message_id", name="uq_messages_tenant_message"),
+    sa.Index("ix_messages_tenant_decision", "tenant_id", "decision_id"),
 )
 
 decisions = sa.Table(

@@ -10,6 +10,14 @@ Rules (pure, no I/O):
   floor with their scores, and their evidence is kept: behaviour is about the author, not the
   words, so a raid of harmless words ("hi all") is not averaged away by a text model that rightly
   finds the words harmless.
+- Superseding signals (`Signal.supersedes`): a scorer that read the others' votes for a category
+  and combined them with what only it knows replaces those votes there. The behaviour scorer does
+  this for `spam` when it knows the author (account and membership dates given): its model was
+  trained on the text model's spam score *and* the author's behaviour, so "check this out
+  <link>" from a member of two years chatting at a normal pace is not blocked on the text
+  model's YouTube-spam reading of the words, while the same words from a 10-minute-old account
+  posting in five channels still are. Definitive list matches keep their floor.
+- A model vote is capped at `MODEL_CEILING` (0.9999): 1.0 means certain, and only floors are.
 - Every category appears in the result; a category no signal covered scores None (null on the
   wire), is listed in `uncovered`, and `unscored` says why: a 0.0 would read as "checked and clean".
 - Learned weights (`EnsembleConfig.stacking`, `pipeline/stacking.py`, off unless
@@ -27,6 +35,11 @@ from typing import Any
 from pipeline.stacking import Stacking, feature_values, observed
 from pipeline.taxonomy import CATEGORY_NAMES
 from pipeline.types import Action, Evidence, Signal
+
+# A model's vote never reaches 1.0 (a text model's 0.99996 rounds to it): the policies' 1.0 rules
+# (spam and scam -> timeout_author) are for certainty, which only floors give: a list match, a
+# hash-bank match, or the behaviour scorer's certain level (a confident score on a repeat).
+MODEL_CEILING = 0.9999
 
 
 @dataclass(frozen=True)
@@ -74,8 +87,9 @@ def unscored_reason(category: str, missing: Sequence[str], coverage: Mapping[str
     return "not scored: no configured scorer covers this category"
 
 
-def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None,
-            coverage: Mapping[str, Sequence[str]] | Any = None) -> EnsembleResult:
+def combine(
+    signals: Sequence[Signal], config: EnsembleConfig | None = None, coverage: Mapping[str, Sequence[str]] | Any = None
+) -> EnsembleResult:
     """Fold one message's signals into per-category scores.
 
     `coverage` (scorer name -> the categories it can score) only sharpens the `unscored` reasons."""
@@ -88,6 +102,12 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None,
     missing: list[str] = []
     forced: list[tuple[str, Action, str]] = []
     listed: dict[str, list[str]] = {}  # category -> list scorers that checked it (match or not)
+    superseding: dict[str, float] = {}  # category -> the superseding signal's score
+    for signal in signals:
+        if signal.ok:
+            for category in signal.supersedes:
+                if category in signal.scores:
+                    superseding[category] = max(superseding.get(category, 0.0), signal.scores[category])
 
     for signal in signals:
         if not signal.ok:
@@ -102,6 +122,8 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None,
                     floors[category] = max(floors.get(category, 0.0), score)
                     contributors[category].append(signal.scorer)
                 continue
+            if category in superseding:
+                continue  # its vote was read by the superseding signal (see the module docstring)
             w = config.weight(signal.scorer, category)
             if w <= 0.0:
                 continue
@@ -126,6 +148,8 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None,
             learned = config.stacking.predict(category, obs, features)
             if learned is not None:
                 model = learned
+        if category in superseding:
+            model = superseding[category]
         if model is None and floor is None:
             uncovered.append(category)
             scores[category] = None
@@ -134,5 +158,7 @@ def combine(signals: Sequence[Signal], config: EnsembleConfig | None = None,
                 lists = ", ".join(sorted(set(listed[category])))
                 unscored[category] += f" (no model scores it; {lists} found no match)"
             continue
+        if model is not None:
+            model = min(model, MODEL_CEILING)
         scores[category] = round(min(1.0, max(model or 0.0, floor or 0.0)), 4)
     return EnsembleResult(scores, contributors, evidence, missing, uncovered, forced=forced, unscored=unscored)

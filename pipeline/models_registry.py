@@ -52,7 +52,8 @@ BUNDLED_DIRS: dict[str, Path] = {"text": REPO_ROOT / "models" / "text" / "artifa
 KINDS: tuple[str, ...] = tuple(BUNDLED_DIRS)
 # The files whose bytes decide a model's outputs; metrics, cards and predictions do not.
 IDENTITY_FILES: dict[str, tuple[str, ...]] = {
-    "text": ("config.json", "text_model.safetensors", "ffn_act_max.safetensors", "heads.json", "heads.safetensors"),
+    "text": ("config.json", "text_model.safetensors", "ffn_act_max.safetensors", "heads.json", "heads.safetensors",
+             "heads_lexical.safetensors"),
 }
 DEFAULT_TOLERANCE = 0.02
 

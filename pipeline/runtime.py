@@ -27,6 +27,7 @@ from pipeline.sinks import OutboxDrainer, WebhookSink
 from pipeline.sinks.review import ReviewSink
 from pipeline.store import Store
 from pipeline.types import Decision, DecisionStatus, Message
+from pipeline.waves import WaveReviser
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class Runtime:
             self.dispatcher = EmbeddedDispatcher(self.process, workers=settings.embedded_workers)
         self.maintenance: Maintenance | None = None
         self._late_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="heron-late")
-        self.writer = DecisionWriter(self.store, on_saved=self.wake_drainers)
+        self.writer = DecisionWriter(self.store, on_saved=self.wake_drainers, after_saved=self.after_sync_saved)
         self.inbox = MessageInbox(self.store, self.dispatcher.submit)
         # Shadow mode (pipeline/shadow.py): set when `service` is built, where this process decides
         # the async path (a worker, or an API with the embedded worker).
@@ -179,8 +180,29 @@ class Runtime:
         self.drainer.wake()
         self.review_drainer.wake()
 
+    @cached_property
+    def waves(self) -> WaveReviser | None:
+        """Holds a recognised spam wave's earlier members (pipeline/waves.py); None without the
+        behaviour scorer, whose state names the waves."""
+        from pipeline.features.behaviour import find_extractor
+
+        extractor = find_extractor(self.service.features)
+        return WaveReviser(self.store, extractor.cluster) if extractor is not None else None
+
+    def after_sync_saved(self, decisions: list[tuple[str, Decision]]) -> None:
+        """The write-behind stored these sync decisions: a recognised wave holds its earlier members."""
+        waves = self.waves
+        if waves is None:
+            return
+        by_tenant: dict[str, list[Decision]] = {}
+        for tenant_id, d in decisions:
+            by_tenant.setdefault(tenant_id, []).append(d)
+        if any([waves.after_decided(t, ds) for t, ds in by_tenant.items()]):
+            self.wake_drainers()
+
     def process(self, row_ids: list[int]) -> int:
-        return len(decide_stored_messages(self.store, self.service, row_ids, on_decided=self.wake_drainers))
+        return len(decide_stored_messages(self.store, self.service, row_ids, on_decided=self.wake_drainers,
+                                          waves=self.waves))
 
     def store_pending(self, tenant_id: str, message: Message) -> None:
         """The sync budget ran out: keep the message durably as pending (claimed as enqueued now),
@@ -203,6 +225,7 @@ class Runtime:
                 if self.store.decisions.save_many([(tenant_id, decision)], path="sync-late",
                                                   request_ids={decision.message_id: rid}):
                     self.wake_drainers()
+                    self.after_sync_saved([(tenant_id, decision)])
                 if decision.status is DecisionStatus.PARTIAL:  # images deferred: the async path completes it
                     row_id, _ = self.store.messages.insert(tenant_id, message)
                     self.dispatcher.submit([row_id])
@@ -287,9 +310,10 @@ class DecisionWriter:
     (with its audit row and outbox events: sync decisions reach the sinks too) is written off the
     request path, batched by a background thread."""
 
-    def __init__(self, store: Store, on_saved: Any = None) -> None:
+    def __init__(self, store: Store, on_saved: Any = None, after_saved: Any = None) -> None:
         self.store = store
         self.on_saved = on_saved
+        self.after_saved = after_saved  # (tenant id, decision) pairs just stored, on the writer thread
         self._queue: queue.Queue[tuple[str, Decision, str | None] | None] = queue.Queue()
         # Messages whose decision goes to a person: the sync path stores no message otherwise, and
         # a reviewer must see the text and its context (keyed like `_unsaved`).
@@ -331,6 +355,8 @@ class DecisionWriter:
                     )
                     if saved and self.on_saved is not None:
                         self.on_saved()
+                    if saved and self.after_saved is not None:
+                        self.after_saved(saved)
                 except Exception:  # noqa: BLE001
                     log.exception("could not store %d sync decisions", len(batch))
                 finally:

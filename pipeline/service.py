@@ -51,7 +51,7 @@ def media_report(ref: MediaRef) -> MediaReport:
     return MediaReport(
         index=ref.index, kind=ref.kind, format=d.format if d else None, width=d.width if d else None,
         height=d.height if d else None, frames=len(d.frames) if d else None, sha256=d.sha256 if d else None,
-        error=ref.error,
+        error=ref.error, not_scanned=ref.not_scanned,
     )
 
 
@@ -246,7 +246,8 @@ class ModerationService:
         signals = [self.full_signals(message, [col[i] for col in per_scorer if col[i] is not None])
                    for i, (message, _) in enumerate(batch)]
         decisions = [
-            self._assemble(tenant_id, message, guild, signals[i], elapsed_ms, items[i].context.media, complete=True)
+            self._assemble(tenant_id, message, guild, signals[i], elapsed_ms, items[i].context.media, complete=True,
+                           item=items[i])
             for i, (message, guild) in enumerate(batch)
         ]
         self._media_done(tenant_id, items, decisions)
@@ -277,8 +278,10 @@ class ModerationService:
     def _assemble(
         self, tenant_id: str, message: Message, guild: GuildConfig | None, signals: list[Signal], elapsed_ms: float,
         media: Sequence[MediaRef] = (), pending: Sequence[str] = (), *, complete: bool = False,
+        item: ScoringItem | None = None,
     ) -> Decision:
-        """`complete`: `signals` already went through `full_signals`."""
+        """`complete`: `signals` already went through `full_signals`. `item`: the scored item, whose
+        behaviour snapshot names the message's spam wave."""
         guild = guild or PLATFORM_GUILD
         if not complete:
             signals = self.full_signals(message, signals, pending)
@@ -299,6 +302,7 @@ class ModerationService:
             status=DecisionStatus.PARTIAL if pending else DecisionStatus.COMPLETE,
             pending_signals=list(pending),
             media=[media_report(r) for r in media],
+            cluster_id=item.context.behaviour.cluster_id if item is not None and item.context.behaviour else None,
             model_versions=versions,
             policy_version=guild.policy_version,
             latency_ms=round(elapsed_ms, 3),
@@ -373,7 +377,7 @@ class ModerationService:
             if col[0] is not None:
                 signals.append(col[0])
         decision = self._assemble(tenant_id, message, guild, signals, (time.perf_counter() - started) * 1000,
-                                  item.context.media, pending)
+                                  item.context.media, pending, item=item)
         if self.on_media is not None and not deferring and item.context.media:
             await asyncio.to_thread(self._media_done, tenant_id, items, [decision])
         return decision

@@ -218,6 +218,10 @@ class Signal(_Strict):
     action: Action | None = None
     error: str | None = None
     latency_ms: float = 0.0
+    # Categories where this signal's score replaces the other scorers' model votes, because it
+    # already read them: the behaviour model scores spam from the text model's spam score and the
+    # author's behaviour together (pipeline/ensemble.py). List matches still set their floor.
+    supersedes: list[str] = Field(default_factory=list)
 
     @field_validator("scores")
     @classmethod
@@ -267,6 +271,11 @@ class MediaReport(_Strict):
     frames: int | None = None
     sha256: str | None = None
     error: str | None = None
+    not_scanned: str | None = Field(
+        default=None,
+        description="why no scorer read this attachment (a video, a PDF: not an image); unlike `error`, "
+        "this is not a failed check and does not hold the message",
+    )
 
 
 class ScorerScores(_Strict):
@@ -300,6 +309,12 @@ class Decision(_Strict):
         "decision follows by webhook as the next revision"
     )
     media: list[MediaReport] = Field(default_factory=list, description="one report per attachment")
+    cluster_id: str | None = Field(
+        default=None,
+        description="the spam wave (near-identical messages from several accounts in the guild) this message "
+        "joined, if any: `GET /v1/behaviour/clusters/{id}` lists it, review items are grouped by it and "
+        "`POST /v1/review/bulk` acts on all of it",
+    )
     model_versions: dict[str, str] = Field(default_factory=dict)
     policy_version: int = 0
     latency_ms: float = 0.0

@@ -118,8 +118,11 @@ class MicroBatcher:
     def __init__(self, encode: Callable[[str], list[int]],
                  forward: Callable[[Sequence[Sequence[int]], int], np.ndarray],
                  max_batch: int = 32, max_wait_ms: float = 0.0, workers: int = 1,
-                 cache: LRUCache | None = None, group: int = 4) -> None:
+                 cache: LRUCache | None = None, group: int = 4, with_keys: bool = False) -> None:
         self.encode = encode
+        # with_keys: `forward(ids, worker, keys)` also gets the batch's texts (keys), for models that read
+        # the text besides the token ids (the taxonomy heads' lexical side).
+        self.with_keys = with_keys
         self.forward = forward
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
@@ -259,7 +262,9 @@ class MicroBatcher:
                 continue
             batch.sort(key=lambda j: len(j.ids))
             try:
-                probs = self.forward([j.ids for j in batch], worker)
+                ids = [j.ids for j in batch]
+                probs = (self.forward(ids, worker, [j.key for j in batch])  # type: ignore[call-arg]
+                         if self.with_keys else self.forward(ids, worker))
             except Exception as exc:  # noqa: BLE001 - one bad batch fails its callers, not the worker
                 self._settle(batch, None, exc)
                 continue

@@ -80,7 +80,9 @@ class TextEngine:
         # they extend the served categories at no extra encoder cost.
         # `taxonomy_heads=False` (the encoder's own evaluation) leaves them out, so heads fitted on an
         # earlier encoder do not stop a retrained encoder from being scored before they are refitted.
-        self.heads: TaxonomyHeads | None = load_heads(self.artifact_dir, config.version) if taxonomy_heads else None
+        self.heads: TaxonomyHeads | None = (
+            load_heads(self.artifact_dir, config.version, config.weights.get("sha256")) if taxonomy_heads else None
+        )
         head_cats = self.heads.categories if self.heads else ()
         self.served_labels: tuple[str, ...] = self.labels + tuple(head_cats)
         self.served_thresholds = np.concatenate(
@@ -92,6 +94,13 @@ class TextEngine:
         self.tokenizer = Tokenizer.from_file(str(backbone_dir() / "tokenizer.json"))
         self.tokenizer.enable_truncation(config.max_length)
         self.tokenizer.no_padding()
+        # Heads that read a long text's further windows (`models.text.heads.window_ids`) tokenise it
+        # again without truncation; only texts that filled the first window are re-read.
+        self._full_tokenizer: Tokenizer | None = None
+        if self.heads is not None and self.heads.needs_windows:
+            self._full_tokenizer = Tokenizer.from_file(str(backbone_dir() / "tokenizer.json"))
+            self._full_tokenizer.no_truncation()
+            self._full_tokenizer.no_padding()
         self._sessions: list[Any] = []
         self._model: torch.nn.Module | None = None
         if num_threads:
@@ -179,14 +188,47 @@ class TextEngine:
         """Calibrated probabilities of every output (n, len(outputs))."""
         return self.calibrate(self.logits_from_ids(seqs, worker))
 
-    def served_from_ids(self, seqs: Sequence[Sequence[int]], worker: int = 0) -> np.ndarray:
+    def served_from_ids(
+        self, seqs: Sequence[Sequence[int]], worker: int = 0, texts: Sequence[str] | None = None
+    ) -> np.ndarray:
         """Calibrated probabilities of the served categories (n, len(served_labels)): the encoder's
-        own categories, then the taxonomy heads' (read off the same pass's pooled vector)."""
+        own categories, then the taxonomy heads' (read off the same pass's pooled vector; hybrid heads
+        also read `texts`, the model texts of `seqs`, and window heads the further windows of texts
+        longer than one window)."""
         logits, pooled = self.outputs_from_ids(seqs, worker)
         base = self.calibrate(logits)[:, self.serve_idx]
         if self.heads is None:
             return base
-        return np.concatenate([base, self.heads.probs(pooled)], axis=1)
+        if (self.heads.needs_texts or self.heads.needs_windows) and texts is None:
+            raise ValueError("these taxonomy heads read the model texts: pass texts with the token ids")
+        windows = self.window_means(pooled, seqs, texts, worker) if self.heads.needs_windows else None
+        return np.concatenate([base, self.heads.probs(pooled, texts, windows)], axis=1)
+
+    def window_means(
+        self, pooled: np.ndarray, seqs: Sequence[Sequence[int]], texts: Sequence[str] | None, worker: int = 0
+    ) -> np.ndarray:
+        """Mean pooled vector over each text's windows; `pooled` (the first windows') is reused, and only
+        texts whose first window is full are tokenised again and get further encoder passes."""
+        from models.text.heads import window_ids
+
+        out = pooled.copy()
+        long = [i for i, s in enumerate(seqs) if len(s) >= self.config.max_length]
+        if not long or texts is None or self._full_tokenizer is None:
+            return out
+        full = self._full_tokenizer.encode_batch([texts[i] for i in long])
+        extra: list[list[int]] = []
+        owner: list[int] = []
+        for i, enc in zip(long, full, strict=True):
+            for w in window_ids(enc.ids, self.config.max_length)[1:]:
+                extra.append(w)
+                owner.append(i)
+        if not extra:
+            return out
+        _, more = self.outputs_from_ids(extra, worker)
+        sums, counts = pooled.copy(), np.ones(len(seqs), dtype=np.float32)
+        np.add.at(sums, owner, more)
+        np.add.at(counts, owner, 1.0)
+        return sums / counts[:, None]
 
     def probs(self, model_texts: Sequence[str]) -> np.ndarray:
         """Calibrated probabilities of every output (n, len(outputs)) for model-ready texts."""
@@ -194,4 +236,4 @@ class TextEngine:
 
     def served(self, model_texts: Sequence[str]) -> np.ndarray:
         """Calibrated probabilities of the served categories (n, len(served_labels)) for model-ready texts."""
-        return self.served_from_ids(self.encode_batch(model_texts))
+        return self.served_from_ids(self.encode_batch(model_texts), texts=model_texts)

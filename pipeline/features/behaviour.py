@@ -445,10 +445,17 @@ local wins = {10, 60, 600}
 -- each, no table: the per-entry parsing was most of the script's own time)
 local F3 = '^([^|]*)|([^|]*)|([^|]*)'
 local F5 = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)'
+-- EXPIRE a key once per call: a guild's or channel's keys are touched by most of the call's
+-- messages, and the call lasts milliseconds against a 900 s expiry. Only a key that exists
+-- is remembered (EXPIRE returns 1), so a key created later in the call still gets its expiry.
+local expired = {}
+local function expire(key, secs)
+  if not expired[key] and redis.call('EXPIRE', key, secs) == 1 then expired[key] = true end
+end
 local function zput(key, member, ts, lo, trim)
   redis.call('ZADD', key, ts, member)
   if trim then redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. lo) end
-  redis.call('EXPIRE', key, ttl)
+  expire(key, ttl)
 end
 local function recent(key, ts, low)
   return redis.call('ZREVRANGEBYSCORE', key, ts, low, 'WITHSCORES', 'LIMIT', 0, maxscan)
@@ -506,7 +513,7 @@ local function step(rec)
   r['adup600'] = math.max(0, dups - 1)
   local nkey = p .. 'n|' .. sc .. '|' .. author
   r['aprior'] = redis.call('INCR', nkey) - 1
-  redis.call('EXPIRE', nkey, memo)
+  expire(nkey, memo)
   -- channel
   local ckey = p .. 'c|' .. sc .. '|' .. chan
   zput(ckey, mid .. '|' .. author, ts, lo, trim)
@@ -514,7 +521,7 @@ local function step(rec)
   local cakey = p .. 'ca|' .. sc .. '|' .. chan
   redis.call('ZADD', cakey, 'GT', ts, author)
   if trim then redis.call('ZREMRANGEBYSCORE', cakey, '-inf', '(' .. lo) end
-  redis.call('EXPIRE', cakey, ttl)
+  expire(cakey, ttl)
   r['cauth60'] = redis.call('ZCOUNT', cakey, ts - 60000, ts)
   -- guild
   local gkey = p .. 'g|' .. sc
@@ -523,7 +530,7 @@ local function step(rec)
   local gnkey = p .. 'gn|' .. sc
   if isnew then redis.call('ZADD', gnkey, 'GT', ts, author) end
   if trim then redis.call('ZREMRANGEBYSCORE', gnkey, '-inf', '(' .. lo) end
-  redis.call('EXPIRE', gnkey, ttl)
+  expire(gnkey, ttl)
   r['gnew60'] = redis.call('ZCOUNT', gnkey, ts - 60000, ts)
   -- near-duplicates
   local me = mid .. '|' .. author .. '|' .. chan
@@ -573,7 +580,7 @@ local function step(rec)
     redis.call('ZADD', ck .. '|m', ts, me)
     redis.call('SADD', ck .. '|a', author)
     if isnew then redis.call('SADD', ck .. '|n', author) end
-    for _, k in ipairs({ck, ck .. '|m', ck .. '|a', ck .. '|n'}) do redis.call('EXPIRE', k, memo) end
+    for _, k in ipairs({ck, ck .. '|m', ck .. '|a', ck .. '|n'}) do expire(k, memo) end
     r['cluster'] = cid
     r['clmsgs'] = redis.call('ZCARD', ck .. '|m')
     r['clauth'] = redis.call('SCARD', ck .. '|a')

@@ -99,6 +99,9 @@ class MediaRef:
     # Why this attachment could not be read (too large, corrupt, unsupported, refused URL): a
     # per-attachment error the decision reports, never a silent allow.
     error: str | None = None
+    # Why no scorer reads this attachment at all (a video, a PDF, an archive: its bytes are not a
+    # picture): reported on the decision, but not a failed check, so it does not hold the message.
+    not_scanned: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

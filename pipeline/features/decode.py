@@ -3,11 +3,13 @@
 Runs after `MediaExtractor` (which made the references). Every media scorer (PDQ hash banks,
 the NSFW model, QR/OCR) reads the same RGB frames, so an image is fetched and decoded once per
 message. Anything refused or broken (too large, a decompression bomb, truncated, corrupt, a
-polyglot, an unsupported format, a refused or failing URL) becomes `MediaRef.error`, which the
-decision reports per attachment; an attachment is never skipped silently. Attachments of other
-kinds (video, audio) get an error saying they are not scored, unless their inline bytes are an
-image (the bytes decide, not the declared type: a banked picture labelled video/mp4 is still
-matched).
+polyglot, an image format Heron cannot read, a refused or failing URL) becomes `MediaRef.error`,
+which the decision reports per attachment and the policy's fail-closed rule holds. An attachment
+declared as something else (video, audio, a document) whose bytes are not a picture gets
+`MediaRef.not_scanned` instead: the decision lists it, but no scorer reads videos or PDFs, so it
+is not a failed check and does not hold the message. The bytes decide, not the declared type: a
+banked picture labelled video/mp4 is still matched (a hosted one is fetched as far as its first
+bytes to tell).
 
 Not inline: decoding and fetching take milliseconds to seconds, so the async path runs it on a
 thread and the sync path defers it (`HERON_SYNC_DEFER_IMAGES`).
@@ -28,6 +30,12 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def _not_scanned(ref: MediaRef, fmt: str | None) -> str:
+    """The decision's words for an attachment no scorer reads: what it is, by its bytes or its type."""
+    what = fmt or (ref.kind if ref.kind in ("video", "audio") else None) or ref.content_type or "unrecognised bytes"
+    return f"not scanned: {what}, not an image (no scorer reads it)"
+
+
 class DecodeExtractor(FeatureExtractor):
     name: ClassVar[str] = "decode"
     provides: ClassVar[frozenset[Feature]] = frozenset({Feature.MEDIA})
@@ -45,29 +53,36 @@ class DecodeExtractor(FeatureExtractor):
         return cls(DecodeLimits.from_settings(settings))
 
     def decode_ref(self, item: ScoringItem, ref: MediaRef) -> MediaRef:
-        from pipeline.images.decode import MediaRejected, decode_bytes, fetch_url
-        from pipeline.images.sniff import SUPPORTED, sniff_format
+        from pipeline.images.decode import MediaRejected, NotAnImage, decode_bytes, fetch_url
+        from pipeline.images.sniff import is_image_bytes, sniff_format
 
-        if ref.decoded is not None or ref.error is not None:
+        if ref.decoded is not None or ref.error is not None or ref.not_scanned is not None:
             return ref
+        declared_image = ref.kind == "image"
         try:
             if ref.inline:
                 data = item.message.attachments[ref.index].content_base64
                 assert data is not None
                 raw = base64.b64decode(data, validate=True)
-                if ref.kind in ("video", "audio"):
-                    # The declared type is the sender's word: image bytes labelled video/mp4 would
-                    # otherwise skip every image scorer (a banked picture posted as a "video").
-                    if sniff_format(raw) not in SUPPORTED:
-                        return dataclasses.replace(ref, error=f"{ref.kind} attachments are not scored")
+                if not declared_image:
+                    # The declared type is the sender's word: image bytes labelled video/mp4 or
+                    # sent without a type would otherwise skip every image scorer (a banked
+                    # picture posted as a "video"). The bytes decide.
+                    fmt = sniff_format(raw)
+                    if not is_image_bytes(fmt):
+                        return dataclasses.replace(ref, not_scanned=_not_scanned(ref, fmt))
                     ref = dataclasses.replace(ref, kind="image")
                 decoded = decode_bytes(raw, self.limits)
-            elif ref.kind in ("video", "audio"):  # not fetched: a video URL is not worth its bytes here
-                return dataclasses.replace(ref, error=f"{ref.kind} attachments are not scored")
             elif ref.url:
-                decoded = decode_bytes(fetch_url(ref.url, self.limits), self.limits)
+                # A hosted video or document is fetched only as far as its first bytes.
+                raw = fetch_url(ref.url, self.limits, images_only=not declared_image)
+                if not declared_image:
+                    ref = dataclasses.replace(ref, kind="image")
+                decoded = decode_bytes(raw, self.limits)
             else:
                 return dataclasses.replace(ref, error="the attachment's bytes are no longer held")
+        except NotAnImage as exc:
+            return dataclasses.replace(ref, not_scanned=_not_scanned(ref, exc.format))
         except MediaRejected as exc:
             return dataclasses.replace(ref, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a decoder bug is this attachment's error, not a crash

@@ -28,7 +28,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.features.context import DecodedMedia  # noqa: E402
-from pipeline.images.sniff import MediaRejected, probe  # noqa: E402
+from pipeline.images.sniff import MediaRejected, is_image_bytes, probe, sniff_format  # noqa: E402
 from pipeline.netguard import check_url, safe_transport  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 
@@ -104,17 +104,44 @@ def decode_bytes(data: bytes, limits: DecodeLimits) -> DecodedMedia:
     rgb = tuple(np.ascontiguousarray(_rgb(f)) for f in frames)
     h, w = rgb[0].shape[:2]
     return DecodedMedia(
-        width=w, height=h, format=info.format, frames=rgb, sha256=hashlib.sha256(data).hexdigest(),
+        width=w,
+        height=h,
+        format=info.format,
+        frames=rgb,
+        sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
     )
+
+
+def _sniff_or_stop(head: bytes) -> None:
+    fmt = sniff_format(head)
+    if not is_image_bytes(fmt):
+        raise NotAnImage(fmt)
 
 
 def decode_base64(text: str, limits: DecodeLimits) -> DecodedMedia:
     return decode_bytes(base64.b64decode(text, validate=True), limits)
 
 
-def fetch_url(url: str, limits: DecodeLimits, client: httpx.Client | None = None) -> bytes:
-    """GET an image URL under the SSRF guard, a redirect cap, a byte cap and one overall deadline."""
+class NotAnImage(Exception):
+    """A fetched attachment's first bytes are not a picture (a video, a PDF, ...): not scanned."""
+
+    def __init__(self, fmt: str | None) -> None:
+        super().__init__(fmt or "unrecognised bytes")
+        self.format = fmt
+
+
+SNIFF_BYTES = 512  # enough for every magic number sniff_format reads (svg/html look at 256)
+
+
+def fetch_url(
+    url: str, limits: DecodeLimits, client: httpx.Client | None = None, *, images_only: bool = False
+) -> bytes:
+    """GET an image URL under the SSRF guard, a redirect cap, a byte cap and one overall deadline.
+
+    `images_only`: for an attachment declared as something else (a video, a document), look at the
+    first bytes and stop there with `NotAnImage` unless they are a picture, so a 100 MB video is
+    not downloaded to learn that, while a picture labelled video/mp4 is still fetched and scored."""
     deadline = time.monotonic() + limits.fetch_timeout_s
     own = client is None
     if client is None:
@@ -139,20 +166,32 @@ def fetch_url(url: str, limits: DecodeLimits, client: httpx.Client | None = None
                 if response.status_code != 200:
                     raise MediaRejected(f"fetch failed: HTTP {response.status_code}")
                 declared = response.headers.get("content-length")
+                too_large = None
                 if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-                    raise MediaRejected(
-                        f"too large: server declares {int(declared):,} bytes (limit {limits.max_bytes:,})"
-                    )
+                    too_large = f"too large: server declares {int(declared):,} bytes (limit {limits.max_bytes:,})"
+                    if not images_only:
+                        raise MediaRejected(too_large)
                 chunks: list[bytes] = []
                 size = 0
+                sniffed = not images_only
                 for chunk in response.iter_bytes():
                     size += len(chunk)
-                    if size > limits.max_bytes:
-                        raise MediaRejected(f"too large: more than {limits.max_bytes:,} bytes")
                     if time.monotonic() > deadline:
                         raise MediaRejected(f"fetch timed out after {limits.fetch_timeout_s} s")
                     chunks.append(chunk)
-                return b"".join(chunks)
+                    if not sniffed and size >= SNIFF_BYTES:
+                        _sniff_or_stop(b"".join(chunks))  # a large video stops here, not at the cap
+                        sniffed = True
+                    if too_large and sniffed:
+                        raise MediaRejected(too_large)
+                    if size > limits.max_bytes:
+                        raise MediaRejected(f"too large: more than {limits.max_bytes:,} bytes")
+                data = b"".join(chunks)
+                if not sniffed:
+                    _sniff_or_stop(data)
+                if too_large:
+                    raise MediaRejected(too_large)
+                return data
         raise MediaRejected(f"too many redirects (limit {limits.max_redirects})")
     except httpx.TimeoutException:
         raise MediaRejected(f"fetch timed out after {limits.fetch_timeout_s} s") from None

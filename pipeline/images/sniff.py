@@ -17,6 +17,15 @@ from dataclasses import dataclass
 TRAILING_SLACK = 16
 
 SUPPORTED = ("jpeg", "png", "gif", "webp", "bmp")
+# Images Heron cannot decode: an attachment in one of these is an unread image (an error the
+# policy's fail-closed rule holds), never "not an image, not scanned".
+UNREAD_IMAGES = ("tiff", "heif", "svg")
+
+
+def is_image_bytes(fmt: str | None) -> bool:
+    """Whether sniffed bytes are a picture (one Heron reads or not), as against a video, a document,
+    an archive or unknown bytes, which no image scorer has anything to say about."""
+    return fmt in SUPPORTED or fmt in UNREAD_IMAGES
 
 
 class MediaRejected(ValueError):

@@ -17,18 +17,21 @@ from pipeline.service import ModerationService
 from pipeline.store.messages import StoredMessage
 from pipeline.store.protocols import DecidingStore
 from pipeline.types import Decision, DecisionStatus, Message
+from pipeline.waves import WaveReviser
 
 log = logging.getLogger(__name__)
 
 
 def decide_stored_messages(
-    store: DecidingStore, service: ModerationService, row_ids: list[int], on_decided: Callable[[], None] | None = None
+    store: DecidingStore, service: ModerationService, row_ids: list[int], on_decided: Callable[[], None] | None = None,
+    waves: WaveReviser | None = None,
 ) -> list[Decision]:
     """Decide stored messages by row id; idempotent: already-decided messages are skipped.
 
     Messages of the same tenant are scored as one batch. New decisions are stored with their
     outbox events in one transaction; delivering them is the sinks' work, not this function's
-    (`on_decided` only tells a drainer in this process to look now).
+    (`on_decided` only tells a drainer in this process to look now). `waves`: once stored, a
+    decision that recognises a spam wave holds the wave's earlier members (pipeline/waves.py).
     """
     if not row_ids:
         return []
@@ -53,6 +56,8 @@ def decide_stored_messages(
             with log_context(request_id=request_ids.get(d.message_id), message_id=d.message_id, tenant_id=tenant_id):
                 log.info("decided: %s", d.action.value, extra={"decision_id": d.id, "action": d.action.value})
         created.extend(d for _, d in new)
+        if waves is not None:
+            waves.after_decided(tenant_id, [d for _, d in new])
     received = {m.message.id: m.received_at for m in stored}
     observe_decided(created, [(d.decided_at - received[d.message_id]).total_seconds()
                               for d in created if received.get(d.message_id) is not None])

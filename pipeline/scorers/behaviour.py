@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from pipeline.features.behaviour import UNKNOWN_AGE_S
 from pipeline.features.context import Feature, ScoringItem
 from pipeline.scorers.base import Modality, Scorer
 from pipeline.settings import Settings
@@ -179,4 +180,15 @@ class BehaviourScorer(Scorer):
                 parts.append(f"text reads as spam ({text:.2f})")
             detail = "; ".join(parts) or "unusual posting pattern"
             evidence = [Evidence(category=k, detail=detail) for k in scores]
-        return Signal(scorer=self.name, version=self.version, scores=scores, evidence=evidence, latency_ms=ms)
+        # Knowing the author, the model (which read the text model's spam score) is the chat spam
+        # score; without account dates it has only guessed an old account, so the text vote stands.
+        knows_author = c["account.age_s"] != UNKNOWN_AGE_S and c["account.tenure_s"] != UNKNOWN_AGE_S
+        supersedes = ["spam"] if knows_author and text is not None else []
+        return Signal(
+            scorer=self.name,
+            version=self.version,
+            scores=scores,
+            evidence=evidence,
+            latency_ms=ms,
+            supersedes=supersedes,
+        )

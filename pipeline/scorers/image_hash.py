@@ -6,8 +6,10 @@ evidence names the bank, the label, the distance and the variant. A bank that fo
 (say `block`) puts it on the signal, and the policy applies it whatever the thresholds say.
 Hashes with quality below 50 (flat, featureless images, where unrelated pictures collide) are
 not matched, and the evidence says so. An attachment that could not be read (corrupt, refused,
-not an image) makes the signal an error unless another attachment matched: the bank check did
-not cover the message, and the policy's missing-signal rule (fail closed by default) decides.
+an image format Heron cannot decode) makes the signal an error unless another attachment
+matched: the bank check did not cover the message, and the policy's missing-signal rule (fail
+closed by default) decides. An attachment that is not a picture at all (`MediaRef.not_scanned`:
+a video, a PDF) is outside the banks' scope and does not make the signal an error.
 
 Banks are read from the store (`HERON_DATABASE_URL`) and cached per tenant as an in-memory
 index (`pipeline.images.pdq.PDQIndex`); the cache checks the banks' version every
@@ -144,8 +146,11 @@ class ImageHashScorer(Scorer):
         if not item.context.media:  # nothing to hash: nothing to say (the service skips such items anyway)
             return Signal(scorer=self.name, version=self.version, definitive=True)
         readable = [r for r in item.context.media if r.decoded is not None]
+        in_scope = [r for r in item.context.media if r.not_scanned is None]
+        if not in_scope:  # videos, documents: nothing a picture bank can say (the decision lists them)
+            return Signal(scorer=self.name, version=self.version, definitive=True)
         if not readable:
-            errors = "; ".join(f"attachment {r.index}: {r.error or 'not decoded'}" for r in item.context.media)
+            errors = "; ".join(f"attachment {r.index}: {r.error or 'not decoded'}" for r in in_scope)
             return self.error_signal(f"no image could be read ({errors})", started)
         index = self.tenant_index(item.tenant_id)
         scores: dict[str, float] = {}
@@ -171,7 +176,7 @@ class ImageHashScorer(Scorer):
                 ))
                 if entry.action and (forced is None or Action(entry.action).severity > forced.severity):
                     forced = Action(entry.action)
-        unread = [f"attachment {r.index}: {r.error or 'not decoded'}" for r in item.context.media if r.decoded is None]
+        unread = [f"attachment {r.index}: {r.error or 'not decoded'}" for r in in_scope if r.decoded is None]
         if unread and not scores:
             # Some attachments could not be checked and nothing matched in the rest: "checked the
             # readable ones" must not read as "checked the message", or a harmless picture next to

@@ -134,7 +134,7 @@ class TextScorer(Scorer):
         self.cache = LRUCache(self.cache_size)
         self._batcher = MicroBatcher(engine.encode, self._forward_ids, max_batch=self.max_batch,
                                      max_wait_ms=self.max_wait_ms, workers=self.workers, cache=self.cache,
-                                     group=self.group)
+                                     group=self.group, with_keys=True)
         return self
 
     def _resolve_quantize(self, directory: Path) -> str:
@@ -151,8 +151,11 @@ class TextScorer(Scorer):
             raise RuntimeError("TextScorer.load() has not been called")
         return self.engine
 
-    def _forward_ids(self, seqs: Sequence[Sequence[int]], worker: int = 0) -> np.ndarray:
-        return self._require().served_from_ids(seqs, worker)
+    def _forward_ids(self, seqs: Sequence[Sequence[int]], worker: int = 0,
+                     texts: Sequence[str] | None = None) -> np.ndarray:
+        """The batcher's forward: token ids and their model texts (the keys), which hybrid and window
+        heads read besides the ids."""
+        return self._require().served_from_ids(seqs, worker, texts)
 
     @staticmethod
     def model_text(item: ScoringItem) -> str:
@@ -219,7 +222,7 @@ class TextScorer(Scorer):
         if pending:
             texts = list(pending)
             try:
-                probs = engine.served_from_ids(engine.encode_batch(texts))
+                probs = engine.served_from_ids(engine.encode_batch(texts), texts=texts)
             except Exception as exc:  # noqa: BLE001 - a failed forward pass is a missing signal
                 for idxs in pending.values():
                     for i in idxs:

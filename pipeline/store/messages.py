@@ -54,6 +54,7 @@ class Messages:
                 "attempts": 0,
                 "received_at": ts,
                 "request_id": rid,
+                "decision_id": decision_id_for(t, m.id),
             }
             for (t, m), rid in zip(items, rids, strict=True)
         ]
@@ -166,27 +167,18 @@ class Messages:
         return ids
 
     def status(self, tenant_id: str, message_or_decision_id: str) -> str | None:
-        """A message's status by its id, or by the decision id `POST /v1/messages` answered with.
-
-        Messages do not store their (deterministic) decision id, so a decision id is matched
-        against the tenant's pending messages only: that is the one case where no decision row
-        can answer, and the pending set is the async backlog, not the history."""
+        """A message's status by its id, or by the decision id `POST /v1/messages` answered with
+        (stored with the message: migration 0008)."""
+        c = db.messages.c
         with self.db.engine.connect() as conn:
             status = conn.execute(
-                sa.select(db.messages.c.status).where(
-                    db.messages.c.tenant_id == tenant_id, db.messages.c.message_id == message_or_decision_id
-                )
+                sa.select(c.status).where(c.tenant_id == tenant_id, c.message_id == message_or_decision_id)
             ).scalar()
             if status is not None or not message_or_decision_id.startswith("dec_"):
                 return status  # type: ignore[no-any-return]
-            pending = conn.execute(
-                sa.select(db.messages.c.message_id).where(
-                    db.messages.c.tenant_id == tenant_id, db.messages.c.status == "pending"
-                )
-            ).scalars()
-            if any(decision_id_for(tenant_id, mid) == message_or_decision_id for mid in pending):
-                return "pending"
-            return None
+            return conn.execute(  # type: ignore[no-any-return]
+                sa.select(c.status).where(c.tenant_id == tenant_id, c.decision_id == message_or_decision_id)
+            ).scalar()
 
 
 def _without_inline(tenant_id: str, message: Message, out: list[dict[str, object]], ts: datetime) -> dict[str, Any]:

@@ -199,6 +199,7 @@ class ReviewQueue:
                         message_id=decision.message_id, decision_id=decision.id, revision=decision.revision,
                         action=decision.action.value, top_category=top, severity=sev, reach=1, self_harm=sh,
                         queue="guild" if decision.guild_id else "platform", status="open",
+                        cluster_id=decision.cluster_id,  # a spam wave's held messages review as one
                         double_review=self._sampled(tenant_id, decision.message_id),
                         created_at=ts, updated_at=ts,
                     )
@@ -210,6 +211,7 @@ class ReviewQueue:
                     review_items.update().where(t.id == existing.id).values(
                         revision=decision.revision, action=decision.action.value, top_category=top,
                         severity=max(sev, existing.severity), self_harm=sh or bool(existing.self_harm), updated_at=ts,
+                        cluster_id=existing.cluster_id or decision.cluster_id,
                     )
                 )
             row = conn.execute(

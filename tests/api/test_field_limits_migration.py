@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -42,5 +43,36 @@ def test_0002_widens_the_audit_subject_and_downgrades_by_truncating(database_url
         upgrade(database_url, "0002")
         _insert(engine, long_url)
         assert len(_subjects(engine)) == 3
+    finally:
+        engine.dispose()
+
+
+def test_0008_backfills_decision_ids_so_a_queued_message_is_found_by_its_decision_id(database_url: str) -> None:
+    """Messages stored before 0008 have no decision id; after it, the id the API answered with finds them."""
+    from pipeline.store import Store
+    from pipeline.types import decision_id_for
+
+    engine = sa.create_engine(database_url)
+    try:
+        upgrade(database_url, "0007")
+        with engine.begin() as conn:
+            for mid in ("old-1", "old-2"):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO messages (tenant_id, message_id, payload, status, attempts, received_at) "
+                        "VALUES ('t', :m, :p, 'pending', 0, :at)"
+                    ),
+                    {"m": mid, "p": json.dumps({"id": mid, "text": "hi"}), "at": datetime.now(UTC)},
+                )
+        upgrade(database_url, "head")
+        store = Store.from_url(database_url)
+        with engine.connect() as conn:
+            got = dict(conn.execute(sa.text("SELECT message_id, decision_id FROM messages")).all())
+        assert got == {m: decision_id_for("t", m) for m in ("old-1", "old-2")}
+        assert store.messages.status("t", decision_id_for("t", "old-2")) == "pending"
+        assert store.messages.status("t", decision_id_for("other-tenant", "old-2")) is None
+        store.engine.dispose()
+        command.downgrade(alembic_config(database_url), "0007")
+        upgrade(database_url, "head")
     finally:
         engine.dispose()

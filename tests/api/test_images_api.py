@@ -220,6 +220,7 @@ def test_held_message_with_an_image_always_gets_its_complete_decision(make_api: 
     """The sync answer holds on text and defers the image; the held message is stored for the
     reviewer by the decision writer, which can win the race with the async hand-over. Either way
     the image must be scored and the decision completed (it once stayed `partial` for ever)."""
+
     def png(width: int) -> bytes:
         img = np.zeros((40, width, 3), np.uint8)
         img[:, : width // 2] = (20, 40, 200)
@@ -230,10 +231,17 @@ def test_held_message_with_an_image_always_gets_its_complete_decision(make_api: 
     client.put("/v1/guilds/g1", json={"policy": policy, "lists": {"keywords": {"toxicity": ["idiot"]}}})
     ids = []
     for n in range(8):
-        r = client.post("/v1/moderate", json={
-            "id": f"held-{n}", "guild_id": "g1", "text": "you are an idiot",
-            "attachments": [{"content_base64": base64.b64encode(png(40 + n)).decode(),
-                             "content_type": "image/png"}]})
+        r = client.post(
+            "/v1/moderate",
+            json={
+                "id": f"held-{n}",
+                "guild_id": "g1",
+                "text": "you are an idiot",
+                "attachments": [
+                    {"content_base64": base64.b64encode(png(40 + n)).decode(), "content_type": "image/png"}
+                ],
+            },
+        )
         assert r.status_code == 200 and r.json()["status"] == "partial", r.text
         ids.append(r.json()["id"])
     deadline = time.monotonic() + 60
@@ -245,3 +253,37 @@ def test_held_message_with_an_image_always_gets_its_complete_decision(make_api: 
     for i in ids:
         d = client.get(f"/v1/decisions/{i}").json()
         assert d["action"] == "hold_for_review" and "image_hash" in d["model_versions"]
+
+
+def test_videos_and_documents_are_listed_not_scanned_and_not_held(make_api: Any) -> None:
+    """A clip or a PDF next to a friendly text is allowed under the platform default (fail closed):
+    no scorer reads videos, so that is not a failed check. The decision says what was not scanned.
+    A corrupt picture beside it still holds the message."""
+    client, _rt = make_api(scorers=SCORERS, max_body_bytes=1_000_000)
+    mp4 = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + b"\x00" * 4000
+    pdf = b"%PDF-1.7\n" + b"\x00" * 2000
+    attachments = [
+        {"content_base64": base64.b64encode(mp4).decode(), "content_type": "video/mp4"},
+        {"content_base64": base64.b64encode(pdf).decode(), "filename": "notes.pdf"},
+    ]
+    assert (
+        client.post(
+            "/v1/messages", json={"id": "v1", "text": "clip from last night", "attachments": attachments}
+        ).status_code
+        == 202
+    )
+
+    def decided(mid: str) -> Any:
+        r = client.get(f"/v1/decisions/{mid}")
+        return r.json() if r.status_code == 200 and r.json().get("status") == "complete" else None
+
+    d = wait(lambda: decided("v1"))
+    assert d["action"] == "allow" and not d["missing_signals"], d
+    assert "not scanned: video" in d["media"][0]["not_scanned"] and d["media"][0]["error"] is None
+    assert "not scanned: pdf" in d["media"][1]["not_scanned"]
+    broken = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x00" * 300).decode()  # a JPEG header, then nothing
+    mixed = attachments[:1] + [{"content_base64": broken, "content_type": "image/jpeg"}]
+    client.post("/v1/messages", json={"id": "v2", "text": "clip and a pic", "attachments": mixed})
+    d2 = wait(lambda: decided("v2"))
+    assert d2["action"] == "hold_for_review" and "image_hash" in d2["missing_signals"]
+    assert d2["media"][1]["error"] and d2["media"][0]["not_scanned"]

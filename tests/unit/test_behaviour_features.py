@@ -158,6 +158,10 @@ def test_redis_and_in_process_give_the_same_features(redis_backend: RedisBackend
     for i, (a, b) in enumerate(zip(memory, rb, strict=True)):
         assert a == b, (i, {k: (a[k], b[k]) for k in a if a[k] != b[k]})
     assert any(r["cluster"] for r in memory) and max(r["author.msgs.10s"] for r in memory) >= 3
+    # every key carries an expiry, also one a later message of the same script call created
+    # (the script expires a key once per call)
+    keys = list(redis_backend.client.scan_iter(redis_backend.prefix + "*"))
+    assert keys and all(redis_backend.client.ttl(k) > 0 for k in keys)
 
 
 def test_redis_one_round_trip_per_batch_and_idempotent(redis_backend: RedisBackend) -> None:
@@ -174,6 +178,14 @@ def test_redis_one_round_trip_per_batch_and_idempotent(redis_backend: RedisBacke
     assert cluster is not None and cluster["author_count"] == 2
     # expiry is set on every key the script writes
     assert all(redis_backend.client.ttl(k) > 0 for k in redis_backend.client.scan_iter(redis_backend.prefix + "*"))
+
+
+def test_a_key_first_written_late_in_a_script_call_still_expires(redis_backend: RedisBackend) -> None:
+    """The guild's new-account set does not exist until a new account posts: in one call, an old
+    member's message comes first (nothing to expire yet), a 5-minute-old account's second."""
+    _run(_stage(redis_backend), [_msg(1), _msg(2, author="fresh", age_s=300, dt=1)], batch=16)
+    keys = list(redis_backend.client.scan_iter(redis_backend.prefix + "*gn|*"))
+    assert keys and all(redis_backend.client.ttl(k) > 0 for k in keys)
 
 
 def test_windowed_sets_stay_bounded_though_not_every_message_trims(redis_backend: RedisBackend) -> None:

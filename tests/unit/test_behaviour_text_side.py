@@ -19,7 +19,7 @@ import pytest
 from models.text.model import CONFIG_FILE, DEFAULT_ARTIFACT_DIR
 from pipeline.batch import BatchModerator
 from pipeline.ensemble import combine
-from pipeline.features.behaviour import FEATURE_NAMES
+from pipeline.features.behaviour import FEATURE_NAMES, UNKNOWN_AGE_S
 from pipeline.features.context import BehaviourSnapshot, ItemContext, ScoringItem
 from pipeline.guilds import PLATFORM_GUILD
 from pipeline.policy import PLATFORM_DEFAULT, decide
@@ -72,19 +72,34 @@ def test_the_text_score_decides_a_fresh_accounts_first_link(scorer: BehaviourSco
     assert any("text reads as spam (0.98)" in e.detail for e in spam.evidence)
 
 
-def test_a_spam_text_from_an_established_member_is_the_text_models_call(scorer: BehaviourScorer) -> None:
-    """One spam-looking text from an old member at a normal pace: the behaviour floor stays low, the
-    text model's vote decides, and nothing times the member out."""
+def test_a_spam_looking_text_from_an_established_member_is_the_behaviour_models_call(scorer: BehaviourScorer) -> None:
+    """One spam-looking text from an old member at a normal pace ("check this out <link>" reads as
+    YouTube spam to the text model): the behaviour model, which read that score, supersedes the text
+    vote for spam, so the member is not blocked for sharing a link. Without the author's dates the
+    model knows nothing of the author, and the text model's vote stands."""
     member = _counters(**{"author.prior_msgs": 40.0, "author.msgs.600s": 3.0})
     sig = scorer.score([_item(member, 0.995)])[0]
-    assert sig.scores["spam"] < 0.6, sig
-    text = Signal(scorer="text", version="t", scores={"spam": 0.995})
-    action, _ = decide(combine([text, sig]), Message(text="x"), PLATFORM_DEFAULT)
+    assert sig.scores["spam"] < 0.6 and sig.supersedes == ["spam"], sig
+    text = Signal(scorer="text", version="t", scores={"spam": 0.995, "scam": 0.7})
+    result = combine([text, sig])
+    action, _ = decide(result, Message(text="x"), PLATFORM_DEFAULT)
+    assert result.scores["spam"] == sig.scores["spam"] and action is not Action.BLOCK
+    assert result.scores["scam"] == 0.7 and action is Action.HOLD_FOR_REVIEW  # a lure is still a scam
+    unknown = _counters(**{"account.age_s": UNKNOWN_AGE_S, "account.tenure_s": UNKNOWN_AGE_S})
+    blind = scorer.score([_item(unknown, 0.995)])[0]
+    assert blind.supersedes == []
+    action, _ = decide(
+        combine([Signal(scorer="text", version="t", scores={"spam": 0.995}), blind]),
+        Message(text="x"),
+        PLATFORM_DEFAULT,
+    )
     assert action is Action.BLOCK
+    listed = Signal(scorer="rules", version="r", scores={"spam": 1.0}, definitive=True)
+    assert combine([text, sig, listed]).scores["spam"] == 1.0  # a word-list match keeps its floor
 
 
 def test_a_harmless_text_does_not_excuse_a_raid(scorer: BehaviourScorer) -> None:
-    """"hi all" from a raider reads as ham to the text model; the behaviour still stops it."""
+    """ "hi all" from a raider reads as ham to the text model; the behaviour still stops it."""
     raid = _counters(**{**FRESH_LINK, "msg.links": 0.0, "msg.first_with_link": 0.0, "author.links.60s": 0.0,
                         "author.msgs.60s": 3.0, "author.msgs.600s": 3.0, "author.dups.600s": 2.0,
                         "author.prior_msgs": 2.0, "near.msgs.600s": 20.0, "near.authors.600s": 9.0,
@@ -137,9 +152,10 @@ def test_moderate_with_model_workers_hands_the_text_signal_over(tmp_path: Path) 
     """`heron moderate` scores text on worker processes; the behaviour scorer still reads it."""
     lines = [_drive_by().model_dump_json(exclude={"attachments", "context"})]
     sink = tmp_path / "out.jsonl"
-    with sink.open("w") as out, BatchModerator(
-        ["text", "behaviour"], PLATFORM_GUILD, workers=1, settings=Settings(redis_url=None)
-    ) as mod:
+    with (
+        sink.open("w") as out,
+        BatchModerator(["text", "behaviour"], PLATFORM_GUILD, workers=1, settings=Settings(redis_url=None)) as mod,
+    ):
         result = mod.run(lines, out)
     assert result.decided == 1 and not result.warnings, result
     decision = json.loads(sink.read_text())
@@ -157,3 +173,36 @@ def test_fifty_members_saying_gg_after_a_match_is_not_a_raid(service: Moderation
                              tenure=tenure, dt=i * 0.4))  # fmt: skip
     decisions = service.decide_batch("t-gg", [(m, None) for m in msgs])
     assert [d.action for d in decisions] == [Action.ALLOW] * 50, [(d.action, d.scores["spam"]) for d in decisions]
+
+
+def test_members_sharing_links_are_not_blocked_as_youtube_spam(service: ModerationService) -> None:
+    """The text model learned from YouTube comments that "check this out <link>" is spam (0.99+).
+    From long-standing members chatting at a normal pace, no such message is flagged as spam; the
+    same words as a 10-minute-old account's first message in the guild are still stopped. (The
+    scam head's own reading of link-sharing is its business, not the spam vote's.)"""
+    shares = (
+        "check this out https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+        "here's the clip https://clips.twitch.tv/Abc",
+        "watch this, the ending is wild https://youtu.be/abc123",
+        "check it out, i finally beat the boss",
+    )
+    msgs = [_message(200 + i, text, age=timedelta(days=700), tenure=timedelta(days=300), dt=i * 20.0)
+            for i, text in enumerate(shares)]  # fmt: skip
+    decisions = service.decide_batch("t-shares", [(m, None) for m in msgs])
+    assert all(d.scores["spam"] < 0.6 for d in decisions), [d.scores["spam"] for d in decisions]
+    assert not [r for d in decisions for r in d.reasons if r.category == "spam"]
+    fresh = _message(300, shares[0], age=timedelta(minutes=10), tenure=timedelta(minutes=1))
+    stopped = service.decide_batch("t-fresh", [(fresh, None)])[0]
+    assert stopped.action in (Action.HOLD_FOR_REVIEW, Action.BLOCK, Action.TIMEOUT_AUTHOR), stopped
+
+
+def test_a_text_model_alone_never_times_an_author_out() -> None:
+    """Timeout (the platform default's spam and scam 1.0 rules) needs certainty: a list match or the
+    behaviour scorer's certain level. A text model's 0.99996 used to round to 1.0 and time out the
+    author of "check out my channel ... please subscribe"."""
+    text = Signal(scorer="text", version="t", scores={"spam": 0.99996, "scam": 0.99997})
+    result = combine([text])
+    action, _ = decide(result, Message(text="x"), PLATFORM_DEFAULT)
+    assert result.scores["spam"] < 1.0 and action is Action.BLOCK
+    listed = Signal(scorer="rules", version="r", scores={"spam": 1.0}, definitive=True)
+    assert decide(combine([text, listed]), Message(text="x"), PLATFORM_DEFAULT)[0] is Action.TIMEOUT_AUTHOR

@@ -222,7 +222,7 @@ def test_a_new_feature_and_its_scorer_plug_in() -> None:
         return [await service.decide_one_async("t", Message(text=f"buy now {i}")) for i in range(3)]
 
     decisions = asyncio.run(three())
-    assert [d.scores.get("spam") for d in decisions] == [0.0, 0.0, 1.0]
+    assert [d.scores.get("spam") for d in decisions] == [0.0, 0.0, 0.9999]  # a model vote stops short of certain
     # A media scorer skips a text-only message (no signal, and not a missing one either) ...
     assert all("images" not in d.model_versions and not d.missing_signals for d in decisions)
     # ... and applies to an attachment.

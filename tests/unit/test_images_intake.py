@@ -142,16 +142,23 @@ def test_extractor_reports_each_attachment_and_never_raises() -> None:
                 content_base64=base64.b64encode(png_claiming(50_000, 50_000)).decode(), content_type="image/png"
             ),
             Attachment(content_base64=base64.b64encode(b"MZ\x90\x00 an exe").decode(), filename="x.exe"),
-            Attachment(url="https://cdn.example/clip.mp4", content_type="video/mp4"),
+            Attachment(content_base64=base64.b64encode(MP4).decode(), content_type="video/mp4"),
+            Attachment(content_base64=base64.b64encode(b"II*\x00" + b"\x00" * 100).decode(), content_type="image/tiff"),
         ],
     )
     item = prepare(msg, stage=FeatureStage([MediaExtractor(), DecodeExtractor(LIMITS)]))
     refs = item.context.media
     assert refs[0].decoded is not None and refs[0].error is None
     assert "too many pixels" in (refs[1].error or "")
-    assert "unsupported format" in (refs[2].error or "")
-    assert refs[3].error == "video attachments are not scored"
+    # not pictures: listed as not scanned, which is not a failed check
+    assert refs[2].error is None and "not scanned: unrecognised bytes" in (refs[2].not_scanned or "")
+    assert refs[3].error is None and "not scanned: video" in (refs[3].not_scanned or "")
+    # a picture Heron cannot read stays an error (the policy's fail-closed rule holds it)
+    assert "unsupported format: tiff" in (refs[4].error or "") and refs[4].not_scanned is None
     assert not item.context.failed
+
+
+MP4 = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + b"\x00" * 2000
 
 
 def test_body_limit_and_base64_limit_agree() -> None:
@@ -221,6 +228,29 @@ def server() -> Iterator[str]:
         h.end_headers()
         h.wfile.write(body)
 
+    def video(h: Any) -> None:  # 3 MB of video: only its first bytes should be read
+        h.send_response(200)
+        h.send_header("Content-Type", "video/mp4")
+        h.send_header("Content-Length", str(3_000_000))
+        h.end_headers()
+        try:
+            h.wfile.write(MP4)
+            for _ in range(300):  # paced, so a reader that stops early is seen stopping
+                h.wfile.write(b"\x00" * 10_000)
+                h.wfile.flush()
+                SENT["video"] = SENT.get("video", 0) + 10_000
+                time.sleep(0.005)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def pdf(h: Any) -> None:
+        body = b"%PDF-1.7\n" + b"\x00" * 5000
+        h.send_response(200)
+        h.send_header("Content-Type", "application/pdf")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     base = f"http://127.0.0.1:{srv.server_port}"
     _Handler.routes = {
@@ -230,6 +260,8 @@ def server() -> Iterator[str]:
         "/huge": huge,
         "/slow": slow,
         "/html": html,
+        "/clip.mp4": video,
+        "/doc.pdf": pdf,
         "/to-metadata": redirect("http://169.254.169.254/latest/meta-data/"),
     }
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -244,6 +276,29 @@ def test_fetch_sniffs_bytes_and_follows_a_few_redirects(server: str) -> None:
         fetch_url(server + "/loop", LIMITS)
     with pytest.raises(MediaRejected, match="unsupported format: html"):
         decode_bytes(fetch_url(server + "/html", LIMITS), LIMITS)
+
+
+SENT: dict[str, int] = {}
+
+
+def test_hosted_videos_and_documents_are_not_scanned_but_a_picture_labelled_video_is(server: str) -> None:
+    """A video is read only as far as its first bytes; a PDF is not an image; an image URL declared
+    as video/mp4 (a banked picture in disguise) is fetched and decoded like any picture."""
+    SENT.clear()
+    msg = Message(
+        text="",
+        attachments=[
+            Attachment(url=server + "/clip.mp4", content_type="video/mp4"),
+            Attachment(url=server + "/doc.pdf", filename="doc.pdf"),
+            Attachment(url=server + "/img", content_type="video/mp4"),
+        ],
+    )
+    stage = FeatureStage([MediaExtractor(), DecodeExtractor(DecodeLimits(allow_private=True, max_bytes=2_000_000))])
+    refs = prepare(msg, stage=stage).context.media
+    assert refs[0].error is None and "not scanned: video" in (refs[0].not_scanned or "")
+    assert SENT.get("video", 0) < 2_000_000  # the client stopped reading long before the byte cap
+    assert refs[1].error is None and "not scanned: pdf" in (refs[1].not_scanned or "")
+    assert refs[2].decoded is not None and refs[2].kind == "image" and refs[2].not_scanned is None
 
 
 def test_fetch_caps_size_and_time(server: str) -> None:

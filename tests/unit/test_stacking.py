@@ -103,6 +103,7 @@ def test_serving_with_the_file_applies_its_weights(trained: tuple[Path, dict[str
 
 @pytest.mark.skipif(not (DEFAULT_ARTIFACT_DIR / CONFIG_FILE).is_file(), reason="no committed text model")
 def test_a_service_built_from_settings_serves_the_file(trained: tuple[Path, dict[str, Any], str]) -> None:
+    from pipeline.ensemble import MODEL_CEILING
     from pipeline.service import ModerationService
     from pipeline.types import Message
 
@@ -116,7 +117,7 @@ def test_a_service_built_from_settings_serves_the_file(trained: tuple[Path, dict
     stack = load(out)
     assert d.model_versions["ensemble"] == f"stacking:{stack.version}"
     expected = stack.predict("toxicity", {"text": d.signals["text"].scores})
-    assert expected is not None and d.scores["toxicity"] == round(expected, 4)
+    assert expected is not None and d.scores["toxicity"] == round(min(expected, MODEL_CEILING), 4)
     assert d.scores["harassment"] == d.signals["text"].scores["harassment"]
 
 

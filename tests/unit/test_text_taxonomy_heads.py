@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.text.heads import HEADS_CONFIG, HEADS_WEIGHTS, HeadsMismatchError, load_heads
+from models.text.heads import (
+    HEADS_CONFIG,
+    HEADS_WEIGHTS,
+    LEXICAL_WEIGHTS,
+    HeadsMismatchError,
+    load_heads,
+    window_ids,
+)
 from models.text.model import CONFIG_FILE, DEFAULT_ARTIFACT_DIR, ArtifactConfig
 from pipeline.ensemble import combine
 from pipeline.policy import PLATFORM_DEFAULT, decide
@@ -38,18 +45,61 @@ def scorer() -> Iterator[TextScorer]:
 
 def test_heads_are_small_separate_files_fitted_on_this_encoder() -> None:
     cfg = ArtifactConfig.from_file(DEFAULT_ARTIFACT_DIR / CONFIG_FILE)
-    heads = load_heads(DEFAULT_ARTIFACT_DIR, cfg.version)
+    heads = load_heads(DEFAULT_ARTIFACT_DIR, cfg.version, cfg.weights.get("sha256"))
     assert heads is not None and set(heads.categories) == set(HEAD_LABELS)
     assert (DEFAULT_ARTIFACT_DIR / HEADS_WEIGHTS).stat().st_size < 2e6
+    if heads.lexical is not None:  # the hybrid heads' n-gram side stays a small part of the 40 MB budget
+        assert (DEFAULT_ARTIFACT_DIR / LEXICAL_WEIGHTS).stat().st_size < 8e6
     assert tuple(cfg.labels) == TRAINED_LABELS  # the encoder's own config is untouched
 
 
+def _copy_heads(tmp_path: Path) -> None:
+    for name in (HEADS_CONFIG, HEADS_WEIGHTS, LEXICAL_WEIGHTS):
+        if (DEFAULT_ARTIFACT_DIR / name).is_file():
+            shutil.copy(DEFAULT_ARTIFACT_DIR / name, tmp_path / name)
+
+
 def test_heads_fitted_on_another_encoder_are_refused(tmp_path: Path) -> None:
-    for name in (HEADS_CONFIG, HEADS_WEIGHTS):
-        shutil.copy(DEFAULT_ARTIFACT_DIR / name, tmp_path / name)
+    _copy_heads(tmp_path)
+    sha = ArtifactConfig.from_file(DEFAULT_ARTIFACT_DIR / CONFIG_FILE).weights.get("sha256")
     with pytest.raises(HeadsMismatchError, match="refit"):
-        load_heads(tmp_path, "some-other-encoder")
+        load_heads(tmp_path, "some-other-encoder", sha)
     assert load_heads(tmp_path / "none", "x") is None  # no heads: those categories go unscored
+
+
+def test_heads_fitted_on_other_weights_under_the_same_version_are_refused(tmp_path: Path) -> None:
+    """The encoder's weights were once rewritten under an unchanged version string; heads fitted on the
+    old weights then loaded silently and scored differently. The weights' sha256 is checked too."""
+    _copy_heads(tmp_path)
+    cfg = ArtifactConfig.from_file(DEFAULT_ARTIFACT_DIR / CONFIG_FILE)
+    assert load_heads(tmp_path, cfg.version, cfg.weights.get("sha256")) is not None
+    with pytest.raises(HeadsMismatchError, match="other weights"):
+        load_heads(tmp_path, cfg.version, "0" * 64)
+    # and a served engine on such an artifact refuses to start rather than score with foreign heads
+    art = tmp_path / "artifact"
+    shutil.copytree(DEFAULT_ARTIFACT_DIR, art)
+    heads_cfg = json.loads((art / HEADS_CONFIG).read_text("utf-8"))
+    heads_cfg["encoder_weights_sha256"] = "f" * 64
+    (art / HEADS_CONFIG).write_text(json.dumps(heads_cfg), "utf-8")
+    from models.text.engine import TextEngine
+
+    with pytest.raises(HeadsMismatchError, match="other weights"):
+        TextEngine(art, quantize="fp32")
+
+
+def test_a_long_text_is_read_as_windows_and_a_short_one_as_one() -> None:
+    """Window 0 is exactly the truncated sequence every head reads; further windows cover the rest,
+    each with its own [CLS]/[SEP]; a tail too short to carry evidence is dropped."""
+    cls, sep = 101, 102
+    short = [cls, *range(1000, 1010), sep]
+    assert window_ids(short, 64) == [short]
+    long = [cls, *range(1000, 1000 + 62 * 2 + 20), sep]
+    wins = window_ids(long, 64)
+    assert len(wins) == 3 and all(w[0] == cls and w[-1] == sep and len(w) <= 64 for w in wins)
+    assert wins[0] == long[:63] + [sep]
+    assert sum(len(w) - 2 for w in wins) == 62 * 2 + 20
+    assert len(window_ids([cls, *range(1000, 1000 + 62 + 5), sep], 64)) == 1  # a 5-token tail is dropped
+    assert len(window_ids([cls, *range(1000, 1000 + 62 * 20), sep], 64)) == 8  # at most MAX_WINDOWS
 
 
 def test_one_encoder_pass_serves_every_category(scorer: TextScorer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,18 +156,20 @@ def test_the_issue_examples_for_self_harm_and_scam(scorer: TextScorer) -> None:
     assert decide(combine([usps]), Message(text="x"), PLATFORM_DEFAULT)[0].severity >= Action.HOLD_FOR_REVIEW.severity
 
 
-def test_the_issue_example_threat_reaches_the_violence_threshold(scorer: TextScorer) -> None:
-    """The issue's threat read violence 0.0 before the heads and ~0.1 with the first violence head. The
-    refitted head (every EDOS and Toxic Spans training negative, the wide search) puts it over the head's
-    own threshold on the served path whatever its batch-mates (measured 0.49-0.61; int8 activations are
-    quantised per batch). Still open, in the card's violence notes: the platform default flags violence only
-    from 0.5, and this text also scores self_harm ~0.5."""
+def test_the_issue_example_threat_stands_out_on_violence(scorer: TextScorer) -> None:
+    """The issue's threat read violence 0.0 before the heads. With the hybrid violence head (adopted on
+    validation, 2026-12-04) it scores 0.19-0.21 on the served int8 path, under the head's threshold
+    (0.268; fp32 reaches it: 0.29), where the embedding head alone had reached it (0.49-0.61): a known
+    regression on this example, in the card's violence notes and the probe table (threats missed 10 of
+    20 instead of 9). What still holds whatever its batch-mates: it scores violence far above everyday
+    messages in the same batch."""
     threat = "I am going to find where you live and stab you"
-    assert scorer.engine is not None
-    t = dict(zip(scorer.engine.served_labels, scorer.engine.served_thresholds.tolist(), strict=True))["violence"]
-    for batch in ([threat], ["hello there", "see you at the game tonight", "my package is late again", threat]):
-        sig = scorer.score([item(x) for x in batch])[-1]
-        assert sig.scores["violence"] >= t, (sig.scores, t)
+    neutral = ["hello there", "see you at the game tonight", "my package is late again"]
+    for batch in ([threat], [*neutral, threat]):
+        sigs = scorer.score([item(x) for x in batch])
+        assert sigs[-1].scores["violence"] >= 0.1, sigs[-1].scores
+        for sig in sigs[:-1]:
+            assert sigs[-1].scores["violence"] >= 10 * sig.scores["violence"], (sig.scores, sigs[-1].scores)
 
 
 def test_ensemble_head_is_one_dense_stack_summing_both_standardised_logits() -> None:
@@ -135,3 +187,32 @@ def test_ensemble_head_is_one_dense_stack_summing_both_standardised_logits() -> 
     ens = _ensemble_layers(lr, mlp, x)
     assert len(ens) == 2 and ens[0][0].shape == (16, 8 + 2)
     np.testing.assert_allclose(head_logit(ens, x), want, atol=1e-4)
+
+
+def test_window_heads_read_a_long_text_whole_and_cost_nothing_on_a_short_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head set to read the windows' mean (`inputs`: "windows", tried for self_harm) gets the same score
+    as the first-window head on a short message with no further encoder pass, and on a long post runs one
+    more pass for the further windows and scores it differently; the other categories are untouched."""
+    from models.text.engine import TextEngine
+
+    art = tmp_path / "artifact"
+    shutil.copytree(DEFAULT_ARTIFACT_DIR, art)
+    cfg = json.loads((art / HEADS_CONFIG).read_text("utf-8"))
+    cfg["inputs"]["self_harm"] = "windows"
+    (art / HEADS_CONFIG).write_text(json.dumps(cfg), "utf-8")
+    windowed, plain = TextEngine(art, quantize="fp32"), TextEngine(DEFAULT_ARTIFACT_DIR, quantize="fp32")
+    j = windowed.served_labels.index("self_harm")
+    calls: list[int] = []
+    real = windowed.forward_padded_pooled
+    monkeypatch.setattr(windowed, "forward_padded_pooled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    short = ["i can't do this anymore"]
+    np.testing.assert_allclose(windowed.served(short), plain.served(short), atol=1e-6)
+    assert len(calls) == 1
+    post = [" ".join(["i have been feeling empty for months and nothing helps."] * 8 + ["i want to end it all."])]
+    calls.clear()
+    a, b = windowed.served(post)[0], plain.served(post)[0]
+    assert len(calls) == 2  # the first window with everything else, then the further windows
+    assert abs(a[j] - b[j]) > 1e-4
+    np.testing.assert_allclose(np.delete(a, j), np.delete(b, j), atol=1e-6)

@@ -171,11 +171,24 @@ def _caught_by_third(p: np.ndarray, sims: Sequence[SimMessage]) -> dict[str, dic
 
 
 def _decisions(p: np.ndarray, data: Dataset) -> dict[str, Any]:
-    """What the served decision does per scenario: held or worse (spam >= 0.9, the larger of the
-    behaviour floor and the text model's vote) and timed out (the behaviour scorer's 1.0)."""
+    """What the served decision does per scenario: held or worse (the ensemble's spam >= 0.9, from
+    the served scorer's signal and the text model's, combined by `pipeline.ensemble.combine`: the
+    behaviour signal supersedes the text vote when it knows the author and read the text) and timed
+    out (the behaviour scorer's 1.0)."""
+    from pipeline.ensemble import combine
+    from pipeline.scorers.behaviour import BehaviourScorer
+    from pipeline.types import Signal
+
+    scorer = BehaviourScorer()  # only its signal-building half: the probabilities are `p`
     behaviour = np.array([served_spam(float(v), c) for v, c in zip(p, data.rows, strict=True)])
     text = np.nan_to_num(data.text_spam, nan=0.0)
-    spam = np.maximum(behaviour, text)
+    spam = np.zeros(len(p))
+    for i, (v, c, t) in enumerate(zip(p, data.rows, data.text_spam.tolist(), strict=True)):
+        t_or_none = None if np.isnan(t) else float(t)
+        signals = [scorer._signal(float(v), c, None, 0.0, t_or_none)]
+        if t_or_none is not None:
+            signals.append(Signal(scorer="text", version="t", scores={"spam": t_or_none}))
+        spam[i] = combine(signals).scores["spam"] or 0.0
     scen = np.array([s.scenario for s in data.sims])
     out: dict[str, Any] = {}
     for sc in SCENARIOS:
@@ -218,10 +231,15 @@ def evaluate(model: BehaviourModel, seeds: Sequence[int] = EVAL_SEEDS, report: b
 
 def print_text_side(metrics: dict[str, Any]) -> None:
     """The figures `heron eval behaviour` adds for the text side (the CLI prints the rest)."""
-    print(f"seeds {metrics['seeds'][0]}-{metrics['seeds'][-1]} (texts: {', '.join(metrics['text_pools'])} pool), "
-          f"{metrics['messages']} messages, {metrics['spam_messages']} spam")
-    for label, part in (("with the text side", metrics), ("text signal absent", metrics["without_text_signal"]),
-                        ("text model alone", metrics["text_model_alone"])):
+    print(
+        f"seeds {metrics['seeds'][0]}-{metrics['seeds'][-1]} (texts: {', '.join(metrics['text_pools'])} pool), "
+        f"{metrics['messages']} messages, {metrics['spam_messages']} spam"
+    )
+    for label, part in (
+        ("with the text side", metrics),
+        ("text signal absent", metrics["without_text_signal"]),
+        ("text model alone", metrics["text_model_alone"]),
+    ):
         cells = []
         for name in THRESHOLDS:
             m = part[name]
@@ -229,16 +247,22 @@ def print_text_side(metrics: dict[str, Any]) -> None:
         print(f"  {label:20s} " + "; ".join(cells))
     for sc in SCENARIOS:
         cells = []
-        for label, part in (("text", metrics), ("no text", metrics["without_text_signal"]),
-                            ("text alone", metrics["text_model_alone"])):
+        for label, part in (
+            ("text", metrics),
+            ("no text", metrics["without_text_signal"]),
+            ("text alone", metrics["text_model_alone"]),
+        ):
             v = part["hold"]["per_scenario"].get(sc)
             if v is not None:
                 cells.append(f"{label} {v.get('recall', v.get('flagged_rate')):.4f}")
         d = metrics["served_decision"].get(sc)
         if d is not None:
             kind = "recall" if sc in SPAM_SCENARIOS else "flagged"
-            print(f"  hold {kind:7s} {sc:16s} {d['messages']:6d} msgs  " + "  ".join(cells)
-                  + f"  | decision: held {d['held_or_worse']:.4f} timed out {d['timed_out']:.4f}")
+            print(
+                f"  hold {kind:7s} {sc:16s} {d['messages']:6d} msgs  "
+                + "  ".join(cells)
+                + f"  | decision: held {d['held_or_worse']:.4f} timed out {d['timed_out']:.4f}"
+            )
 
 
 def train_and_save(out: Path, seed: int = 0) -> dict[str, Any]:

@@ -87,3 +87,53 @@ def embed_texts(model_texts: Sequence[str], cache_dir: Path, artifact_dir: Path 
         known.update(zip(map(_key, todo), out, strict=True))
         _save(path, known)
     return np.stack([known[_key(t)] for t in model_texts]) if model_texts else np.zeros((0, 384), np.float32)
+
+
+def embed_window_means(model_texts: Sequence[str], cache_dir: Path, artifact_dir: Path = DEFAULT_ARTIFACT_DIR,
+                       max_windows: int | None = None, batch_size: int = 64, verbose: bool = True) -> np.ndarray:
+    """(n, hidden) mean of the pooled embeddings of each text's windows (`models.text.heads.window_ids`),
+    exactly as serving computes it. Window 0 is the text's ordinary cached embedding; the other
+    windows are cached under the text's key + window number, so only long texts cost extra passes."""
+    from tokenizers import Tokenizer
+
+    from models.text.heads import MAX_WINDOWS, window_ids
+    from models.text.model import backbone_dir, load_config
+
+    config = load_config(artifact_dir, skip_backbone_files=("model.safetensors",))
+    tok = Tokenizer.from_file(str(backbone_dir() / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    first = embed_texts(model_texts, cache_dir, artifact_dir, batch_size, verbose)
+    if not model_texts:
+        return first
+    wins = {t: window_ids(e.ids, config.max_length, max_windows or MAX_WINDOWS)
+            for t, e in zip(model_texts, tok.encode_batch(list(model_texts)), strict=True)}
+    path = cache_file(cache_dir, artifact_dir).with_name(cache_file(cache_dir, artifact_dir).stem + "_windows.npz")
+    known: dict[str, np.ndarray] = _load(path) if path.is_file() else {}
+    todo = sorted({(_key(t) + f":{k}", tuple(w)) for t, ws in wins.items() for k, w in enumerate(ws) if k > 0
+                   and _key(t) + f":{k}" not in known})
+    if todo:
+        model, _, _ = load_artifact(artifact_dir)
+        order = np.argsort([len(w) for _, w in todo], kind="stable")
+        with torch.inference_mode():
+            for n, start in enumerate(range(0, len(order), batch_size)):
+                idx = order[start:start + batch_size]
+                width = max(len(todo[i][1]) for i in idx)
+                t_ids = torch.zeros((len(idx), width), dtype=torch.long)
+                t_mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for r, i in enumerate(idx):
+                    t_ids[r, : len(todo[i][1])] = torch.tensor(todo[i][1])
+                    t_mask[r, : len(todo[i][1])] = 1
+                pooled = model.pool(t_ids, t_mask).float().numpy()
+                known.update((todo[i][0], pooled[r]) for r, i in enumerate(idx))
+                if n % 20 == 19:
+                    _save(path, known)
+                    if verbose:
+                        print(f"embedded windows {start + len(idx)}/{len(todo)}", flush=True)
+        _save(path, known)
+    out = first.copy()
+    for i, t in enumerate(model_texts):
+        extra = [known[_key(t) + f":{k}"] for k in range(1, len(wins[t]))]
+        if extra:
+            out[i] = np.mean([first[i], *extra], axis=0)
+    return out

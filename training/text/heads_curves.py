@@ -136,21 +136,19 @@ def head_category_predictions(root: Path, artifact: Path, cache_dir: Path) -> di
     """violence ... scam: the committed heads on the test splits, beside the seed-0 TF-IDF baseline
     refitted on the very rows (`load_category_data(seed=heads' seed)`) the heads were fitted on."""
     from models.text.heads import HEADS_CONFIG, load_heads
-    from training.text.heads import NAMED_TESTS, NATURAL, _subsets, embeddings_for, fit_baseline, model_text
+    from training.text.heads import NAMED_TESTS, NATURAL, _subsets, fit_baseline, heads_probs, model_text
     from training.text.heads_data import EVAL_ONLY, load_category_data
 
     cfg = ArtifactConfig.from_file(artifact / CONFIG_FILE)
-    heads = load_heads(artifact, cfg.version)
+    heads = load_heads(artifact, cfg.version, cfg.weights.get("sha256"))
     if heads is None:
         raise FileNotFoundError(f"no {HEADS_CONFIG} in {artifact}; run `heron train text-heads`")
     data = load_category_data(root, seed=int(heads.config.get("seed", 0)))
-    emb = embeddings_for({model_text(t) for c in data.values() for t in c["test"].raw}, cache_dir, artifact)
     out: dict[str, CategoryPredictions] = {}
     for j, cat in enumerate(heads.categories):
         parts = data[cat]
         texts = {s: [model_text(t) for t in parts[s].raw] for s in ("train", "val", "test")}
-        x = np.stack([emb[t] for t in texts["test"]])
-        ours = heads.probs(x)[:, j]
+        ours = heads_probs(heads, parts["test"].raw, cache_dir, artifact)[:, j]
         vec, base, bt = fit_baseline(texts["train"], parts["train"].labels, texts["val"], parts["val"].labels)
         bp = base.predict_proba(vec.transform(texts["test"]))[:, 1]
         part = parts["test"]

@@ -162,6 +162,7 @@ class Decision:
     latency_ms: float = 0.0
     decided_at: str | None = None
     revision: int = 1
+    cluster_id: str | None = None  # the spam wave this message joined (GET /v1/behaviour/clusters/{id})
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
