@@ -188,8 +188,9 @@ class TextEngine:
         """Calibrated probabilities of every output (n, len(outputs))."""
         return self.calibrate(self.logits_from_ids(seqs, worker))
 
-    def served_from_ids(self, seqs: Sequence[Sequence[int]], worker: int = 0,
-                        texts: Sequence[str] | None = None) -> np.ndarray:
+    def served_from_ids(
+        self, seqs: Sequence[Sequence[int]], worker: int = 0, texts: Sequence[str] | None = None
+    ) -> np.ndarray:
         """Calibrated probabilities of the served categories (n, len(served_labels)): the encoder's
         own categories, then the taxonomy heads' (read off the same pass's pooled vector; hybrid heads
         also read `texts`, the model texts of `seqs`, and window heads the further windows of texts
@@ -203,8 +204,9 @@ class TextEngine:
         windows = self.window_means(pooled, seqs, texts, worker) if self.heads.needs_windows else None
         return np.concatenate([base, self.heads.probs(pooled, texts, windows)], axis=1)
 
-    def window_means(self, pooled: np.ndarray, seqs: Sequence[Sequence[int]], texts: Sequence[str] | None,
-                     worker: int = 0) -> np.ndarray:
+    def window_means(
+        self, pooled: np.ndarray, seqs: Sequence[Sequence[int]], texts: Sequence[str] | None, worker: int = 0
+    ) -> np.ndarray:
         """Mean pooled vector over each text's windows; `pooled` (the first windows') is reused, and only
         texts whose first window is full are tokenised again and get further encoder passes."""
         from models.text.heads import window_ids

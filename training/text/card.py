@@ -17,6 +17,8 @@ from training.text.identity import GROUPS
 from training.text.identity import sentences as identity_sentences
 
 CARD_FILE = "MODEL_CARD.md"
+# Marks a card written while the taxonomy heads were fitted on an earlier encoder (`_heads_note`).
+HEADS_PENDING = "**Taxonomy heads pending refit:**"
 
 
 def _ms(summary: dict[str, Any], key: str, scale: float = 1.0, digits: int = 1) -> str:
@@ -206,7 +208,7 @@ def _heads_note(artifact: Path, cfg: ArtifactConfig) -> str | None:
     if fitted_on == cfg.version:
         return None
     return (
-        f"**Taxonomy heads pending refit:** `heads.json` was fitted on encoder `{fitted_on}`, not on this "
+        f"{HEADS_PENDING} `heads.json` was fitted on encoder `{fitted_on}`, not on this "
         f"encoder (`{cfg.version}`), so serving refuses it (`HeadsMismatchError`) until `heron train "
         "text-heads` refits them on this encoder's pooled embedding."
     )
