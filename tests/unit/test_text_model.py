@@ -129,7 +129,7 @@ def test_abuse_scores_higher_than_friendliness(scorer: TextScorer) -> None:
     assert bad.scores["toxicity"] > good.scores["toxicity"] + 0.4
     assert bad.scores["toxicity"] >= scorer.engine.config.thresholds["toxicity"]
     assert good.scores["toxicity"] < scorer.engine.config.thresholds["toxicity"]
-    assert bad.evidence and bad.evidence[0].category == "toxicity"
+    assert "toxicity" in {e.category for e in bad.evidence}  # (harassment may score as high: listed by score)
 
 
 def test_spam_is_scored_as_spam(scorer: TextScorer) -> None:
