@@ -995,7 +995,10 @@ def card_section(metrics: dict[str, Any], per_category: list[str] | None = None)
         "stored int8 under the same version string; on the int8 encoder those unchanged heads scored violence "
         "natural test F1 0.287 instead of 0.271 and C-SSRS 0.256 instead of 0.276 (seed 0), the other "
         "categories identically. They were refitted here; the refit's validation AP was level or higher for "
-        "four categories and 0.002 lower for sexual (seed 0).\n",
+        "four categories and 0.002 lower for sexual (seed 0). On 2026-12-04 the encoder was retrained "
+        "(`minilm6-multilabel-s0-20261204`, normaliser 3) and the adopted hybrid recipe refitted on it: the "
+        "tables and the probe set below are that refit's; the figures inside each category's 'Tried' notes "
+        "(and the served-path costs quoted there) were measured on the previous encoder.\n",
     ]
     for cat, rows in s.items():
         m0 = per0[cat]
